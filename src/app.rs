@@ -1,0 +1,181 @@
+//! Starting and stopping payd's roles in one process.
+//!
+//! Roles: `api` (HTTP), `worker` (consumes the work queue), `dispatcher`
+//! (sends webhooks), `scheduler` (leases, due attempts, purges) and `relay`
+//! (outbox → RabbitMQ). `api` and `worker` bring a relay along (they write
+//! the outbox) and `worker` brings a scheduler, so the contract's three roles
+//! are complete on their own. Any role may run in many processes at once.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::faults::Faults;
+use crate::http::AppState;
+use crate::provider::Providers;
+use crate::queue::{Amqp, relay};
+use crate::service::Ctx;
+use crate::worker::AttemptRunner;
+use crate::{db, dispatcher, http, scheduler, worker};
+
+/// A role a process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API (with a relay).
+    Api,
+    /// The work-queue consumer (with a relay and a scheduler).
+    Worker,
+    /// The webhook dispatcher.
+    Dispatcher,
+    /// Leases, due attempts and purges.
+    Scheduler,
+    /// Outbox → RabbitMQ.
+    Relay,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [Role::Api, Role::Worker, Role::Dispatcher, Role::Scheduler, Role::Relay];
+}
+
+/// Expands the requested roles with the ones they bring along; none = all.
+pub fn expand(roles: &[Role]) -> BTreeSet<Role> {
+    let mut set: BTreeSet<Role> = if roles.is_empty() { Role::ALL.into() } else { roles.iter().copied().collect() };
+    if set.contains(&Role::Api) || set.contains(&Role::Worker) {
+        set.insert(Role::Relay);
+    }
+    if set.contains(&Role::Worker) {
+        set.insert(Role::Scheduler);
+    }
+    set
+}
+
+/// A started payd.
+pub struct Running {
+    /// The HTTP address, when the api role runs.
+    pub addr: Option<SocketAddr>,
+    /// The use cases' context (tests use its pool and providers).
+    pub ctx: Ctx,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    amqp: Arc<Amqp>,
+}
+
+impl Running {
+    /// Asks every role to stop taking work.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the roles to finish what they have in hand.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.amqp.close().await;
+        self.ctx.db.close().await;
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}
+
+/// Applies migrations, retrying while Postgres is not up yet.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    if settings.is_development() {
+        (|| db::create_database_if_missing(&settings.database.url))
+            .retry(startup_backoff())
+            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "database not reachable yet"))
+            .await
+            .context("creating the development database")?;
+    }
+    let pool = db::pool(&settings.database).context("database.url")?;
+    (|| db::migrate(&pool))
+        .retry(startup_backoff())
+        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "migrations failed; retrying"))
+        .await
+        .context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+fn startup_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(12)
+        .with_jitter()
+}
+
+/// Migrates, then starts `roles` (all when empty).
+pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running> {
+    let roles = expand(roles);
+    tracing::info!(env = %settings.env, ?roles, "starting payd");
+    migrate(&settings).await?;
+    let pool = db::pool(&settings.database).context("database.url")?;
+    if settings.is_development() {
+        if let Some(id) = db::keys::ensure_dev_merchant(&pool).await? {
+            tracing::info!(merchant_id = %id, key = db::keys::DEV_SECRET_KEY, "created the development test merchant");
+        }
+    }
+    let settings = Arc::new(settings);
+    let amqp = Amqp::new(&settings.amqp);
+    let providers = Providers::new(pool.clone());
+    let ctx = Ctx { db: pool.clone(), providers: providers.clone(), settings: settings.clone() };
+    let faults = Faults::new(settings.faults.crash_at.clone());
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let mut addr = None;
+    if roles.contains(&Role::Api) {
+        let listener = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
+        addr = Some(listener.local_addr()?);
+        tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
+        let app = http::router(AppState { ctx: ctx.clone(), amqp: amqp.clone() });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    if roles.contains(&Role::Relay) {
+        tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
+    }
+    if roles.contains(&Role::Worker) {
+        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), settings.payments.provider_timeout, faults));
+        tasks.spawn(worker::run(runner, amqp.clone(), settings.amqp.prefetch, shutdown.clone()));
+    }
+    if roles.contains(&Role::Scheduler) {
+        tasks.spawn(scheduler::run(pool.clone(), shutdown.clone()));
+    }
+    if roles.contains(&Role::Dispatcher) {
+        tasks.spawn(dispatcher::run(pool.clone(), settings.webhooks.clone(), shutdown.clone()));
+    }
+    Ok(Running { addr, ctx, shutdown, tasks, amqp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_bring_their_helpers() {
+        assert_eq!(expand(&[]), Role::ALL.into());
+        assert_eq!(expand(&[Role::Api]), [Role::Api, Role::Relay].into());
+        assert_eq!(expand(&[Role::Worker]), [Role::Worker, Role::Scheduler, Role::Relay].into());
+        assert_eq!(expand(&[Role::Dispatcher]), [Role::Dispatcher].into());
+    }
+}

@@ -1,0 +1,313 @@
+//! Settings: `config/default.toml`, then `config/<PAYD_ENV>.toml`, then
+//! `PAYD_SECTION__KEY` environment variables (plus `DATABASE_URL` and
+//! `AMQP_URL` as fallbacks). Loaded from an explicit map of variables so
+//! tests never touch the process environment, and validated once at start
+//! with messages that name the bad setting.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The defaults, compiled in so the binary runs from any directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// A setting that could not be read or is out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The sources could not be read or parsed.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not acceptable.
+    #[error("invalid setting {key}: {reason}")]
+    Invalid {
+        /// The setting, e.g. `payments.retry_schedule`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// All of payd's settings.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    /// `PAYD_ENV`: `development`, `production` (the default), or any other name.
+    #[serde(default = "default_env")]
+    pub env: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A `RUST_LOG`-style filter.
+    pub log_filter: String,
+    /// PostgreSQL.
+    pub database: DatabaseSettings,
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
+    /// The HTTP API.
+    pub http: HttpSettings,
+    /// Provider calls and their retries.
+    pub payments: PaymentSettings,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
+    /// Per-key rate limits.
+    pub rate_limit: RateLimitSettings,
+    /// Fault injection for crash tests; empty in normal operation.
+    #[serde(default)]
+    pub faults: FaultSettings,
+}
+
+/// `[database]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL.
+    pub url: String,
+    /// Pool size per process.
+    pub max_connections: u32,
+}
+
+/// `[amqp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Connection URL.
+    pub url: String,
+    /// Prepended to every exchange and queue name.
+    pub prefix: String,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+}
+
+/// `[payments]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// Delays before each retry after a transient failure.
+    #[serde(deserialize_with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Longest provider call; a claimed attempt older than twice this is re-run.
+    #[serde(deserialize_with = "duration")]
+    pub provider_timeout: Duration,
+}
+
+/// `[webhooks]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Delays between delivery attempts.
+    #[serde(deserialize_with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Per-request timeout.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Allow loopback/private targets.
+    pub allow_private_targets: bool,
+    /// Disable an endpoint failing without success for this long.
+    #[serde(deserialize_with = "duration")]
+    pub disable_after: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// `[rate_limit]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per minute per key; 0 = off.
+    pub per_minute: u32,
+    /// Burst size per key.
+    pub burst: u32,
+}
+
+/// `[faults]`: named points where the process aborts, as a `kill -9` would.
+/// Only for crash tests; payd warns loudly when any is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    /// Comma-separated fault points, e.g. `worker.after_provider_call`.
+    #[serde(default, deserialize_with = "string_list")]
+    pub crash_at: Vec<String>,
+}
+
+fn default_env() -> String {
+    "production".to_owned()
+}
+
+impl Settings {
+    /// Loads settings from `config_dir` and the given environment variables.
+    pub fn load(vars: &HashMap<String, String>, config_dir: &Path) -> Result<Self, ConfigError> {
+        let env = vars.get("PAYD_ENV").map_or("production", String::as_str);
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(config_dir.join("default.toml")).required(false))
+            .add_source(config::File::from(config_dir.join(format!("{env}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("PAYD")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(vars.clone().into_iter().collect())),
+            );
+        for (fallback, key, own) in [
+            ("DATABASE_URL", "database.url", "PAYD_DATABASE__URL"),
+            ("AMQP_URL", "amqp.url", "PAYD_AMQP__URL"),
+        ] {
+            if let (Some(v), false) = (vars.get(fallback), vars.contains_key(own)) {
+                builder = builder.set_override(key, v.as_str())?;
+            }
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads from the process environment and `PAYD_CONFIG_DIR` (default `config`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        let dir = vars.get("PAYD_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        Self::load(&vars, &dir)
+    }
+
+    /// True in `PAYD_ENV=development`.
+    pub fn is_development(&self) -> bool {
+        self.env == "development"
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        if !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+            return invalid("database.url", "must start with postgres://");
+        }
+        if self.database.max_connections < 2 {
+            return invalid("database.max_connections", "must be at least 2");
+        }
+        if !self.amqp.url.starts_with("amqp://") && !self.amqp.url.starts_with("amqps://") {
+            return invalid("amqp.url", "must start with amqp:// or amqps://");
+        }
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch", "must be at least 1");
+        }
+        if !self.amqp.prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c)) {
+            return invalid("amqp.prefix", "may hold only letters, digits and . _ - :");
+        }
+        if self.payments.provider_timeout.is_zero() {
+            return invalid("payments.provider_timeout", "must be longer than 0");
+        }
+        if self.webhooks.timeout.is_zero() {
+            return invalid("webhooks.timeout", "must be longer than 0");
+        }
+        if self.webhooks.concurrency == 0 {
+            return invalid("webhooks.concurrency", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Parses `500ms`, `5s`, `5m`, `2h`, `5d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 500ms, 5s, 5m, 2h or 5d ({e})"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    let list: Result<Vec<_>, _> = s.split(',').map(parse_duration).collect();
+    let list = list.map_err(serde::de::Error::custom)?;
+    if list.iter().any(Duration::is_zero) {
+        return Err(serde::de::Error::custom("every delay must be longer than 0"));
+    }
+    Ok(list)
+}
+
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load(&vars, Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.env, "production");
+        assert_eq!(s.database.url, "postgres://localhost/payd");
+        assert_eq!(s.amqp.prefix, "");
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        let mins: Vec<u64> = s.payments.retry_schedule.iter().map(|d| d.as_secs() / 60).collect();
+        assert_eq!(mins, [1, 5, 30, 120, 360]);
+        assert_eq!(s.webhooks.retry_schedule.len(), 7);
+        assert_eq!(s.webhooks.timeout, Duration::from_secs(15));
+        assert_eq!(s.webhooks.disable_after, Duration::from_secs(5 * 86400));
+        assert!(!s.webhooks.allow_private_targets);
+        assert_eq!((s.rate_limit.per_minute, s.rate_limit.burst), (100, 20));
+    }
+
+    #[test]
+    fn env_file_then_variables_override() {
+        let s = load(&[("PAYD_ENV", "development")]).unwrap();
+        assert!(s.is_development());
+        assert!(s.webhooks.allow_private_targets);
+        let s = load(&[
+            ("PAYD_ENV", "development"),
+            ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "false"),
+            ("PAYD_AMQP__PREFIX", "t1."),
+            ("PAYD_LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert!(!s.webhooks.allow_private_targets);
+        assert_eq!(s.amqp.prefix, "t1.");
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn generic_url_variables_are_fallbacks() {
+        let s = load(&[("DATABASE_URL", "postgres://a/b")]).unwrap();
+        assert_eq!(s.database.url, "postgres://a/b");
+        let s = load(&[("DATABASE_URL", "postgres://a/b"), ("PAYD_DATABASE__URL", "postgres://c/d")]).unwrap();
+        assert_eq!(s.database.url, "postgres://c/d");
+        let s = load(&[("AMQP_URL", "amqp://x")]).unwrap();
+        assert_eq!(s.amqp.url, "amqp://x");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = load(&[("PAYD_PAYMENTS__RETRY_SCHEDULE", "1m,soon")]).unwrap_err().to_string();
+        assert!(err.contains("retry_schedule") && err.contains("soon"), "{err}");
+        let err = load(&[("PAYD_HTTP__LISTEN", "nowhere")]).unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = load(&[("PAYD_DATABASE__URL", "mysql://x")]).unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
+        let err = load(&[("PAYD_WEBHOOKS__TIMEOUT", "0s")]).unwrap_err().to_string();
+        assert!(err.contains("webhooks.timeout"), "{err}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Attempts: one row per provider call, claimed before the call and finished
+//! in the transaction that records the outcome.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{AttemptId, PaymentId, TransactionId};
+
+/// An attempt a worker has claimed.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: AttemptId,
+    pub payment_id: PaymentId,
+    pub transaction_id: TransactionId,
+    pub number: i32,
+    /// Proves this claim is still the current one when the outcome is written.
+    pub claim_token: Uuid,
+}
+
+/// Inserts a scheduled attempt, marked as enqueued (the caller writes its
+/// outbox message in the same transaction).
+pub async fn insert(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    transaction: &TransactionId,
+    number: i32,
+) -> Result<AttemptId, sqlx::Error> {
+    let id = AttemptId::generate();
+    sqlx::query(
+        "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, enqueued_at)
+         VALUES ($1, $2, $3, $4, 'scheduled', now(), now())",
+    )
+    .bind(&id)
+    .bind(payment)
+    .bind(transaction)
+    .bind(number)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Claims a due scheduled attempt for `lease`. `None`: it is running
+/// elsewhere, finished, canceled, not due yet, or unknown — in every case the
+/// message that asked for it has nothing left to do.
+pub async fn claim(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE attempts SET status = 'running', started_at = now(), claim_token = $2,
+             lease_until = now() + make_interval(secs => $3)
+         WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= now()
+         RETURNING id, payment_id, transaction_id, number, claim_token",
+    )
+    .bind(id)
+    .bind(Uuid::new_v4())
+    .bind(lease.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the outcome of a claimed attempt; false when the claim was lost
+/// (its lease ran out and the attempt was handed to another worker).
+pub async fn finish(
+    conn: &mut PgConnection,
+    claimed: &Claimed,
+    status: &str,
+    error_code: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE attempts SET status = $3, finished_at = now(), error_code = $4, lease_until = NULL
+         WHERE id = $1 AND status = 'running' AND claim_token = $2",
+    )
+    .bind(&claimed.id)
+    .bind(claimed.claim_token)
+    .bind(status)
+    .bind(error_code)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Cancels the scheduled attempts of a transaction; answers how many.
+pub async fn cancel_scheduled(conn: &mut PgConnection, transaction: &TransactionId) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE attempts SET status = 'canceled', finished_at = now(), error_code = 'canceled'
+         WHERE transaction_id = $1 AND status = 'scheduled'",
+    )
+    .bind(transaction)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// True when a provider call for the transaction is in flight.
+pub async fn running_exists(conn: &mut PgConnection, transaction: &TransactionId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attempts WHERE transaction_id = $1 AND status = 'running')")
+        .bind(transaction)
+        .fetch_one(conn)
+        .await
+}
+
+/// The charge transaction (authorize or purchase) of a payment.
+pub async fn charge_transaction(conn: &mut PgConnection, payment: &PaymentId) -> Result<Option<TransactionId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM transactions WHERE payment_id = $1 AND type IN ('purchase', 'authorize')
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(payment)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Hands running attempts whose lease ran out (their worker died or hung)
+/// back to the schedule, due now. The provider call is repeated with the same
+/// idempotency key, so the provider answers what it did the first time.
+pub async fn release_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<AttemptId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE attempts SET status = 'scheduled', scheduled_at = now(), enqueued_at = now(),
+             claim_token = NULL, lease_until = NULL
+         WHERE id IN (SELECT id FROM attempts WHERE status = 'running' AND lease_until < now()
+                      ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Due scheduled attempts whose message was never written or went missing
+/// `requeue_after` ago; marks them enqueued again.
+pub async fn take_due(conn: &mut PgConnection, requeue_after: Duration, limit: i64) -> Result<Vec<AttemptId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE attempts SET enqueued_at = now()
+         WHERE id IN (SELECT id FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()
+                        AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $1))
+                      ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(requeue_after.as_secs_f64())
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,100 @@
+//! `Idempotency-Key`: the first answer of a keyed request is stored in the
+//! same transaction as its effects, so a retry after a crash either finds the
+//! answer or finds nothing was done. A transaction-scoped advisory lock on the
+//! key tells a concurrent duplicate that the first is still in flight.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::domain::MerchantId;
+
+/// How long a stored answer is replayed.
+pub const RETENTION_HOURS: i32 = 24;
+
+/// What a keyed request should do.
+#[derive(Debug)]
+pub enum Claim {
+    /// First time: do the work and [`store`] its answer before commit.
+    Fresh,
+    /// Seen before with the same request: answer this again.
+    Replay { status: u16, body: Value },
+    /// Seen before with a different request.
+    Mismatch,
+    /// The first request with this key has not finished.
+    InFlight,
+}
+
+/// A digest of what identifies the request (operation and body).
+pub fn fingerprint(operation: &str, body: &Value) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(operation.as_bytes());
+    h.update([0]);
+    h.update(body.to_string().as_bytes());
+    h.finalize().to_vec()
+}
+
+/// Claims `key` for this transaction.
+pub async fn claim(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Claim, sqlx::Error> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+        .bind(merchant)
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(Claim::InFlight);
+    }
+    let row: Option<(Vec<u8>, i32, Value)> = sqlx::query_as(
+        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+         WHERE merchant_id = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+    )
+    .bind(merchant)
+    .bind(key)
+    .bind(RETENTION_HOURS)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        None => Claim::Fresh,
+        Some((fp, _, _)) if fp != fingerprint => Claim::Mismatch,
+        Some((_, status, body)) => Claim::Replay { status: status as u16, body },
+    })
+}
+
+/// Stores the answer of a fresh keyed request (replacing an expired one).
+pub async fn store(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: &str,
+    fingerprint: &[u8],
+    status: u16,
+    body: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, response_status, response_body)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = $3, response_status = $4,
+             response_body = $5, created_at = now()",
+    )
+    .bind(merchant)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(i32::from(status))
+    .bind(body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes answers past their retention.
+pub async fn purge_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)")
+        .bind(RETENTION_HOURS)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,165 @@
+//! Merchants and API keys. Keys are stored as SHA-256 hashes and shown once.
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::{ApiKeyId, MerchantId};
+
+/// The development test merchant's secret key (contract §2).
+pub const DEV_SECRET_KEY: &str = "sk_test_1234567890abcdefghijklmnop";
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `sk_test_` / `sk_live_`: every merchant operation.
+    Secret,
+    /// `pk_test_` / `pk_live_`: may only create payments.
+    Publishable,
+    /// `sk_ops_`: operators.
+    Ops,
+}
+
+impl KeyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret => "secret",
+            Self::Publishable => "publishable",
+            Self::Ops => "ops",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Secret, Self::Publishable, Self::Ops].into_iter().find(|k| k.as_str() == s)
+    }
+
+    fn prefix(self, livemode: bool) -> &'static str {
+        match (self, livemode) {
+            (Self::Secret, false) => "sk_test_",
+            (Self::Secret, true) => "sk_live_",
+            (Self::Publishable, false) => "pk_test_",
+            (Self::Publishable, true) => "pk_live_",
+            (Self::Ops, _) => "sk_ops_",
+        }
+    }
+}
+
+/// Who is calling: the authenticated key.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The key's id (the actor in logs).
+    pub key_id: ApiKeyId,
+    /// Its kind.
+    pub kind: KeyKind,
+    /// The merchant it belongs to; `None` for ops keys.
+    pub merchant_id: Option<MerchantId>,
+    /// Live or test mode.
+    pub livemode: bool,
+}
+
+fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// A new random key: the kind's prefix and 32 alphanumerics (~190 bits).
+pub fn generate_key(kind: KeyKind, livemode: bool) -> String {
+    let body: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    format!("{}{body}", kind.prefix(livemode))
+}
+
+/// Looks a presented key up; `None` for unknown or revoked keys.
+pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
+    let row: Option<(ApiKeyId, String, Option<MerchantId>, bool)> = sqlx::query_as(
+        "SELECT id, kind, merchant_id, livemode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|(key_id, kind, merchant_id, livemode)| {
+        Some(Principal { key_id, kind: KeyKind::parse(&kind)?, merchant_id, livemode })
+    }))
+}
+
+/// Stores a key (its hash) and answers its id.
+pub async fn insert_key(
+    conn: &mut PgConnection,
+    merchant: Option<&MerchantId>,
+    kind: KeyKind,
+    livemode: bool,
+    key: &str,
+) -> Result<ApiKeyId, sqlx::Error> {
+    let id = ApiKeyId::generate();
+    sqlx::query(
+        "INSERT INTO api_keys (id, merchant_id, kind, livemode, key_hash, key_prefix) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(merchant)
+    .bind(kind.as_str())
+    .bind(livemode)
+    .bind(hash_key(key))
+    .bind(&key[..key.len().min(12)])
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A new merchant with its test secret and publishable keys.
+pub struct NewMerchant {
+    /// The merchant.
+    pub id: MerchantId,
+    /// Test secret key, shown once.
+    pub secret_key: String,
+    /// Test publishable key, shown once.
+    pub publishable_key: String,
+}
+
+/// Creates a merchant and its test-mode keys in one transaction.
+pub async fn create_merchant(pool: &PgPool, name: &str, secret_key: Option<&str>) -> Result<NewMerchant, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = MerchantId::generate();
+    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    let secret_key = secret_key.map_or_else(|| generate_key(KeyKind::Secret, false), str::to_owned);
+    let publishable_key = generate_key(KeyKind::Publishable, false);
+    insert_key(&mut tx, Some(&id), KeyKind::Secret, false, &secret_key).await?;
+    insert_key(&mut tx, Some(&id), KeyKind::Publishable, false, &publishable_key).await?;
+    tx.commit().await?;
+    Ok(NewMerchant { id, secret_key, publishable_key })
+}
+
+/// True when the merchant exists.
+pub async fn merchant_exists(pool: &PgPool, id: &MerchantId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Creates the development merchant with [`DEV_SECRET_KEY`] unless it exists.
+/// Several processes may start at once: an advisory lock makes it happen once.
+pub async fn ensure_dev_merchant(pool: &PgPool) -> Result<Option<MerchantId>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('payd.dev_merchant'))")
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1)")
+        .bind(hash_key(DEV_SECRET_KEY))
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Ok(None);
+    }
+    let id = MerchantId::generate();
+    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, 'Test merchant')")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    insert_key(&mut tx, Some(&id), KeyKind::Secret, false, DEV_SECRET_KEY).await?;
+    insert_key(&mut tx, Some(&id), KeyKind::Publishable, false, &generate_key(KeyKind::Publishable, false)).await?;
+    tx.commit().await?;
+    Ok(Some(id))
+}

@@ -1,0 +1,61 @@
+//! PostgreSQL: the pool, migrations, and one module of queries per table
+//! group. Every function that changes state takes a transaction so callers
+//! can commit state, events and outbox messages together.
+
+pub mod attempts;
+pub mod events;
+pub mod idempotency;
+pub mod keys;
+pub mod outbox;
+pub mod payments;
+pub mod sandbox;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::DatabaseSettings;
+
+/// A transaction on the pool.
+pub type Tx<'a> = sqlx::Transaction<'a, Postgres>;
+
+/// The embedded migrations in `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool. Connections are made lazily, so a Postgres that is down at
+/// start (or restarts later) costs failed requests, not a crashed process.
+pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = settings.url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.application_name("payd")))
+}
+
+/// Creates the database if it does not exist (development convenience).
+pub async fn create_database_if_missing(url: &str) -> Result<(), sqlx::Error> {
+    if !Postgres::database_exists(url).await? {
+        Postgres::create_database(url).await?;
+        tracing::info!("created database");
+    }
+    Ok(())
+}
+
+/// Applies pending migrations. Safe to run from several processes at once:
+/// sqlx serialises them with an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// True when the error is a unique-constraint violation on `constraint`.
+pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,44 @@
+//! The outbox: messages written in the transaction of the state they
+//! announce, published by the relay, then deleted.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+
+/// The channel on which a committed outbox row wakes the relay.
+pub const NOTIFY_CHANNEL: &str = "payd_outbox";
+
+/// One message waiting to be published.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    /// The queue's name without the prefix.
+    pub queue: String,
+    pub payload: Value,
+}
+
+/// Adds a message; it is published only if the transaction commits.
+pub async fn enqueue(conn: &mut PgConnection, queue: &str, payload: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (queue, payload) VALUES ($1, $2)")
+        .bind(queue)
+        .bind(payload)
+        .execute(&mut *conn)
+        .await?;
+    // Delivered at commit, and folded with identical notifications in one transaction.
+    sqlx::query("SELECT pg_notify('payd_outbox', '')").execute(conn).await?;
+    Ok(())
+}
+
+/// Takes up to `limit` messages, oldest first, locked so concurrent relays
+/// take different ones.
+pub async fn take(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, queue, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Removes published messages.
+pub async fn remove(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(conn).await?;
+    Ok(())
+}

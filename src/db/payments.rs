@@ -1,0 +1,431 @@
+//! Payments, their transactions and refunds, and the payment object as the
+//! contract shows it.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::domain::{Amount, Balances, MerchantId, PaymentId, PaymentStatus, RefundId, TransactionId};
+use crate::timefmt;
+
+/// Which tenant and mode a query runs for.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// The merchant.
+    pub merchant_id: MerchantId,
+    /// Live or test mode.
+    pub livemode: bool,
+}
+
+/// A payments row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub id: PaymentId,
+    pub number: i64,
+    pub merchant_id: MerchantId,
+    pub livemode: bool,
+    pub amount: i64,
+    pub currency: String,
+    pub capture: bool,
+    pub amount_capturable: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub status: String,
+    pub payment_method_id: String,
+    pub provider: String,
+    pub method: String,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    pub external_key: Option<String>,
+    pub customer_id: Option<String>,
+    pub metadata: Value,
+    pub tags: Vec<String>,
+    pub fee: i64,
+    pub provider_reference: Option<String>,
+    pub error_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub processed_at: Option<OffsetDateTime>,
+    pub canceled_at: Option<OffsetDateTime>,
+    pub cancellation_reason: Option<String>,
+}
+
+impl PaymentRow {
+    /// The parsed status. Rows are only ever written from [`PaymentStatus`].
+    pub fn status(&self) -> PaymentStatus {
+        PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Pending)
+    }
+
+    /// The money on the payment, with refunds still pending.
+    pub fn balances(&self, refund_pending: i64) -> Option<Balances> {
+        Some(Balances {
+            amount: Amount::new(self.amount).ok()?,
+            captured: self.amount_captured,
+            refunded: self.amount_refunded,
+            refund_pending,
+        })
+    }
+}
+
+/// The refund object.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Refund {
+    pub object: String,
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    pub reason: Option<String>,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+}
+
+/// `{"href": …}`
+#[derive(Clone, Debug, Serialize)]
+pub struct Link {
+    pub href: String,
+}
+
+/// `_links` of a payment.
+#[derive(Clone, Debug, Serialize)]
+pub struct PaymentLinks {
+    #[serde(rename = "self")]
+    pub self_: Link,
+}
+
+/// The payment object (contract §4).
+#[derive(Clone, Debug, Serialize)]
+pub struct Payment {
+    pub object: &'static str,
+    pub id: PaymentId,
+    pub number: i64,
+    pub livemode: bool,
+    pub amount: i64,
+    pub currency: String,
+    pub capture: bool,
+    pub amount_capturable: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub status: String,
+    pub payment_method_id: String,
+    pub provider: String,
+    pub method: String,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    pub external_key: Option<String>,
+    pub customer_id: Option<String>,
+    pub metadata: Value,
+    pub tags: Vec<String>,
+    pub fee: i64,
+    pub provider_reference: Option<String>,
+    pub error_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub attempt_count: i32,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub updated_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub processed_at: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub canceled_at: Option<OffsetDateTime>,
+    pub cancellation_reason: Option<String>,
+    pub refunds: Vec<Refund>,
+    pub _links: PaymentLinks,
+}
+
+impl Payment {
+    /// Builds the object from its row and refunds.
+    pub fn new(r: PaymentRow, refunds: Vec<Refund>) -> Self {
+        Self {
+            object: "payment",
+            _links: PaymentLinks { self_: Link { href: format!("/v1/payments/{}", r.id) } },
+            id: r.id,
+            number: r.number,
+            livemode: r.livemode,
+            amount: r.amount,
+            currency: r.currency,
+            capture: r.capture,
+            amount_capturable: r.amount_capturable,
+            amount_captured: r.amount_captured,
+            amount_refunded: r.amount_refunded,
+            status: r.status,
+            payment_method_id: r.payment_method_id,
+            provider: r.provider,
+            method: r.method,
+            description: r.description,
+            reference: r.reference,
+            external_key: r.external_key,
+            customer_id: r.customer_id,
+            metadata: r.metadata,
+            tags: r.tags,
+            fee: r.fee,
+            provider_reference: r.provider_reference,
+            error_code: r.error_code,
+            failure_message: r.failure_message,
+            attempt_count: r.attempt_count,
+            next_attempt_at: r.next_attempt_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            processed_at: r.processed_at,
+            canceled_at: r.canceled_at,
+            cancellation_reason: r.cancellation_reason,
+            refunds,
+        }
+    }
+}
+
+/// What a new payment is made of (already parsed and checked).
+#[derive(Clone, Debug)]
+pub struct NewPayment {
+    pub id: PaymentId,
+    pub scope: Scope,
+    pub amount: Amount,
+    pub currency: String,
+    pub capture: bool,
+    pub payment_method_id: String,
+    pub provider: String,
+    pub method: String,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    pub external_key: Option<String>,
+    pub customer_id: Option<String>,
+    pub metadata: Value,
+}
+
+/// Inserts a pending payment.
+pub async fn insert(conn: &mut PgConnection, p: &NewPayment) -> Result<PaymentRow, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO payments (id, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
+             provider, method, description, reference, external_key, customer_id, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14)
+         RETURNING *",
+    )
+    .bind(&p.id)
+    .bind(&p.scope.merchant_id)
+    .bind(p.scope.livemode)
+    .bind(p.amount.get())
+    .bind(&p.currency)
+    .bind(p.capture)
+    .bind(&p.payment_method_id)
+    .bind(&p.provider)
+    .bind(&p.method)
+    .bind(&p.description)
+    .bind(&p.reference)
+    .bind(&p.external_key)
+    .bind(&p.customer_id)
+    .bind(&p.metadata)
+    .fetch_one(conn)
+    .await
+}
+
+/// The pending payment holding `reference`, if any.
+pub async fn pending_with_reference(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    reference: &str,
+) -> Result<Option<PaymentId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM payments WHERE merchant_id = $1 AND reference = $2 AND status = 'pending'",
+    )
+    .bind(&scope.merchant_id)
+    .bind(reference)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A payment of this tenant; `lock` takes the row lock for a state change.
+pub async fn find(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    id: &PaymentId,
+    lock: bool,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE"
+    } else {
+        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3"
+    };
+    sqlx::query_as(sql)
+        .bind(id)
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A payment by id alone, locked (workers act for every tenant).
+pub async fn lock_by_id(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM payments WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The refunds of one payment, oldest first.
+pub async fn refunds(conn: &mut PgConnection, payment: &PaymentId) -> Result<Vec<Refund>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT 'refund' AS object, r.id, r.payment_id, t.amount, t.currency, t.status, r.reason, r.created_at
+         FROM refunds r JOIN transactions t ON t.id = r.transaction_id
+         WHERE r.payment_id = $1 ORDER BY r.created_at, r.id",
+    )
+    .bind(payment)
+    .fetch_all(conn)
+    .await
+}
+
+/// One refund.
+pub async fn refund(conn: &mut PgConnection, id: &RefundId) -> Result<Option<Refund>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT 'refund' AS object, r.id, r.payment_id, t.amount, t.currency, t.status, r.reason, r.created_at
+         FROM refunds r JOIN transactions t ON t.id = r.transaction_id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The sum of pending refunds of a payment.
+pub async fn pending_refunds(conn: &mut PgConnection, payment: &PaymentId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0)::bigint FROM transactions
+         WHERE payment_id = $1 AND type = 'refund' AND status = 'pending'",
+    )
+    .bind(payment)
+    .fetch_one(conn)
+    .await
+}
+
+/// The payment object from its row.
+pub async fn view(conn: &mut PgConnection, row: PaymentRow) -> Result<Payment, sqlx::Error> {
+    let refunds = refunds(conn, &row.id).await?;
+    Ok(Payment::new(row, refunds))
+}
+
+/// Filters of `GET /v1/payments`.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<PaymentStatus>,
+    pub created_after: Option<OffsetDateTime>,
+    pub created_before: Option<OffsetDateTime>,
+    pub external_key: Option<String>,
+    pub reference: Option<String>,
+    pub customer_id: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A page of payment rows, newest first, and the total matching.
+pub async fn list(pool: &PgPool, scope: &Scope, f: &ListFilter) -> Result<(Vec<PaymentRow>, i64), sqlx::Error> {
+    // One statement with optional filters keeps the SQL static; the planner
+    // folds the `$n IS NULL` branches for each execution.
+    const FILTER: &str = "merchant_id = $1 AND livemode = $2
+        AND ($3::text IS NULL OR status = $3)
+        AND ($4::timestamptz IS NULL OR created_at > $4)
+        AND ($5::timestamptz IS NULL OR created_at < $5)
+        AND ($6::text IS NULL OR external_key = $6)
+        AND ($7::text IS NULL OR reference = $7)
+        AND ($8::text IS NULL OR customer_id = $8)";
+    macro_rules! bind_filter {
+        ($q:expr) => {
+            $q.bind(&scope.merchant_id)
+                .bind(scope.livemode)
+                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.created_after)
+                .bind(f.created_before)
+                .bind(&f.external_key)
+                .bind(&f.reference)
+                .bind(&f.customer_id)
+        };
+    }
+    let rows: Vec<PaymentRow> = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM payments WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $9 OFFSET $10"
+    ))))
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM payments WHERE {FILTER}"
+    ))))
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// Inserts a transaction.
+pub async fn insert_transaction(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: &str,
+    amount: Amount,
+    currency: &str,
+) -> Result<TransactionId, sqlx::Error> {
+    let id = TransactionId::generate();
+    sqlx::query(
+        "INSERT INTO transactions (id, payment_id, type, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
+    )
+    .bind(&id)
+    .bind(payment)
+    .bind(kind)
+    .bind(amount.get())
+    .bind(currency)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A transaction row, as workers need it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct TransactionRow {
+    pub id: TransactionId,
+    pub payment_id: PaymentId,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+/// Loads a transaction.
+pub async fn transaction(conn: &mut PgConnection, id: &TransactionId) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, payment_id, type, amount, currency, status FROM transactions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Settles a pending transaction; false when it was no longer pending.
+pub async fn settle_transaction(
+    conn: &mut PgConnection,
+    id: &TransactionId,
+    status: &str,
+    provider_reference: Option<&str>,
+    error: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE transactions SET status = $2, provider_reference = $3, error_code = $4, failure_message = $5,
+             updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(provider_reference)
+    .bind(error.map(|e| e.0))
+    .bind(error.map(|e| e.1))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A payment by id alone, without a lock (workers act for every tenant).
+pub async fn find_any(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM payments WHERE id = $1").bind(id).fetch_optional(conn).await
+}

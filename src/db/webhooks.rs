@@ -1,0 +1,268 @@
+//! Webhook endpoints and deliveries.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::db::payments::Scope;
+use crate::domain::{DeliveryId, EndpointId, EventId};
+use crate::timefmt;
+
+/// The webhook endpoint object. `secret` is only filled on creation.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Endpoint {
+    pub object: String,
+    pub id: EndpointId,
+    pub url: String,
+    pub enabled_events: Vec<String>,
+    pub status: String,
+    pub description: Option<String>,
+    pub metadata: Value,
+    pub livemode: bool,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub updated_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(skip)]
+    pub secret: Option<String>,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, livemode, created_at, updated_at";
+
+/// A new endpoint, already checked.
+pub struct NewEndpoint {
+    pub url: String,
+    pub enabled_events: Vec<String>,
+    pub description: Option<String>,
+    pub metadata: Value,
+    pub secret: String,
+}
+
+/// Creates an endpoint; the answer carries its secret.
+pub async fn create(conn: &mut PgConnection, scope: &Scope, e: NewEndpoint) -> Result<Endpoint, sqlx::Error> {
+    let mut endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO webhook_endpoints (id, merchant_id, livemode, url, enabled_events, status, description, metadata, secret)
+         VALUES ($1, $2, $3, $4, $5, 'enabled', $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}"
+    )))
+    .bind(EndpointId::generate())
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(&e.url)
+    .bind(&e.enabled_events)
+    .bind(&e.description)
+    .bind(&e.metadata)
+    .bind(&e.secret)
+    .fetch_one(conn)
+    .await?;
+    endpoint.secret = Some(e.secret);
+    Ok(endpoint)
+}
+
+/// One endpoint of a tenant.
+pub async fn find(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<Option<Endpoint>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2 AND livemode = $3"
+    )))
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Endpoints of a tenant, newest first, with the total.
+pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Result<(Vec<Endpoint>, i64), sqlx::Error> {
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2")
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode)
+        .fetch_one(pool)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Deletes an endpoint and its pending deliveries; false if unknown.
+pub async fn delete(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2 AND livemode = $3")
+        .bind(id)
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The delivery object.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub object: String,
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// Deliveries of one endpoint, newest first, with the total.
+pub async fn deliveries(
+    pool: &PgPool,
+    endpoint: &EndpointId,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
+    let rows = sqlx::query_as(
+        "SELECT 'webhook_delivery' AS object, d.id, d.event_id, d.endpoint_id, ev.type AS event_type, d.status,
+                d.attempts, d.last_status_code, d.last_error,
+                CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
+                d.created_at, d.delivered_at
+         FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id
+         WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4",
+    )
+    .bind(endpoint)
+    .bind(status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)",
+    )
+    .bind(endpoint)
+    .bind(status)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// A delivery the dispatcher has claimed, with what it needs to send it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    /// The attempt number of this send; also the claim's token.
+    pub attempts: i32,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub endpoint_enabled: bool,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub event_created_at: OffsetDateTime,
+    pub livemode: bool,
+    pub data: Value,
+}
+
+/// Claims up to `limit` due deliveries, pushing their due time `lease` ahead
+/// so that a dispatcher that dies mid-send leaves them to be sent again.
+pub async fn claim_due(pool: &PgPool, limit: i64, lease: std::time::Duration) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH due AS (
+             SELECT id FROM webhook_deliveries
+             WHERE status = 'pending' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE webhook_deliveries d
+         SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1
+         FROM due, webhook_endpoints e, events ev
+         WHERE d.id = due.id AND e.id = d.endpoint_id AND ev.id = d.event_id
+         RETURNING d.id, d.attempts, e.id AS endpoint_id, e.url, e.status = 'enabled' AS endpoint_enabled, e.secret,
+             CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret,
+             ev.id AS event_id, ev.type AS event_type, ev.created_at AS event_created_at, ev.livemode, ev.data",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// What one send produced.
+#[derive(Clone, Debug)]
+pub struct SendResult {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub response_body: Option<String>,
+}
+
+/// What happens to the delivery after a send.
+#[derive(Clone, Copy, Debug)]
+pub enum Next {
+    /// Delivered.
+    Succeeded,
+    /// Try again after this long.
+    RetryIn(std::time::Duration),
+    /// Give up.
+    Failed,
+}
+
+/// Records a send and its consequence; false when the claim was lost
+/// (another dispatcher re-claimed the row after the lease ran out).
+pub async fn record(
+    pool: &PgPool,
+    d: &ClaimedDelivery,
+    result: &SendResult,
+    next: Next,
+    disable_endpoint: bool,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&d.id)
+    .bind(result.status_code.map(i32::from))
+    .bind(&result.error)
+    .bind(result.duration_ms)
+    .bind(&result.response_body)
+    .execute(&mut *tx)
+    .await?;
+    let (status, retry_secs) = match next {
+        Next::Succeeded => ("succeeded", None),
+        Next::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
+        Next::Failed => ("failed", None),
+    };
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET status = $3, last_status_code = $4, last_error = $5,
+             next_attempt_at = now() + make_interval(secs => $6),
+             delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END
+         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+    )
+    .bind(&d.id)
+    .bind(d.attempts)
+    .bind(status)
+    .bind(result.status_code.map(i32::from))
+    .bind(&result.error)
+    .bind(retry_secs)
+    .execute(&mut *tx)
+    .await?;
+    if disable_endpoint {
+        sqlx::query("UPDATE webhook_endpoints SET status = 'disabled', updated_at = now() WHERE id = $1")
+            .bind(&d.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,185 @@
+//! One send of one delivery, and what follows from its result.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{signing, target};
+use crate::config::WebhookSettings;
+use crate::db::webhooks::{self, ClaimedDelivery, Next, SendResult};
+
+/// Bytes of a receiver's response body kept in the delivery log.
+pub const RESPONSE_BODY_MAX: usize = 1024;
+
+/// Sends deliveries and records their outcome.
+pub struct Sender {
+    pool: PgPool,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+}
+
+impl Sender {
+    /// A sender whose requests time out after `webhooks.timeout` and never
+    /// follow redirects.
+    pub fn new(pool: PgPool, settings: WebhookSettings) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { pool, client, settings })
+    }
+
+    /// Sends one claimed delivery and records the attempt.
+    pub async fn send(&self, d: ClaimedDelivery) {
+        let started = Instant::now();
+        let (result, gone, retry_after) = self.attempt(&d).await;
+        let result = SendResult { duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32, ..result };
+        let next = if result.status_code.is_some_and(|s| (200..300).contains(&s)) {
+            Next::Succeeded
+        } else if gone || !d.endpoint_enabled {
+            Next::Failed
+        } else {
+            next_after_failure(&self.settings.retry_schedule, d.attempts, retry_after)
+        };
+        tracing::info!(
+            delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
+            status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
+        );
+        match webhooks::record(&self.pool, &d, &result, next, gone).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(delivery_id = %d.id, "delivery was re-claimed meanwhile; result kept in the log"),
+            // The row stays claimed until its lease ends, then is sent again.
+            Err(e) => tracing::warn!(delivery_id = %d.id, error = %e, "recording a delivery failed"),
+        }
+    }
+
+    /// Performs the HTTP request. Answers the result, whether the endpoint
+    /// said 410 Gone, and any `Retry-After`.
+    async fn attempt(&self, d: &ClaimedDelivery) -> (SendResult, bool, Option<Duration>) {
+        let fail = |error: String| {
+            (SendResult { status_code: None, error: Some(error), duration_ms: 0, response_body: None }, false, None)
+        };
+        if !d.endpoint_enabled {
+            return fail("endpoint is disabled".into());
+        }
+        let url = match target::parse_url(&d.url, d.livemode) {
+            Ok(u) => u,
+            Err(e) => return fail(e.to_string()),
+        };
+        // DNS may have changed since the endpoint was created.
+        if let Err(e) = target::check(&url, self.settings.allow_private_targets).await {
+            return fail(e.to_string());
+        }
+        let body = json!({
+            "id": d.event_id,
+            "object": "event",
+            "type": d.event_type,
+            "timestamp": crate::timefmt::format(d.event_created_at),
+            "livemode": d.livemode,
+            "data": d.data,
+        })
+        .to_string();
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let Some(signature) =
+            signing::signature_header(&d.secret, d.previous_secret.as_deref(), d.event_id.as_str(), timestamp, body.as_bytes())
+        else {
+            return fail("endpoint secret is malformed".into());
+        };
+        let response = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("payd/", env!("CARGO_PKG_VERSION")))
+            .header("webhook-id", d.event_id.as_str())
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return fail("timeout".into()),
+            Err(e) => return fail(format!("connection error: {}", error_chain(&e))),
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map(|b| truncate(&b)).ok();
+        let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
+        (SendResult { status_code: Some(status), error, duration_ms: 0, response_body: body }, status == 410, retry_after)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn truncate(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(RESPONSE_BODY_MAX)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// After failed attempt number `attempts` (1-based): retry after the
+/// schedule's next delay with ±20 % jitter (or the receiver's `Retry-After`,
+/// up to twice that delay), or give up when the schedule is used up.
+pub fn next_after_failure(schedule: &[Duration], attempts: i32, retry_after: Option<Duration>) -> Next {
+    let Some(step) = usize::try_from(attempts - 1).ok().and_then(|i| schedule.get(i)) else {
+        return Next::Failed;
+    };
+    let jittered = step.mul_f64(rand::rng().random_range(0.8..=1.2));
+    match retry_after {
+        Some(asked) => Next::RetryIn(asked.min(*step * 2)),
+        None => Next::RetryIn(jittered),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delay(n: Next) -> Duration {
+        match n {
+            Next::RetryIn(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_with_jitter_then_stop() {
+        let schedule = [Duration::from_secs(5), Duration::from_secs(300)];
+        for _ in 0..100 {
+            let d = delay(next_after_failure(&schedule, 1, None));
+            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(6), "{d:?}");
+            let d = delay(next_after_failure(&schedule, 2, None));
+            assert!(d >= Duration::from_secs(240) && d <= Duration::from_secs(360), "{d:?}");
+        }
+        assert!(matches!(next_after_failure(&schedule, 3, None), Next::Failed));
+    }
+
+    #[test]
+    fn retry_after_is_bounded_by_twice_the_step() {
+        let schedule = [Duration::from_secs(5)];
+        assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(7)))), Duration::from_secs(7));
+        assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(3600)))), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn stored_response_bodies_are_truncated() {
+        assert_eq!(truncate(&[b'a'; 5000]).len(), RESPONSE_BODY_MAX);
+    }
+}

@@ -1,0 +1,117 @@
+//! Money: amounts in minor units and ISO 4217 currencies. Never floats.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A strictly positive amount in the currency's minor unit (cents for USD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Amount(i64);
+
+/// Why a number is not an [`Amount`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("must be a positive integer")]
+    NotPositive,
+    #[error("must be at most {}", Amount::MAX.0)]
+    TooLarge,
+}
+
+impl Amount {
+    /// The largest accepted amount: twelve nines, far from `i64` overflow even
+    /// when thousands of them are summed.
+    pub const MAX: Amount = Amount(999_999_999_999);
+
+    /// Parses a positive amount no larger than [`Amount::MAX`].
+    pub fn new(minor_units: i64) -> Result<Self, AmountError> {
+        if minor_units <= 0 {
+            Err(AmountError::NotPositive)
+        } else if minor_units > Self::MAX.0 {
+            Err(AmountError::TooLarge)
+        } else {
+            Ok(Self(minor_units))
+        }
+    }
+
+    /// The amount in minor units.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An ISO 4217 currency that has a minor unit (so XAU, XDR … are refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Currency(iso_currency::Currency);
+
+impl Currency {
+    /// Parses an alphabetic code, case-insensitively.
+    pub fn parse(code: &str) -> Option<Self> {
+        if code.len() != 3 {
+            return None;
+        }
+        let c = iso_currency::Currency::from_code(&code.to_ascii_uppercase())?;
+        c.exponent().map(|_| Self(c))
+    }
+
+    /// The upper-case code, e.g. `"USD"`.
+    pub fn code(self) -> &'static str {
+        self.0.code()
+    }
+
+    /// Digits after the decimal point (JPY 0, USD 2, KWD 3).
+    pub fn exponent(self) -> u16 {
+        self.0.exponent().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Currency::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown currency {s}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_must_be_positive_and_bounded() {
+        assert_eq!(Amount::new(0), Err(AmountError::NotPositive));
+        assert_eq!(Amount::new(-5), Err(AmountError::NotPositive));
+        assert_eq!(Amount::new(1).unwrap().get(), 1);
+        assert_eq!(Amount::new(Amount::MAX.get()).unwrap(), Amount::MAX);
+        assert_eq!(Amount::new(Amount::MAX.get() + 1), Err(AmountError::TooLarge));
+    }
+
+    #[test]
+    fn currencies_are_case_insensitive_iso_codes() {
+        assert_eq!(Currency::parse("usd").unwrap().code(), "USD");
+        assert_eq!(Currency::parse("JPY").unwrap().exponent(), 0);
+        assert_eq!(Currency::parse("KWD").unwrap().exponent(), 3);
+        assert!(Currency::parse("XXX").is_none());
+        assert!(Currency::parse("ABC").is_none());
+        assert!(Currency::parse("US").is_none());
+        assert!(Currency::parse("USDD").is_none());
+        assert!(Currency::parse("ÜSD").is_none());
+    }
+}

@@ -1,0 +1,317 @@
+//! The payment state machine. Pure: given where a payment is and what
+//! happened, it answers the new state and the event to emit, or a typed
+//! refusal. The database applies the answer with `WHERE status = …` guards so
+//! that a race can never skip a transition this module forbids.
+
+use serde::{Deserialize, Serialize};
+
+use super::events::EventType;
+use super::money::Amount;
+
+/// Where a payment is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Accepted; queued, in flight, or waiting for a retry.
+    Pending,
+    /// Authorized with `capture: false`; waiting for a capture.
+    RequiresCapture,
+    /// Charged.
+    Succeeded,
+    /// Declined, retries exhausted or retry canceled. Terminal.
+    Failed,
+    /// Canceled before it was charged. Terminal.
+    Canceled,
+    /// Some amount refunded; terminal once everything captured is refunded.
+    Refunded,
+}
+
+impl PaymentStatus {
+    /// Every status, for parsing and exhaustive tests.
+    pub const ALL: [PaymentStatus; 6] = [
+        Self::Pending,
+        Self::RequiresCapture,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Canceled,
+        Self::Refunded,
+    ];
+
+    /// The wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::RequiresCapture => "requires_capture",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// The money on a payment, in minor units. Always the sum of its succeeded
+/// (and, for `refund_pending`, pending) transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balances {
+    /// What was asked for.
+    pub amount: Amount,
+    /// Charged so far.
+    pub captured: i64,
+    /// Refunded so far (succeeded refunds).
+    pub refunded: i64,
+    /// Refunds accepted but not yet confirmed by the provider.
+    pub refund_pending: i64,
+}
+
+impl Balances {
+    /// What may still be refunded: captured minus succeeded and pending refunds.
+    pub fn refundable(&self) -> i64 {
+        self.captured
+            .saturating_sub(self.refunded)
+            .saturating_sub(self.refund_pending)
+    }
+}
+
+/// Why a provider call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// Hard decline.
+    CardDeclined,
+    /// Hard decline.
+    InsufficientFunds,
+    /// Hard decline.
+    ExpiredCard,
+    /// Transient: the provider had a problem; retry.
+    ProcessingError,
+    /// Transient: no answer in time; the outcome is unknown, so a retry must
+    /// reuse the same provider idempotency key.
+    Timeout,
+    /// Transient: could not reach the provider.
+    ProviderUnavailable,
+}
+
+impl FailureCode {
+    /// The wire spelling, used as the payment's `error_code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CardDeclined => "card_declined",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::ExpiredCard => "expired_card",
+            Self::ProcessingError => "processing_error",
+            Self::Timeout => "timeout",
+            Self::ProviderUnavailable => "provider_unavailable",
+        }
+    }
+
+    /// Transient failures are retried; hard declines fail at once.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::ProcessingError | Self::Timeout | Self::ProviderUnavailable)
+    }
+}
+
+/// A refused operation; each maps to one status code of the contract.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// 409: the payment is canceled already.
+    #[error("payment is already canceled")]
+    AlreadyCanceled,
+    /// 400: the payment's state does not allow a cancel.
+    #[error("a {} payment cannot be canceled", .0.as_str())]
+    NotCancelable(PaymentStatus),
+    /// 400: a refund needs a succeeded (or partly refunded) payment.
+    #[error("a {} payment cannot be refunded", .0.as_str())]
+    NotRefundable(PaymentStatus),
+    /// 409: everything captured is refunded or being refunded.
+    #[error("payment is already fully refunded")]
+    FullyRefunded,
+    /// 422: more than what is left.
+    #[error("refund amount {requested} exceeds the refundable amount {available}")]
+    RefundTooLarge {
+        /// Asked for.
+        requested: i64,
+        /// Still refundable.
+        available: i64,
+    },
+    /// 400: a provider call for this payment is in flight right now.
+    #[error("a provider call for this payment is in flight; retry shortly")]
+    Processing,
+    /// Internal: an outcome arrived for a payment that no longer expects it
+    /// (canceled meanwhile, or already applied). Not a client error.
+    #[error("the payment is {} and does not expect this outcome", .0.as_str())]
+    Stale(PaymentStatus),
+}
+
+/// A state change and the event it emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The state the change requires (the SQL guard).
+    pub from: PaymentStatus,
+    /// The state after the change.
+    pub to: PaymentStatus,
+    /// The event recorded with it.
+    pub event: EventType,
+}
+
+/// A charge was confirmed by the provider.
+pub fn charge_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
+    match status {
+        PaymentStatus::Pending => Ok(Transition {
+            from: PaymentStatus::Pending,
+            to: PaymentStatus::Succeeded,
+            event: EventType::PaymentSucceeded,
+        }),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
+/// A charge failed for good (hard decline, retries exhausted, retry canceled).
+pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
+    match status {
+        PaymentStatus::Pending => Ok(Transition {
+            from: PaymentStatus::Pending,
+            to: PaymentStatus::Failed,
+            event: EventType::PaymentFailed,
+        }),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
+/// The merchant cancels.
+pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
+    match status {
+        PaymentStatus::Pending => Ok(Transition {
+            from: PaymentStatus::Pending,
+            to: PaymentStatus::Canceled,
+            event: EventType::PaymentCanceled,
+        }),
+        PaymentStatus::Canceled => Err(Refusal::AlreadyCanceled),
+        other => Err(Refusal::NotCancelable(other)),
+    }
+}
+
+/// The merchant asks for a refund of `requested` (default: all that is left).
+/// Answers the amount to refund.
+pub fn refund(
+    status: PaymentStatus,
+    balances: Balances,
+    requested: Option<Amount>,
+) -> Result<Amount, Refusal> {
+    if !matches!(status, PaymentStatus::Succeeded | PaymentStatus::Refunded) {
+        return Err(Refusal::NotRefundable(status));
+    }
+    let available = balances.refundable();
+    if available <= 0 {
+        return Err(Refusal::FullyRefunded);
+    }
+    match requested {
+        Some(amount) if amount.get() > available => Err(Refusal::RefundTooLarge {
+            requested: amount.get(),
+            available,
+        }),
+        Some(amount) => Ok(amount),
+        // `available` is positive and at most the captured amount, itself an Amount.
+        None => Amount::new(available).map_err(|_| Refusal::FullyRefunded),
+    }
+}
+
+/// The provider confirmed a refund: the payment is (partly) refunded.
+pub fn refund_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
+    match status {
+        PaymentStatus::Succeeded | PaymentStatus::Refunded => Ok(Transition {
+            from: status,
+            to: PaymentStatus::Refunded,
+            event: EventType::PaymentRefunded,
+        }),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PaymentStatus::*;
+
+    fn balances(captured: i64, refunded: i64, pending: i64) -> Balances {
+        Balances { amount: Amount::new(1000).unwrap(), captured, refunded, refund_pending: pending }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(PaymentStatus::parse("paid"), None);
+    }
+
+    #[test]
+    fn only_pending_payments_take_charge_outcomes() {
+        for s in PaymentStatus::ALL {
+            let ok = charge_succeeded(s);
+            let failed = charge_failed(s);
+            if s == Pending {
+                assert_eq!(ok.unwrap().to, Succeeded);
+                assert_eq!(failed.unwrap().to, Failed);
+            } else {
+                assert_eq!(ok, Err(Refusal::Stale(s)));
+                assert_eq!(failed, Err(Refusal::Stale(s)));
+            }
+        }
+    }
+
+    #[test]
+    fn cancel_is_allowed_from_pending_only() {
+        for s in PaymentStatus::ALL {
+            let r = cancel(s);
+            match s {
+                Pending => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
+                Canceled => assert_eq!(r, Err(Refusal::AlreadyCanceled)),
+                other => assert_eq!(r, Err(Refusal::NotCancelable(other))),
+            }
+        }
+    }
+
+    #[test]
+    fn refunds_need_a_charged_payment() {
+        for s in [Pending, RequiresCapture, Failed, Canceled] {
+            assert_eq!(refund(s, balances(0, 0, 0), None), Err(Refusal::NotRefundable(s)));
+        }
+    }
+
+    #[test]
+    fn refund_amounts_are_bounded_by_what_is_left() {
+        let b = balances(1000, 300, 200);
+        assert_eq!(b.refundable(), 500);
+        assert_eq!(refund(Refunded, b, None).unwrap().get(), 500);
+        assert_eq!(refund(Refunded, b, Some(Amount::new(500).unwrap())).unwrap().get(), 500);
+        assert_eq!(
+            refund(Refunded, b, Some(Amount::new(501).unwrap())),
+            Err(Refusal::RefundTooLarge { requested: 501, available: 500 })
+        );
+        assert_eq!(refund(Refunded, balances(1000, 1000, 0), None), Err(Refusal::FullyRefunded));
+        assert_eq!(refund(Succeeded, balances(1000, 600, 400), None), Err(Refusal::FullyRefunded));
+    }
+
+    #[test]
+    fn refund_success_moves_to_refunded() {
+        assert_eq!(refund_succeeded(Succeeded).unwrap().to, Refunded);
+        assert_eq!(refund_succeeded(Refunded).unwrap().to, Refunded);
+        assert_eq!(refund_succeeded(Pending), Err(Refusal::Stale(Pending)));
+    }
+
+    #[test]
+    fn decline_codes_are_hard_and_provider_errors_transient() {
+        assert!(!FailureCode::CardDeclined.is_transient());
+        assert!(!FailureCode::InsufficientFunds.is_transient());
+        assert!(!FailureCode::ExpiredCard.is_transient());
+        assert!(FailureCode::ProcessingError.is_transient());
+        assert!(FailureCode::Timeout.is_transient());
+    }
+}

@@ -1,0 +1,44 @@
+//! `/v1/webhook_endpoints` and `/v1/events` handlers.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::AppState;
+use super::extract::{JsonBody, Merchant, QueryMap};
+use crate::error::ApiError;
+use crate::service::webhooks as svc;
+
+pub async fn create(State(s): State<AppState>, Merchant(scope): Merchant, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((StatusCode::CREATED, Json(svc::create_endpoint(&s.ctx, &scope, body).await?)))
+}
+
+pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+    svc::list_endpoints(&s.ctx, &scope, q).await.map(Json)
+}
+
+pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    svc::retrieve_endpoint(&s.ctx, &scope, &id).await.map(Json)
+}
+
+pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    svc::delete_endpoint(&s.ctx, &scope, &id).await.map(Json)
+}
+
+pub async fn deliveries(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    Path(id): Path<String>,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    svc::list_deliveries(&s.ctx, &scope, &id, q).await.map(Json)
+}
+
+pub async fn list_events(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+    svc::list_events(&s.ctx, &scope, q).await.map(Json)
+}
+
+pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
+}

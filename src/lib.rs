@@ -1,0 +1,41 @@
+//! payd — a webhook-driven asynchronous payment worker.
+//!
+//! Map of the crate (the flow runs top to bottom):
+//!
+//! - [`config`]: settings from `config/*.toml` and `PAYD_SECTION__KEY`.
+//! - [`domain`]: ids, money, the payment state machine, event types. Pure.
+//! - [`error`]: the one error answer and its contract body.
+//! - [`service`]: the use cases (create, cancel, refund, endpoints…), each one
+//!   transaction of state + events + outbox; shared by every intake.
+//! - [`http`]: the axum API: routes, extractors, error rendering.
+//! - [`db`]: Postgres queries, one module per table group; migrations.
+//! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
+//! - [`worker`]: consumes the work queue, claims attempts, calls providers.
+//! - [`provider`]: payment providers (the built-in `sandbox`).
+//! - [`scheduler`]: expired leases, due attempts, purges.
+//! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
+//! - [`app`]: starts and stops roles; [`cli`]: the command line.
+//! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod dispatcher;
+pub mod domain;
+pub mod error;
+pub mod faults;
+pub mod http;
+pub mod provider;
+pub mod queue;
+pub mod scheduler;
+pub mod service;
+pub mod telemetry;
+pub mod timefmt;
+pub mod worker;
+
+/// Installs the process-wide TLS crypto provider (aws-lc-rs) used by the
+/// Postgres, RabbitMQ and HTTP clients. Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

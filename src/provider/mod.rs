@@ -1,0 +1,105 @@
+//! Payment providers. A worker asks a provider to charge or refund with the
+//! transaction id as idempotency key, so repeating a call whose outcome was
+//! lost (timeout, crash) can never charge twice.
+
+pub mod sandbox;
+
+use sqlx::PgPool;
+
+use crate::domain::FailureCode;
+
+pub use sandbox::{Sandbox, SandboxMethod};
+
+/// What the provider is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Charge and capture at once.
+    Purchase,
+    /// Give money back.
+    Refund,
+}
+
+impl Operation {
+    /// The transaction type it settles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Refund => "refund",
+        }
+    }
+
+    /// From a transaction type.
+    pub fn from_transaction_type(kind: &str) -> Option<Self> {
+        match kind {
+            "purchase" => Some(Self::Purchase),
+            "refund" => Some(Self::Refund),
+            _ => None,
+        }
+    }
+}
+
+/// One provider call.
+#[derive(Clone, Debug)]
+pub struct ProviderRequest {
+    /// The same for every attempt of a transaction: the transaction id.
+    pub idempotency_key: String,
+    pub operation: Operation,
+    pub payment_method_id: String,
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// What the provider answered.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ProviderOutcome {
+    /// Done; the provider's reference for it.
+    Succeeded { reference: String },
+    /// Not done; hard or transient, as the code says.
+    Failed { code: FailureCode, message: String },
+}
+
+/// The providers this process can call.
+#[derive(Clone)]
+pub struct Providers {
+    sandbox: Sandbox,
+}
+
+/// A payment method resolved for a new payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedMethod {
+    pub provider: &'static str,
+    pub method: &'static str,
+}
+
+impl Providers {
+    /// The built-in providers.
+    pub fn new(pool: PgPool) -> Self {
+        Self { sandbox: Sandbox::new(pool) }
+    }
+
+    /// Resolves a payment method id in a mode; `None` = no such method.
+    pub fn resolve(&self, payment_method_id: &str, livemode: bool) -> Option<ResolvedMethod> {
+        // The sandbox serves test mode only (contract §5).
+        if livemode {
+            return None;
+        }
+        SandboxMethod::parse(payment_method_id).map(|_| ResolvedMethod { provider: "sandbox", method: "card" })
+    }
+
+    /// Calls the named provider.
+    pub async fn call(&self, provider: &str, req: &ProviderRequest) -> ProviderOutcome {
+        match provider {
+            "sandbox" => self.sandbox.call(req).await,
+            other => ProviderOutcome::Failed {
+                code: FailureCode::ProviderUnavailable,
+                message: format!("provider {other} is not configured"),
+            },
+        }
+    }
+
+    /// The sandbox, for tests that read its ledger.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}

@@ -1,0 +1,39 @@
+//! Bodies of the messages payd publishes to its own work queue. Tagged by
+//! `type`, so a rolling deploy can add variants while old workers dead-letter
+//! what they do not know instead of crashing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::AttemptId;
+
+/// The work queue, without the prefix.
+pub const ATTEMPTS_QUEUE: &str = "payd.attempts";
+/// Where work messages that cannot be parsed go, without the prefix.
+pub const ATTEMPTS_DEAD_QUEUE: &str = "payd.attempts.dead";
+
+/// A message on the work queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum WorkMessage {
+    /// Run a scheduled attempt (claim it first; it may be done already).
+    #[serde(rename = "attempt.run")]
+    RunAttempt {
+        /// The attempt.
+        attempt_id: AttemptId,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged() {
+        let id = AttemptId::generate();
+        let m = WorkMessage::RunAttempt { attempt_id: id.clone() };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "attempt.run", "attempt_id": id.as_str()}));
+        assert_eq!(serde_json::from_value::<WorkMessage>(v).unwrap(), m);
+        assert!(serde_json::from_str::<WorkMessage>(r#"{"type":"attempt.explode"}"#).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! RabbitMQ: one shared connection that reconnects on demand, the topology
+//! payd declares, and the outbox relay. RabbitMQ carries work, never state:
+//! every message can be rebuilt from Postgres rows.
+
+pub mod messages;
+pub mod relay;
+
+use std::sync::Arc;
+
+use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::config::AmqpSettings;
+use messages::{ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE};
+
+/// Redeliveries after which the broker dead-letters a message that keeps
+/// failing (a crash loop), so it cannot block the queue forever.
+pub const DELIVERY_LIMIT: i64 = 20;
+
+/// The broker connection, shared by every role of a process.
+pub struct Amqp {
+    url: String,
+    prefix: String,
+    conn: Mutex<Option<Connection>>,
+    publisher: Mutex<Option<Channel>>,
+}
+
+impl Amqp {
+    /// A handle; nothing is connected until first use.
+    pub fn new(settings: &AmqpSettings) -> Arc<Self> {
+        Arc::new(Self {
+            url: settings.url.clone(),
+            prefix: settings.prefix.clone(),
+            conn: Mutex::new(None),
+            publisher: Mutex::new(None),
+        })
+    }
+
+    /// A queue or exchange name with the configured prefix.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    /// True while the connection is open.
+    pub async fn is_connected(&self) -> bool {
+        self.conn.lock().await.as_ref().is_some_and(|c| c.status().connected())
+    }
+
+    /// True when the broker answers (connecting if needed).
+    pub async fn check(&self) -> bool {
+        match self.channel().await {
+            Ok(ch) => {
+                let _ = ch.close(200, "health check".into()).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Connects if needed (declaring the topology on each new connection)
+    /// and opens a channel.
+    pub async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| c.status().connected()) {
+            return conn.create_channel().await;
+        }
+        let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        self.declare(&channel).await?;
+        tracing::info!("connected to RabbitMQ");
+        *guard = Some(conn);
+        Ok(channel)
+    }
+
+    /// The channel the relay publishes on, in confirm mode; reopened when closed.
+    pub async fn publisher(&self) -> Result<Channel, lapin::Error> {
+        let mut guard = self.publisher.lock().await;
+        if let Some(ch) = guard.as_ref().filter(|c| c.status().connected()) {
+            return Ok(ch.clone());
+        }
+        let ch = self.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *guard = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Declares payd's queues, idempotently: durable quorum queues, the work
+    /// queue dead-lettering into its `.dead` queue.
+    async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        let dead = self.name(ATTEMPTS_DEAD_QUEUE);
+        ch.queue_declare(dead.as_str().into(), durable, quorum_args()).await?;
+        let mut args = quorum_args();
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dead.as_str().into()));
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        ch.queue_declare(self.name(ATTEMPTS_QUEUE).as_str().into(), durable, args).await?;
+        Ok(())
+    }
+
+    /// Closes the connection (at shutdown).
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close(200, ShortString::from("shutdown")).await;
+        }
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args
+}

@@ -1,0 +1,55 @@
+//! The scheduler role: hands attempts whose worker died back to the queue
+//! (after their lease), re-enqueues due attempts whose message went missing,
+//! and purges expired idempotency keys. Every step is a guarded UPDATE with
+//! SKIP LOCKED, so any number of schedulers may run.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{attempts, idempotency, outbox};
+use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
+
+/// How often the scheduler looks.
+const TICK: Duration = Duration::from_millis(500);
+/// A due attempt whose message has not led to a claim for this long is
+/// enqueued again (its message was lost, e.g. a broker that lost its data).
+const REQUEUE_AFTER: Duration = Duration::from_secs(300);
+/// Rows per pass.
+const BATCH: i64 = 500;
+
+/// Runs until `shutdown`.
+pub async fn run(pool: PgPool, shutdown: CancellationToken) {
+    let mut ticks = 0u64;
+    loop {
+        if let Err(e) = tick(&pool, ticks % 7200 == 0).await {
+            tracing::warn!(error = format!("{e:#}"), "scheduler pass failed; retrying");
+        }
+        ticks += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+    tracing::debug!("scheduler stopped");
+}
+
+/// One pass; answers how many attempts were enqueued.
+pub async fn tick(pool: &PgPool, purge: bool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let mut ids = attempts::release_expired(&mut tx, BATCH).await?;
+    for id in &ids {
+        tracing::warn!(attempt_id = %id, "attempt lease expired (worker died?); running it again");
+    }
+    ids.extend(attempts::take_due(&mut tx, REQUEUE_AFTER, BATCH).await?);
+    for attempt_id in &ids {
+        let msg = serde_json::to_value(WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
+        outbox::enqueue(&mut tx, ATTEMPTS_QUEUE, &msg).await?;
+    }
+    if purge {
+        idempotency::purge_expired(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(ids.len())
+}

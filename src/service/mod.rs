@@ -1,0 +1,129 @@
+//! The use cases: parse a command, check it against the state machine, and
+//! commit its state, events and outbox messages in one transaction. HTTP
+//! handlers (and, later, the AMQP command consumer) are thin callers of these,
+//! so no rule exists twice.
+
+pub mod params;
+pub mod payments;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use crate::config::Settings;
+use crate::db;
+use crate::domain::MerchantId;
+use crate::error::ApiError;
+use crate::provider::Providers;
+
+/// What the use cases need: the database, the providers, the settings.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The pool.
+    pub db: PgPool,
+    /// Provider adapters (to resolve payment methods).
+    pub providers: Providers,
+    /// Settings.
+    pub settings: Arc<Settings>,
+}
+
+/// A status and a JSON body: what an operation answers, and what an
+/// idempotent replay answers again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+}
+
+/// Longest `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+/// A checked `Idempotency-Key` bound to the request it came with.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    key: String,
+    fingerprint: Vec<u8>,
+}
+
+impl IdempotencyKey {
+    /// Checks the key and fingerprints `operation` (method and path) with `body`.
+    pub fn new(key: &str, operation: &str, body: &Value) -> Result<Self, ApiError> {
+        if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_MAX {
+            return Err(ApiError::new(
+                400,
+                "idempotency_key_invalid",
+                format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters"),
+            ));
+        }
+        Ok(Self { key: key.to_owned(), fingerprint: db::idempotency::fingerprint(operation, body) })
+    }
+
+    /// The stored answer to replay, if this key was used before.
+    async fn replay(&self, conn: &mut PgConnection, merchant: &MerchantId) -> Result<Option<Outcome>, ApiError> {
+        use db::idempotency::Claim;
+        match db::idempotency::claim(conn, merchant, &self.key, &self.fingerprint).await? {
+            Claim::Fresh => Ok(None),
+            Claim::Replay { status, body } => Ok(Some(Outcome { status, body })),
+            Claim::Mismatch => Err(ApiError::new(
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            )),
+            Claim::InFlight => Err(ApiError::new(
+                409,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being processed",
+            )),
+        }
+    }
+
+    /// Stores the answer, in the transaction of its effects.
+    async fn store(&self, conn: &mut PgConnection, merchant: &MerchantId, outcome: &Outcome) -> Result<(), ApiError> {
+        db::idempotency::store(conn, merchant, &self.key, &self.fingerprint, outcome.status, &outcome.body).await?;
+        Ok(())
+    }
+}
+
+/// Replays a keyed request's first answer, if there is one.
+async fn replay(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: Option<&IdempotencyKey>,
+) -> Result<Option<Outcome>, ApiError> {
+    match key {
+        Some(k) => k.replay(conn, merchant).await,
+        None => Ok(None),
+    }
+}
+
+/// Stores a keyed request's answer.
+async fn remember(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: Option<&IdempotencyKey>,
+    outcome: &Outcome,
+) -> Result<(), ApiError> {
+    match key {
+        Some(k) => k.store(conn, merchant, outcome).await,
+        None => Ok(()),
+    }
+}
+
+/// A JSON value of something serializable (our own types never fail).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(ApiError::internal)
+}
+
+/// `{"object":"list", …}`
+pub fn list_body<T: serde::Serialize>(data: &[T], offset: i64, total: i64) -> Result<Value, ApiError> {
+    Ok(serde_json::json!({
+        "object": "list",
+        "data": to_json(&data)?,
+        "has_more": offset + (data.len() as i64) < total,
+        "total_count": total,
+    }))
+}

@@ -1,0 +1,120 @@
+//! Webhook endpoint and event use cases.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::params::{Fields, Query};
+use super::{Ctx, list_body, to_json};
+use crate::db::payments::Scope;
+use crate::db::{events, webhooks};
+use crate::dispatcher::{signing, target};
+use crate::domain::{EndpointId, EventId, EventType, PaymentId};
+use crate::error::ApiError;
+
+/// Longest endpoint `url`.
+pub const URL_MAX: usize = 2048;
+/// Longest endpoint `description`.
+pub const DESCRIPTION_MAX: usize = 1000;
+
+fn parse_endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(raw).ok_or_else(|| ApiError::not_found("webhook endpoint"))
+}
+
+/// Checks a URL for a tenant: shape, https in live mode, and the SSRF guard.
+async fn check_url(ctx: &Ctx, scope: &Scope, raw: &str) -> Result<String, ApiError> {
+    let url = target::parse_url(raw, scope.livemode).map_err(|e| match e {
+        target::TargetError::HttpsRequired => ApiError::new(422, "url_not_allowed", e.to_string()).with_param("url"),
+        _ => ApiError::invalid("url", e.to_string()),
+    })?;
+    target::check(&url, ctx.settings.webhooks.allow_private_targets)
+        .await
+        .map_err(|e| ApiError::new(422, "url_not_allowed", e.to_string()).with_param("url"))?;
+    Ok(url.to_string())
+}
+
+fn check_events(list: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if list.is_empty() {
+        return Err(ApiError::invalid("enabled_events", "enabled_events must not be empty"));
+    }
+    if let Some(bad) = list.iter().find(|t| t.as_str() != "*" && EventType::parse(t).is_none()) {
+        return Err(ApiError::invalid("enabled_events", format!("unknown event type: {bad}")));
+    }
+    let mut list = list;
+    list.sort();
+    list.dedup();
+    Ok(list)
+}
+
+/// `POST /v1/webhook_endpoints`: the answer is the only one showing `secret`.
+pub async fn create_endpoint(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Value, ApiError> {
+    let mut f = Fields::new(body, &["url", "enabled_events", "description", "metadata"])?;
+    let url = f.string("url", URL_MAX)?;
+    let enabled_events = check_events(f.strings("enabled_events")?)?;
+    let description = f.optional_string("description", DESCRIPTION_MAX)?;
+    let metadata = f.metadata("metadata")?;
+    let url = check_url(ctx, scope, &url).await?;
+    let mut conn = ctx.db.acquire().await?;
+    let new = webhooks::NewEndpoint { url, enabled_events, description, metadata, secret: signing::generate_secret() };
+    let endpoint = webhooks::create(&mut conn, scope, new).await?;
+    to_json(&endpoint)
+}
+
+/// `GET /v1/webhook_endpoints/{id}`
+pub async fn retrieve_endpoint(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let id = parse_endpoint_id(id)?;
+    let endpoint = webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    to_json(&endpoint)
+}
+
+/// `GET /v1/webhook_endpoints`
+pub async fn list_endpoints(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
+    let mut q = Query::new(query, &["limit", "offset"])?;
+    let (limit, offset) = (q.limit()?, q.offset()?);
+    let (rows, total) = webhooks::list(&ctx.db, scope, limit, offset).await?;
+    list_body(&rows, offset, total)
+}
+
+/// `DELETE /v1/webhook_endpoints/{id}`
+pub async fn delete_endpoint(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let id = parse_endpoint_id(id)?;
+    if !webhooks::delete(&ctx.db, scope, &id).await? {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    Ok(json!({"id": id, "object": "webhook_endpoint", "deleted": true}))
+}
+
+/// `GET /v1/webhook_endpoints/{id}/deliveries`
+pub async fn list_deliveries(ctx: &Ctx, scope: &Scope, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+    let id = parse_endpoint_id(id)?;
+    let mut q = Query::new(query, &["limit", "offset", "status"])?;
+    let status = q.string("status");
+    if let Some(s) = &status {
+        if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
+            return Err(ApiError::invalid("status", "status must be one of pending, succeeded, failed"));
+        }
+    }
+    let (limit, offset) = (q.limit()?, q.offset()?);
+    webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let (rows, total) = webhooks::deliveries(&ctx.db, &id, status.as_deref(), limit, offset).await?;
+    list_body(&rows, offset, total)
+}
+
+/// `GET /v1/events/{id}`
+pub async fn retrieve_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let id = EventId::parse(id).ok_or_else(|| ApiError::not_found("event"))?;
+    let event = events::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    to_json(&event)
+}
+
+/// `GET /v1/events`
+pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
+    let mut q = Query::new(query, &["limit", "offset", "type", "payment_id"])?;
+    let kind = q.string("type");
+    let payment = q.string("payment_id").map(|p| PaymentId::parse(&p).ok_or_else(|| {
+        ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)")
+    })).transpose()?;
+    let (limit, offset) = (q.limit()?, q.offset()?);
+    let (rows, total) = events::list(&ctx.db, scope, kind.as_deref(), payment.as_ref(), limit, offset).await?;
+    list_body(&rows, offset, total)
+}
