@@ -1,0 +1,313 @@
+//! The test harness: each test gets its own database and AMQP prefix and an
+//! in-process payd on port 0, plus a webhook receiver and helpers that poll
+//! for conditions with a deadline instead of sleeping.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use lapin::options::QueueDeleteOptions;
+use payd::app::{self, Role, Running};
+use payd::config::Settings;
+use payd::domain::MerchantId;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// How long `eventually` waits by default.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+fn admin_url() -> String {
+    std::env::var("PAYD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A running payd for one test.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub http: reqwest::Client,
+    /// A pool on the test's database, for assertions on rows.
+    pub pool: PgPool,
+    /// The test merchant's secret key.
+    pub key: String,
+    /// The test merchant.
+    pub merchant: MerchantId,
+    /// The settings variables: the same database and prefix for more processes.
+    pub vars: HashMap<String, String>,
+    pub running: Option<Running>,
+    db_name: String,
+}
+
+/// Settings of a test, with `extra` variables on top.
+pub fn settings(vars: &HashMap<String, String>) -> Settings {
+    Settings::load(vars, std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))).expect("test settings")
+}
+
+impl TestApp {
+    /// All roles.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[], &[]).await
+    }
+
+    /// The given roles (all when empty) with extra settings variables.
+    pub async fn spawn_with(roles: &[Role], extra: &[(&str, &str)]) -> Self {
+        payd::telemetry::init(payd::config::LogFormat::Text, "warn,payd=info");
+        payd::install_crypto();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("payd_test_{id}");
+        let mut admin = PgConnection::connect(&format!("{}/postgres", admin_url())).await.expect("admin connection");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await.unwrap();
+        admin.close().await.ok();
+        let db_url = format!("{}/{db_name}", admin_url());
+        let mut vars: HashMap<String, String> = [
+            ("PAYD_ENV", "test"),
+            ("PAYD_HTTP__LISTEN", "127.0.0.1:0"),
+            ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+            ("PAYD_WEBHOOKS__RETRY_SCHEDULE", "1s,1s,1s"),
+            ("PAYD_WEBHOOKS__TIMEOUT", "3s"),
+            ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "2s"),
+            ("PAYD_DATABASE__MAX_CONNECTIONS", "10"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.insert("PAYD_DATABASE__URL".into(), db_url.clone());
+        vars.insert("PAYD_AMQP__URL".into(), amqp_url());
+        vars.insert("PAYD_AMQP__PREFIX".into(), format!("payd_test_{}.", &id[..12]));
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let running = app::start(settings(&vars), roles).await.expect("payd starts");
+        let pool = PgPool::connect(&db_url).await.unwrap();
+        let m = payd::db::keys::create_merchant(&pool, "Test merchant", None).await.unwrap();
+        let base = running.addr.map(|a| format!("http://{a}")).unwrap_or_default();
+        Self { base, http: reqwest::Client::new(), pool, key: m.secret_key, merchant: m.id, vars, running: Some(running), db_name }
+    }
+
+    /// Starts more roles in this process on the same database and prefix.
+    pub async fn start_more(&self, roles: &[Role]) -> Running {
+        app::start(settings(&self.vars), roles).await.expect("more roles start")
+    }
+
+    /// Creates another merchant; answers its id and secret key.
+    pub async fn other_merchant(&self) -> (MerchantId, String) {
+        let m = payd::db::keys::create_merchant(&self.pool, "Other merchant", None).await.unwrap();
+        (m.id, m.secret_key)
+    }
+
+    /// A request with this merchant's key.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.key, method, path, body, &[]).await
+    }
+
+    /// A request with any key and extra headers.
+    pub async fn call_as(&self, key: &str, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {key}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    /// Creates a payment and asserts the 201.
+    pub async fn create_payment(&self, method: &str, amount: i64) -> Value {
+        let (status, body) = self
+            .post("/v1/payments", json!({"amount": amount, "currency": "USD", "payment_method_id": method}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "pending");
+        body
+    }
+
+    /// Waits until the payment has `status`; answers it.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        eventually(&format!("payment {id} to be {status}"), WAIT, || async {
+            let (_, p) = self.get(&format!("/v1/payments/{id}")).await;
+            (p["status"] == status).then_some(p)
+        })
+        .await
+    }
+
+    /// Registers an endpoint for every event; answers (id, secret).
+    pub async fn add_endpoint(&self, url: &str) -> (String, String) {
+        let (status, body) = self.post("/v1/webhook_endpoints", json!({"url": url, "enabled_events": ["*"]})).await;
+        assert_eq!(status, 201, "{body}");
+        (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Counts rows of a query returning one bigint.
+    pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
+        sqlx::query_scalar(sql).bind(bind).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Stops payd and removes the test's queues and database.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        self.pool.close().await;
+        cleanup(&self.vars, &self.db_name).await;
+    }
+}
+
+async fn cleanup(vars: &HashMap<String, String>, db_name: &str) {
+    let prefix = &vars["PAYD_AMQP__PREFIX"];
+    if let Ok(conn) = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await {
+        if let Ok(ch) = conn.create_channel().await {
+            for q in ["payd.attempts", "payd.attempts.dead"] {
+                let _ = ch.queue_delete(format!("{prefix}{q}").as_str().into(), QueueDeleteOptions::default()).await;
+            }
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    }
+    if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", admin_url())).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
+/// Polls `check` until it answers `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// A webhook receiver: records every request and answers with the
+/// programmed statuses (one per request, then the last one forever).
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+    default_status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let r = Self {
+            url: String::new(),
+            received: Arc::default(),
+            statuses: Arc::default(),
+            default_status: Arc::new(AtomicU16::new(200)),
+        };
+        let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        Self { url: format!("http://{addr}/hook"), ..r }
+    }
+
+    /// Answers these statuses to the next requests, in order.
+    pub fn answer(&self, statuses: &[u16]) {
+        self.statuses.lock().unwrap().extend_from_slice(statuses);
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until a request with `event_type` for `payment_id` arrived.
+    pub async fn wait_for(&self, event_type: &str, payment_id: &str) -> Received {
+        eventually(&format!("{event_type} webhook for {payment_id}"), WAIT, || async {
+            self.all().into_iter().find(|r| {
+                let v = r.json();
+                v["type"] == event_type && v["data"]["object"]["id"] == payment_id
+            })
+        })
+        .await
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.received.lock().unwrap().push(Received { headers, body });
+    let next = {
+        let mut s = r.statuses.lock().unwrap();
+        if s.is_empty() { None } else { Some(s.remove(0)) }
+    };
+    let code = next.unwrap_or_else(|| r.default_status.load(Ordering::SeqCst));
+    StatusCode::from_u16(code).unwrap()
+}
+
+/// The Standard Webhooks check, written here from the spec independently of
+/// payd's signing code: any `v1,` signature in the header must equal
+/// base64(HMAC-SHA256(base64decode(secret minus "whsec_"), "id.ts.body")),
+/// and the timestamp must be within 5 minutes.
+pub fn verify_webhook(secret: &str, r: &Received) -> bool {
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let id = r.header("webhook-id");
+    let ts = r.header("webhook-timestamp");
+    let Ok(ts_num) = ts.parse::<i64>() else { return false };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (now - ts_num).abs() > 300 {
+        return false;
+    }
+    let mut signed = format!("{id}.{ts}.").into_bytes();
+    signed.extend_from_slice(&r.body);
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&signed);
+    let expected = STANDARD.encode(mac.finalize().into_bytes());
+    r.header("webhook-signature")
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|sig| sig == expected)
+}

@@ -1,0 +1,135 @@
+//! Crashes and process lifecycle, with the real binary: a worker killed
+//! between the provider call and its commit, SIGTERM, bad settings.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use payd::app::Role;
+use serde_json::Value;
+
+use crate::common::{Receiver, TestApp, WAIT, eventually, verify_webhook};
+
+fn payd(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payd"));
+    cmd.args(args)
+        .env_clear()
+        .env("PAYD_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+        .env("RUST_LOG", "warn,payd=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in &app.vars {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child process did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn worker_dies_at(point: &str) {
+    let app = TestApp::spawn_with(&[Role::Api, Role::Dispatcher], &[]).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, secret) = app.add_endpoint(&receiver.url).await;
+    let mut child = payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", point), ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "1s")])
+        .spawn()
+        .unwrap();
+    let p = app.create_payment("pm_test_success", 1234).await;
+    let id = p["id"].as_str().unwrap();
+
+    let status = wait_exit(&mut child, WAIT).await;
+    assert!(!status.success(), "the worker aborted at {point}");
+    // The provider charged, payd recorded nothing.
+    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    assert_eq!(charges.len(), 1);
+    let (_, pending) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(pending["status"], "pending");
+
+    // A healthy worker takes over: the unacked message comes back, the
+    // expired claim is handed back, and the provider answers the same key.
+    let worker = app.start_more(&[Role::Worker]).await;
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["amount_captured"], 1234);
+    let charges = worker.ctx.providers.sandbox().charges().await.unwrap();
+    assert_eq!(charges.len(), 1, "exactly one charge at the provider");
+    assert_eq!(charges[0].calls, 2, "the retry reused the idempotency key");
+    assert_eq!(app.count("SELECT count(*) FROM attempts WHERE payment_id = $1 AND status = 'succeeded'", id).await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM transactions WHERE payment_id = $1 AND status = 'succeeded'", id).await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await, 1);
+    let hook = receiver.wait_for("payment.succeeded", id).await;
+    assert!(verify_webhook(&secret, &hook));
+    let delivered: i64 = app
+        .count(
+            "SELECT count(*) FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.endpoint_id = $1 AND e.type = 'payment.succeeded'",
+            &endpoint,
+        )
+        .await;
+    assert_eq!(delivered, 1);
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_after_the_provider_call_charges_once() {
+    worker_dies_at("worker.after_provider_call").await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_just_before_commit_charges_once() {
+    worker_dies_at("worker.before_commit").await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = payd(&app, &["serve"], &[("PAYD_HTTP__LISTEN", &listen)]).spawn().unwrap();
+    let http = reqwest::Client::new();
+    let ready: Value = eventually("the child to be ready", WAIT, || async {
+        let r = http.get(format!("http://{listen}/health/ready")).send().await.ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json().await.ok()
+    })
+    .await;
+    assert_eq!(ready["postgres"], "ok");
+    assert_eq!(ready["rabbitmq"], "ok");
+    let live = http.get(format!("http://{listen}/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = wait_exit(&mut child, Duration::from_secs(25)).await;
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_settings_stop_startup_naming_the_setting() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    for (var, value, name) in [
+        ("PAYD_PAYMENTS__RETRY_SCHEDULE", "1m,soon", "retry_schedule"),
+        ("PAYD_HTTP__LISTEN", "nowhere", "listen"),
+        ("PAYD_AMQP__URL", "http://rabbit", "amqp.url"),
+    ] {
+        let out = payd(&app, &["migrate"], &[(var, value)]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{var}: {stderr}");
+    }
+    app.stop().await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests against real PostgreSQL and RabbitMQ. Each test has its
+//! own database and AMQP prefix, so they run in parallel.
+
+mod common;
+mod crash;
+mod errors;
+mod flow;
+mod idempotency;
+mod lifecycle;
+mod queue;
