@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use serde_json::Value;
@@ -128,5 +128,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
                 .map(|s| Self(Some(s.to_owned())))
                 .map_err(|_| ApiError::new(400, "idempotency_key_invalid", "Idempotency-Key must be visible ASCII")),
         }
+    }
+}
+
+/// The `{id}` of a route; an undecodable one is simply not found.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|_| ApiError::not_found("object"))
     }
 }

@@ -1,11 +1,11 @@
 //! `/v1/payments` handlers.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{IdempotencyHeader, JsonBody, Merchant, PaymentCreator, QueryMap};
+use super::extract::{PathId, IdempotencyHeader, JsonBody, Merchant, PaymentCreator, QueryMap};
 use crate::error::ApiError;
 use crate::service::payments::{self, CreatePayment};
 use crate::service::{IdempotencyKey, Outcome};
@@ -25,7 +25,7 @@ pub async fn create(
     payments::create(&s.ctx, &scope, req, key.as_ref()).await
 }
 
-pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     let payment = payments::retrieve(&s.ctx, &scope, &id).await?;
     Ok(Json(serde_json::to_value(payment).map_err(ApiError::internal)?))
 }
@@ -37,7 +37,7 @@ pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap
 pub async fn cancel(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     idem: IdempotencyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Outcome, ApiError> {
@@ -48,7 +48,7 @@ pub async fn cancel(
 pub async fn refund(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     idem: IdempotencyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Outcome, ApiError> {

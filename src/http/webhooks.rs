@@ -1,12 +1,12 @@
 //! `/v1/webhook_endpoints` and `/v1/events` handlers.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{JsonBody, Merchant, QueryMap};
+use super::extract::{PathId, JsonBody, Merchant, QueryMap};
 use crate::error::ApiError;
 use crate::service::webhooks as svc;
 
@@ -18,18 +18,18 @@ pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap
     svc::list_endpoints(&s.ctx, &scope, q).await.map(Json)
 }
 
-pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::retrieve_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
-pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::delete_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
 pub async fn deliveries(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     QueryMap(q): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     svc::list_deliveries(&s.ctx, &scope, &id, q).await.map(Json)
@@ -39,6 +39,6 @@ pub async fn list_events(State(s): State<AppState>, Merchant(scope): Merchant, Q
     svc::list_events(&s.ctx, &scope, q).await.map(Json)
 }
 
-pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
 }

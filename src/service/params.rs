@@ -36,6 +36,10 @@ impl Fields {
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(ApiError::unknown_field(unknown));
         }
+        // Postgres text cannot hold NUL; refuse it here rather than fail there.
+        if let Some((name, _)) = map.iter().find(|(_, v)| holds_nul(v)) {
+            return Err(ApiError::invalid(name.as_str(), format!("{name} must not contain NUL characters")));
+        }
         Ok(Self { map })
     }
 
@@ -143,6 +147,15 @@ impl Fields {
     }
 }
 
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 /// Query-string parameters, checked against the route's allowed names.
 pub struct Query {
     map: HashMap<String, String>,
@@ -153,6 +166,9 @@ impl Query {
     pub fn new(map: HashMap<String, String>, allowed: &[&str]) -> Result<Self, ApiError> {
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(ApiError::unknown_field(unknown));
+        }
+        if let Some((name, _)) = map.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::invalid(name.as_str(), format!("{name} must not contain NUL characters")));
         }
         Ok(Self { map })
     }
@@ -210,6 +226,8 @@ mod tests {
         assert_eq!((err.status, err.param.as_deref()), (400, Some("amout")));
         assert!(Fields::new(json!([1]), &[]).is_err());
         assert!(Fields::new(json!("x"), &[]).is_err());
+        let err = Fields::new(json!({"amount": {"k": "a\u{0}b"}}), &["amount"]).err().unwrap();
+        assert_eq!(err.param.as_deref(), Some("amount"));
     }
 
     #[test]

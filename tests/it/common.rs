@@ -102,6 +102,15 @@ impl TestApp {
         app::start(settings(&self.vars), roles).await.expect("more roles start")
     }
 
+    /// Starts roles with extra settings variables on the same database and prefix.
+    pub async fn start_more_with(&self, roles: &[Role], extra: &[(&str, &str)]) -> Running {
+        let mut vars = self.vars.clone();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        app::start(settings(&vars), roles).await.expect("more roles start")
+    }
+
     /// Creates another merchant; answers its id and secret key.
     pub async fn other_merchant(&self) -> (MerchantId, String) {
         let m = payd::db::keys::create_merchant(&self.pool, "Other merchant", None).await.unwrap();

@@ -133,3 +133,76 @@ async fn bad_settings_stop_startup_naming_the_setting() {
     }
     app.stop().await;
 }
+
+fn run_json(app: &TestApp, args: &[&str]) -> Value {
+    let out = payd(app, args, &[]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "payd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test]
+async fn the_cli_creates_merchants_and_keys_that_the_api_accepts() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let m = run_json(&app, &["merchants", "create", "--name", "Acme"]);
+    assert_eq!(m["name"], "Acme");
+    let merchant = m["id"].as_str().unwrap();
+    assert!(merchant.starts_with("mer_"));
+    let test_key = m["secret_key"].as_str().unwrap();
+    assert!(test_key.starts_with("sk_test_"));
+    assert!(m["publishable_key"].as_str().unwrap().starts_with("pk_test_"));
+    let (status, created) = app
+        .call_as(test_key, "POST", "/v1/payments", Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[])
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    // Live keys see only live objects; the sandbox methods do not exist in live mode.
+    let live = run_json(&app, &["keys", "create", "--merchant", merchant, "--live"]);
+    let live_key = live["secret_key"].as_str().unwrap();
+    assert!(live_key.starts_with("sk_live_"));
+    assert!(live["publishable_key"].as_str().unwrap().starts_with("pk_live_"));
+    let (_, list) = app.call_as(live_key, "GET", "/v1/payments", None, &[]).await;
+    assert_eq!(list["total_count"], 0);
+    let (status, _) = app.call_as(live_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    assert_eq!(status, 404);
+    let (status, err) = app
+        .call_as(live_key, "POST", "/v1/payments", Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[])
+        .await;
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(err["error"]["param"], "payment_method_id");
+
+    let ops = run_json(&app, &["keys", "create", "--ops"]);
+    let ops_key = ops["secret_key"].as_str().unwrap();
+    assert!(ops_key.starts_with("sk_ops_"));
+    let (status, _) = app.call_as(ops_key, "GET", "/v1/payments", None, &[]).await;
+    assert_eq!(status, 403, "operator keys have no merchant routes yet");
+
+    let out = payd(&app, &["keys", "create", "--merchant", "mer_00000000000000000000000000000000"], &[]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such merchant"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn development_mode_creates_the_test_merchant_once() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    for _ in 0..2 {
+        let dev = app.start_more_with(&[Role::Api], &[("PAYD_ENV", "development")]).await;
+        let base = format!("http://{}", dev.addr.unwrap());
+        let resp = app
+            .http
+            .get(format!("{base}/v1/payments"))
+            .header("Authorization", format!("Bearer {}", payd::db::keys::DEV_SECRET_KEY))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        dev.stop().await;
+    }
+    let merchants: i64 = sqlx::query_scalar("SELECT count(*) FROM merchants WHERE name = 'Test merchant'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // The harness' own merchant is also called "Test merchant".
+    assert_eq!(merchants, 2);
+    app.stop().await;
+}

@@ -206,3 +206,40 @@ async fn private_webhook_targets_are_refused_outside_development() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_input_never_gets_a_5xx() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let ok = json!({"amount": 1000, "currency": "USD", "payment_method_id": "pm_test_success"});
+    let mut nul_desc = ok.clone();
+    nul_desc["description"] = json!("a\u{0}b");
+    let mut nul_meta = ok.clone();
+    nul_meta["metadata"] = json!({"k\u{0}": "v"});
+    for (case, body, param) in [("NUL in description", nul_desc, "description"), ("NUL in metadata", nul_meta, "metadata")] {
+        let (status, err) = app.post("/v1/payments", body).await;
+        assert_error(status, &err, 400, "invalid_request_error", Some(param), case);
+    }
+    let (status, err) = app.get("/v1/payments?reference=%00").await;
+    assert_error(status, &err, 400, "invalid_request_error", Some("reference"), "NUL in query");
+    let (status, err) = app.get("/v1/payments/%FF%FE").await;
+    assert_error(status, &err, 404, "invalid_request_error", None, "undecodable id");
+    let (status, err) = app.call("PUT", "/v1/payments", None).await;
+    assert_eq!(status, 405, "{err}");
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let resp = app
+        .http
+        .post(format!("{}/v1/payments", app.base))
+        .header("Authorization", format!("Bearer {}", app.key))
+        .header("Content-Type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "deeply nested JSON");
+    for (method, path) in [("POST", "/v1/payments/x/cancel"), ("POST", "/v1/payments/x/refund"), ("DELETE", "/v1/webhook_endpoints/x")] {
+        let (status, err) = app.call(method, path, Some(json!({"unknown": true}))).await;
+        assert!(status < 500, "{method} {path}: {status} {err}");
+    }
+    app.stop().await;
+}
