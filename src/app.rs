@@ -122,11 +122,10 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     tracing::info!(env = %settings.env, ?roles, "starting payd");
     migrate(&settings).await?;
     let pool = db::pool(&settings.database).context("database.url")?;
-    if settings.is_development() {
-        if let Some(id) = db::keys::ensure_dev_merchant(&pool).await? {
+    if settings.is_development()
+        && let Some(id) = db::keys::ensure_dev_merchant(&pool).await? {
             tracing::info!(merchant_id = %id, key = db::keys::DEV_SECRET_KEY, "created the development test merchant");
         }
-    }
     let settings = Arc::new(settings);
     let amqp = Amqp::new(&settings.amqp);
     let providers = Providers::new(pool.clone());

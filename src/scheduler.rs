@@ -23,7 +23,7 @@ const BATCH: i64 = 500;
 pub async fn run(pool: PgPool, shutdown: CancellationToken) {
     let mut ticks = 0u64;
     loop {
-        if let Err(e) = tick(&pool, ticks % 7200 == 0).await {
+        if let Err(e) = tick(&pool, ticks.is_multiple_of(7200)).await {
             tracing::warn!(error = format!("{e:#}"), "scheduler pass failed; retrying");
         }
         ticks += 1;

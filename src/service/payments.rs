@@ -85,11 +85,10 @@ pub async fn create(
     if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
         return Ok(replayed);
     }
-    if let Some(reference) = &req.reference {
-        if let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
+    if let Some(reference) = &req.reference
+        && let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
             return Err(pending_exists(&pending));
         }
-    }
     let new = NewPayment {
         id: PaymentId::generate(),
         scope: scope.clone(),

@@ -89,11 +89,10 @@ pub async fn list_deliveries(ctx: &Ctx, scope: &Scope, id: &str, query: HashMap<
     let id = parse_endpoint_id(id)?;
     let mut q = Query::new(query, &["limit", "offset", "status"])?;
     let status = q.string("status");
-    if let Some(s) = &status {
-        if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
+    if let Some(s) = &status
+        && !["pending", "succeeded", "failed"].contains(&s.as_str()) {
             return Err(ApiError::invalid("status", "status must be one of pending, succeeded, failed"));
         }
-    }
     let (limit, offset) = (q.limit()?, q.offset()?);
     webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let (rows, total) = webhooks::deliveries(&ctx.db, &id, status.as_deref(), limit, offset).await?;
