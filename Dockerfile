@@ -6,17 +6,10 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /build
 
-# sqlx's query macros use the prepared metadata in .sqlx/ instead of a live
-# database at compile time.
-ENV SQLX_OFFLINE=true
-
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY config ./config
-# Optional: a wildcard that matches nothing is not an error under BuildKit,
-# so this works whether or not .sqlx/ (cargo sqlx prepare) exists.
-COPY .sqlx* ./.sqlx/
 
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
