@@ -52,7 +52,7 @@ pub async fn record(
     .bind(&scope.merchant_id)
     .bind(scope.livemode)
     .bind(kind.as_str())
-    .bind(&payment.id)
+    .bind(&payment.row.id)
     .bind(&data)
     .execute(&mut *conn)
     .await?;

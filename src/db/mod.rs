@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
+pub mod notify;
 pub mod outbox;
 pub mod payments;
 pub mod sandbox;

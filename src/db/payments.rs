@@ -18,11 +18,12 @@ pub struct Scope {
     pub livemode: bool,
 }
 
-/// A payments row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// A payments row; serialized, it is the payment object's fields.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct PaymentRow {
     pub id: PaymentId,
     pub number: i64,
+    #[serde(skip)]
     pub merchant_id: MerchantId,
     pub livemode: bool,
     pub amount: i64,
@@ -46,10 +47,15 @@ pub struct PaymentRow {
     pub error_code: Option<String>,
     pub failure_message: Option<String>,
     pub attempt_count: i32,
+    #[serde(serialize_with = "timefmt::ser_opt")]
     pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser")]
     pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser")]
     pub updated_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser_opt")]
     pub processed_at: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser_opt")]
     pub canceled_at: Option<OffsetDateTime>,
     pub cancellation_reason: Option<String>,
 }
@@ -102,83 +108,17 @@ pub struct PaymentLinks {
 #[derive(Clone, Debug, Serialize)]
 pub struct Payment {
     pub object: &'static str,
-    pub id: PaymentId,
-    pub number: i64,
-    pub livemode: bool,
-    pub amount: i64,
-    pub currency: String,
-    pub capture: bool,
-    pub amount_capturable: i64,
-    pub amount_captured: i64,
-    pub amount_refunded: i64,
-    pub status: String,
-    pub payment_method_id: String,
-    pub provider: String,
-    pub method: String,
-    pub description: Option<String>,
-    pub reference: Option<String>,
-    pub external_key: Option<String>,
-    pub customer_id: Option<String>,
-    pub metadata: Value,
-    pub tags: Vec<String>,
-    pub fee: i64,
-    pub provider_reference: Option<String>,
-    pub error_code: Option<String>,
-    pub failure_message: Option<String>,
-    pub attempt_count: i32,
-    #[serde(serialize_with = "timefmt::ser_opt")]
-    pub next_attempt_at: Option<OffsetDateTime>,
-    #[serde(serialize_with = "timefmt::ser")]
-    pub created_at: OffsetDateTime,
-    #[serde(serialize_with = "timefmt::ser")]
-    pub updated_at: OffsetDateTime,
-    #[serde(serialize_with = "timefmt::ser_opt")]
-    pub processed_at: Option<OffsetDateTime>,
-    #[serde(serialize_with = "timefmt::ser_opt")]
-    pub canceled_at: Option<OffsetDateTime>,
-    pub cancellation_reason: Option<String>,
+    #[serde(flatten)]
+    pub row: PaymentRow,
     pub refunds: Vec<Refund>,
     pub _links: PaymentLinks,
 }
 
 impl Payment {
     /// Builds the object from its row and refunds.
-    pub fn new(r: PaymentRow, refunds: Vec<Refund>) -> Self {
-        Self {
-            object: "payment",
-            _links: PaymentLinks { self_: Link { href: format!("/v1/payments/{}", r.id) } },
-            id: r.id,
-            number: r.number,
-            livemode: r.livemode,
-            amount: r.amount,
-            currency: r.currency,
-            capture: r.capture,
-            amount_capturable: r.amount_capturable,
-            amount_captured: r.amount_captured,
-            amount_refunded: r.amount_refunded,
-            status: r.status,
-            payment_method_id: r.payment_method_id,
-            provider: r.provider,
-            method: r.method,
-            description: r.description,
-            reference: r.reference,
-            external_key: r.external_key,
-            customer_id: r.customer_id,
-            metadata: r.metadata,
-            tags: r.tags,
-            fee: r.fee,
-            provider_reference: r.provider_reference,
-            error_code: r.error_code,
-            failure_message: r.failure_message,
-            attempt_count: r.attempt_count,
-            next_attempt_at: r.next_attempt_at,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            processed_at: r.processed_at,
-            canceled_at: r.canceled_at,
-            cancellation_reason: r.cancellation_reason,
-            refunds,
-        }
+    pub fn new(row: PaymentRow, refunds: Vec<Refund>) -> Self {
+        let _links = PaymentLinks { self_: Link { href: format!("/v1/payments/{}", row.id) } };
+        Self { object: "payment", row, refunds, _links }
     }
 }
 

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookSettings;
+use crate::db::notify::Waiter;
 use crate::db::{events, webhooks};
 use delivery::Sender;
 
@@ -36,7 +36,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, shutdown: Cancellation
     let tracker = TaskTracker::new();
     // A claimed row becomes due again after this, should this process die mid-send.
     let lease = settings.timeout + Duration::from_secs(30);
-    let mut listener = listen(&pool).await;
+    let mut waiter = Waiter::new(&pool, events::NOTIFY_CHANNEL, IDLE).await;
     while !shutdown.is_cancelled() {
         let free = slots.available_permits();
         let claimed = if free == 0 {
@@ -62,31 +62,11 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, shutdown: Cancellation
         if got == 0 || got < free {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wait(&mut listener, &pool) => {}
+                _ = waiter.wait() => {}
             }
         }
     }
     tracker.close();
     tracker.wait().await;
     tracing::debug!("dispatcher stopped");
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen(events::NOTIFY_CHANNEL).await.ok()?;
-    Some(l)
-}
-
-async fn wait(listener: &mut Option<PgListener>, pool: &PgPool) {
-    match listener {
-        Some(l) => {
-            if let Ok(Err(_)) = tokio::time::timeout(IDLE, l.recv()).await {
-                tokio::time::sleep(IDLE).await;
-            }
-        }
-        None => {
-            tokio::time::sleep(IDLE).await;
-            *listener = listen(pool).await;
-        }
-    }
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Amqp;
+use crate::db::notify::Waiter;
 use crate::db::outbox;
 
 /// Rows published per transaction.
@@ -24,7 +24,7 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown`.
 pub async fn run(pool: PgPool, amqp: Arc<Amqp>, shutdown: CancellationToken) {
-    let mut listener = listen(&pool).await;
+    let mut waiter = Waiter::new(&pool, outbox::NOTIFY_CHANNEL, IDLE).await;
     loop {
         match publish_pending(&pool, &amqp).await {
             Ok(_) => {}
@@ -34,32 +34,10 @@ pub async fn run(pool: PgPool, amqp: Arc<Amqp>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = wait(&mut listener, &pool) => {}
+            _ = waiter.wait() => {}
         }
     }
     tracing::debug!("outbox relay stopped");
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen(outbox::NOTIFY_CHANNEL).await.ok()?;
-    Some(l)
-}
-
-/// Waits for a notification, at most [`IDLE`].
-async fn wait(listener: &mut Option<PgListener>, pool: &PgPool) {
-    match listener {
-        Some(l) => {
-            if let Ok(Err(_)) = tokio::time::timeout(IDLE, l.recv()).await {
-                // The listener reconnects on its next call; don't spin meanwhile.
-                tokio::time::sleep(IDLE).await;
-            }
-        }
-        None => {
-            tokio::time::sleep(IDLE).await;
-            *listener = listen(pool).await;
-        }
-    }
 }
 
 /// Publishes everything pending; answers how many rows went out.

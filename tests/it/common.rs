@@ -158,13 +158,33 @@ impl TestApp {
         body
     }
 
-    /// Waits until the payment has `status`; answers it.
-    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
-        eventually(&format!("payment {id} to be {status}"), WAIT, || async {
+    /// Sends a raw body with a content type; answers status and JSON body.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.key))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the payment satisfies `done` (described by `what`); answers it.
+    pub async fn wait_payment(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually(&format!("payment {id}: {what}"), WAIT, || async {
             let (_, p) = self.get(&format!("/v1/payments/{id}")).await;
-            (p["status"] == status).then_some(p)
+            done(&p).then_some(p)
         })
         .await
+    }
+
+    /// Waits until the payment has `status`; answers it.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_payment(id, status, |p| p["status"] == status).await
     }
 
     /// Registers an endpoint for every event; answers (id, secret).

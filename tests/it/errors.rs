@@ -62,17 +62,7 @@ async fn invalid_payment_bodies_are_400_naming_the_field() {
     }
     // Malformed JSON and wrong shapes.
     for (case, raw) in [("truncated", "{\"amount\": 10"), ("array", "[1,2]"), ("string", "\"hi\""), ("garbage", "\u{0}\u{1}")] {
-        let resp = app
-            .http
-            .post(format!("{}/v1/payments", app.base))
-            .header("Authorization", format!("Bearer {}", app.key))
-            .header("Content-Type", "application/json")
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap();
+        let (status, body) = app.post_raw("/v1/payments", "application/json", raw.to_owned()).await;
         assert_eq!(status, 400, "{case}: {body}");
         assert_eq!(body["error"]["type"], "invalid_request_error", "{case}");
     }
@@ -124,17 +114,8 @@ async fn auth_media_type_size_and_lookup_errors() {
     let big = json!({"amount": 1000, "currency": "USD", "payment_method_id": "pm_test_success", "description": "x".repeat(70_000)});
     let (status, err) = app.post("/v1/payments", big).await;
     assert_error(status, &err, 413, "invalid_request_error", None, "body over 64 KiB");
-    let resp = app
-        .http
-        .post(format!("{}/v1/payments", app.base))
-        .header("Authorization", format!("Bearer {}", app.key))
-        .header("Content-Type", "text/plain")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    assert_error(status, &resp.json().await.unwrap(), 415, "invalid_request_error", None, "text/plain");
+    let (status, err) = app.post_raw("/v1/payments", "text/plain", body.to_string()).await;
+    assert_error(status, &err, 415, "invalid_request_error", None, "text/plain");
     app.stop().await;
 }
 
@@ -227,16 +208,8 @@ async fn hostile_input_never_gets_a_5xx() {
     assert_eq!(status, 405, "{err}");
     assert_eq!(err["error"]["type"], "invalid_request_error");
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    let resp = app
-        .http
-        .post(format!("{}/v1/payments", app.base))
-        .header("Authorization", format!("Bearer {}", app.key))
-        .header("Content-Type", "application/json")
-        .body(deep)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400, "deeply nested JSON");
+    let (status, _) = app.post_raw("/v1/payments", "application/json", deep).await;
+    assert_eq!(status, 400, "deeply nested JSON");
     for (method, path) in [("POST", "/v1/payments/x/cancel"), ("POST", "/v1/payments/x/refund"), ("DELETE", "/v1/webhook_endpoints/x")] {
         let (status, err) = app.call(method, path, Some(json!({"unknown": true}))).await;
         assert!(status < 500, "{method} {path}: {status} {err}");

@@ -90,11 +90,7 @@ async fn partial_then_full_refunds_run_through_the_provider() {
     assert_eq!(refund["reason"], "Product returned");
     assert!(["pending", "succeeded"].contains(&refund["status"].as_str().unwrap()));
 
-    let partly = crate::common::eventually("the partial refund", crate::common::WAIT, || async {
-        let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
-        (p["amount_refunded"] == 300).then_some(p)
-    })
-    .await;
+    let partly = app.wait_payment(id, "300 refunded", |p| p["amount_refunded"] == 300).await;
     assert_eq!(partly["status"], "refunded");
     assert_eq!(partly["refunds"][0]["status"], "succeeded");
 
@@ -109,11 +105,7 @@ async fn partial_then_full_refunds_run_through_the_provider() {
     let (status, err) = app.post(&refund_path, json!({"amount": 1})).await;
     assert_eq!(status, 409, "everything is refunded or being refunded: {err}");
 
-    let full = crate::common::eventually("the full refund", crate::common::WAIT, || async {
-        let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
-        (p["amount_refunded"] == 1000).then_some(p)
-    })
-    .await;
+    let full = app.wait_payment(id, "all refunded", |p| p["amount_refunded"] == 1000).await;
     assert_eq!(full["status"], "refunded");
     assert_eq!(full["refunds"].as_array().unwrap().len(), 2);
 
