@@ -154,7 +154,13 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
-        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), settings.payments.provider_timeout, faults));
+        let runner = Arc::new(AttemptRunner::new(
+            pool.clone(),
+            providers.clone(),
+            settings.payments.provider_timeout,
+            &settings.payments.retry_schedule,
+            faults,
+        ));
         tasks.spawn(worker::run(runner, amqp.clone(), settings.amqp.prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {

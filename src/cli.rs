@@ -1,13 +1,19 @@
 //! The command line (contract §8). Output meant for programs is JSON on
 //! stdout; logs go to stderr.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::app::{self, Role};
 use crate::config::Settings;
+use crate::db::attempts::Viewer;
 use crate::db::{self, keys::KeyKind};
+use crate::provider::Providers;
+use crate::service::{self, Ctx};
 use crate::domain::MerchantId;
 
 /// payd: a webhook-driven asynchronous payment worker.
@@ -38,6 +44,42 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Provider attempts and scheduled retries (operators).
+    Attempts {
+        #[command(subcommand)]
+        command: AttemptCommand,
+    },
+}
+
+/// `payd attempts …`
+#[derive(Debug, Subcommand)]
+pub enum AttemptCommand {
+    /// List attempts of every merchant, newest first.
+    List {
+        /// scheduled, running, succeeded, failed or canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this payment's attempts (pay_…).
+        #[arg(long)]
+        payment: Option<String>,
+        /// Only this merchant's attempts (mer_…).
+        #[arg(long)]
+        merchant: Option<String>,
+        /// At most this many (1–100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Cancel a scheduled attempt: it never runs, and its payment fails with retry_canceled.
+    Cancel {
+        /// The attempt (att_…).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -98,6 +140,35 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             db::keys::insert_key(&mut conn, Some(&id), KeyKind::Publishable, live, &publishable).await?;
             print_json(json!({"secret_key": secret, "publishable_key": publishable}));
             Ok(())
+        }
+        Command::Attempts { command } => attempts(settings, command).await,
+    }
+}
+
+/// `payd attempts …`, as an operator, through the same use cases as HTTP.
+async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result<()> {
+    let pool = ready_pool(&settings).await?;
+    let ctx = Ctx { providers: Providers::new(pool.clone()), db: pool, settings: Arc::new(settings) };
+    let answer = match command {
+        AttemptCommand::List { status, payment, merchant, limit, offset } => {
+            let mut q = HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);
+            q.extend(status.map(|v| ("status".to_owned(), v)));
+            q.extend(payment.map(|v| ("payment_id".to_owned(), v)));
+            q.extend(merchant.map(|v| ("merchant_id".to_owned(), v)));
+            service::attempts::list(&ctx, &Viewer::Operator, q).await
+        }
+        AttemptCommand::Cancel { id, reason } => {
+            service::attempts::cancel(&ctx, &Viewer::Operator, &id, json!({ "reason": reason })).await
+        }
+    };
+    match answer {
+        Ok(v) => {
+            print_json(v);
+            Ok(())
+        }
+        Err(e) => {
+            print_json(e.body());
+            anyhow::bail!("{}", e.message)
         }
     }
 }

@@ -12,7 +12,7 @@
 //! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
 //! - [`worker`]: consumes the work queue, claims attempts, calls providers.
 //! - [`provider`]: payment providers (the built-in `sandbox`).
-//! - [`scheduler`]: expired leases, due attempts, purges.
+//! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
 //! - [`app`]: starts and stops roles; [`cli`]: the command line.
 //! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs.
@@ -28,6 +28,7 @@ pub mod faults;
 pub mod http;
 pub mod provider;
 pub mod queue;
+pub mod retry;
 pub mod scheduler;
 pub mod service;
 pub mod telemetry;

@@ -41,6 +41,29 @@ pub async fn insert(
     Ok(id)
 }
 
+/// Inserts attempt `number`, due after `delay` and not enqueued yet (the
+/// scheduler enqueues it when due); answers when it is due.
+pub async fn insert_later(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    transaction: &TransactionId,
+    number: i32,
+    delay: Duration,
+) -> Result<time::OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at)
+         VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5))
+         RETURNING scheduled_at",
+    )
+    .bind(AttemptId::generate())
+    .bind(payment)
+    .bind(transaction)
+    .bind(number)
+    .bind(delay.as_secs_f64())
+    .fetch_one(conn)
+    .await
+}
+
 /// Claims a due scheduled attempt for `lease`. `None`: it is running
 /// elsewhere, finished, canceled, not due yet, or unknown — in every case the
 /// message that asked for it has nothing left to do.
@@ -139,5 +162,109 @@ pub async fn take_due(conn: &mut PgConnection, requeue_after: Duration, limit: i
     .bind(requeue_after.as_secs_f64())
     .bind(limit)
     .fetch_all(conn)
+    .await
+}
+
+/// The attempt object (contract §4).
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct Attempt {
+    pub object: String,
+    pub id: AttemptId,
+    pub payment_id: PaymentId,
+    pub transaction_id: TransactionId,
+    pub number: i32,
+    pub status: String,
+    #[serde(serialize_with = "crate::timefmt::ser")]
+    pub scheduled_at: time::OffsetDateTime,
+    #[serde(serialize_with = "crate::timefmt::ser_opt")]
+    pub started_at: Option<time::OffsetDateTime>,
+    #[serde(serialize_with = "crate::timefmt::ser_opt")]
+    pub finished_at: Option<time::OffsetDateTime>,
+    pub error_code: Option<String>,
+}
+
+const ATTEMPT_COLUMNS: &str = "'attempt' AS object, a.id, a.payment_id, a.transaction_id, a.number, a.status,
+    a.scheduled_at, a.started_at, a.finished_at, a.error_code";
+
+/// Who may see attempts: one tenant, or every merchant (operators).
+#[derive(Clone, Debug)]
+pub enum Viewer {
+    /// A merchant's secret key.
+    Merchant(crate::db::payments::Scope),
+    /// An operator key (`sk_ops_…`).
+    Operator,
+}
+
+impl Viewer {
+    fn merchant(&self) -> Option<(&crate::domain::MerchantId, bool)> {
+        match self {
+            Self::Merchant(s) => Some((&s.merchant_id, s.livemode)),
+            Self::Operator => None,
+        }
+    }
+}
+
+/// Filters of `GET /v1/attempts`.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptFilter {
+    pub status: Option<String>,
+    pub payment_id: Option<PaymentId>,
+    pub merchant_id: Option<crate::domain::MerchantId>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Attempts visible to `viewer`, newest first, with the total.
+pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Result<(Vec<Attempt>, i64), sqlx::Error> {
+    const FILTER: &str = "($1::text IS NULL OR p.merchant_id = $1) AND ($2::boolean IS NULL OR p.livemode = $2)
+        AND ($3::text IS NULL OR a.status = $3) AND ($4::text IS NULL OR a.payment_id = $4)
+        AND ($5::text IS NULL OR p.merchant_id = $5)";
+    let (merchant, livemode) = viewer.merchant().map_or((None, None), |(m, l)| (Some(m), Some(l)));
+    macro_rules! bind_filter {
+        ($q:expr) => {
+            $q.bind(merchant).bind(livemode).bind(&f.status).bind(&f.payment_id).bind(&f.merchant_id)
+        };
+    }
+    let rows = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}
+         ORDER BY a.created_at DESC, a.id DESC LIMIT $6 OFFSET $7"
+    ))))
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(pool)
+    .await?;
+    let total = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}"
+    ))))
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// One attempt visible to `viewer`, with its payment's id.
+pub async fn find(conn: &mut PgConnection, viewer: &Viewer, id: &AttemptId) -> Result<Option<Attempt>, sqlx::Error> {
+    let (merchant, livemode) = viewer.merchant().map_or((None, None), |(m, l)| (Some(m), Some(l)));
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id
+         WHERE a.id = $1 AND ($2::text IS NULL OR p.merchant_id = $2) AND ($3::boolean IS NULL OR p.livemode = $3)"
+    )))
+    .bind(id)
+    .bind(merchant)
+    .bind(livemode)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Cancels one attempt if it is still scheduled; the claim guard then makes
+/// the cancel final (a worker can no longer claim it).
+pub async fn cancel_one(conn: &mut PgConnection, id: &AttemptId, reason: Option<&str>) -> Result<Option<Attempt>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE attempts a SET status = 'canceled', finished_at = now(), error_code = 'retry_canceled',
+             cancellation_reason = $2
+         WHERE a.id = $1 AND a.status = 'scheduled' RETURNING {ATTEMPT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(reason)
+    .fetch_optional(conn)
     .await
 }

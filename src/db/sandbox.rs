@@ -1,9 +1,11 @@
-//! The sandbox provider's ledger (it plays the provider's own database).
+//! The sandbox provider's ledger (it plays the provider's own database):
+//! one row per idempotency key, counting calls, with the final outcome once
+//! there is one. Transient failures are calls, not charges.
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-/// One charge or refund the sandbox performed.
+/// One idempotency key the sandbox has seen.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct SandboxCharge {
     pub idempotency_key: String,
@@ -11,43 +13,56 @@ pub struct SandboxCharge {
     pub payment_method_id: String,
     pub amount: i64,
     pub currency: String,
-    pub outcome: Value,
-    /// How many calls carried this key (1 + replays).
+    /// The final outcome; `None` while every call failed transiently.
+    pub outcome: Option<Value>,
+    /// How many calls carried this key.
     pub calls: i32,
 }
 
-/// Records the first outcome for a key, or answers the stored one (counting
-/// the call). The returned value is the outcome the provider stands by.
-pub async fn record_or_replay(
-    conn: &mut PgConnection,
-    key: &str,
-    operation: &str,
-    payment_method_id: &str,
-    amount: i64,
-    currency: &str,
-    outcome: &Value,
-) -> Result<Value, sqlx::Error> {
-    sqlx::query_scalar(
+/// What the ledger knows of a call.
+pub struct Call<'a> {
+    pub key: &'a str,
+    pub operation: &'a str,
+    pub payment_method_id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+}
+
+/// Counts a call; answers its number (1 for the first) and the final
+/// outcome if one was recorded before.
+pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32, Option<Value>), sqlx::Error> {
+    sqlx::query_as(
         "INSERT INTO sandbox_charges (idempotency_key, operation, payment_method_id, amount, currency, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         VALUES ($1, $2, $3, $4, $5, NULL)
          ON CONFLICT (idempotency_key) DO UPDATE SET calls = sandbox_charges.calls + 1
-         RETURNING outcome",
+         RETURNING calls, outcome",
+    )
+    .bind(call.key)
+    .bind(call.operation)
+    .bind(call.payment_method_id)
+    .bind(call.amount)
+    .bind(call.currency)
+    .fetch_one(conn)
+    .await
+}
+
+/// Records the final outcome unless one is there already; answers the one
+/// the provider stands by.
+pub async fn settle(conn: &mut PgConnection, key: &str, outcome: &Value) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sandbox_charges SET outcome = COALESCE(outcome, $2) WHERE idempotency_key = $1 RETURNING outcome",
     )
     .bind(key)
-    .bind(operation)
-    .bind(payment_method_id)
-    .bind(amount)
-    .bind(currency)
     .bind(outcome)
     .fetch_one(conn)
     .await
 }
 
-/// Every ledger entry, oldest first (for tests and operators).
-pub async fn all(pool: &PgPool) -> Result<Vec<SandboxCharge>, sqlx::Error> {
+/// Every key the sandbox has seen, oldest first.
+pub async fn calls(pool: &PgPool) -> Result<Vec<SandboxCharge>, sqlx::Error> {
     sqlx::query_as(
         "SELECT idempotency_key, operation, payment_method_id, amount, currency, outcome, calls
-         FROM sandbox_charges ORDER BY created_at",
+         FROM sandbox_charges ORDER BY created_at, idempotency_key",
     )
     .fetch_all(pool)
     .await

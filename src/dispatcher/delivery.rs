@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 use serde_json::json;
 use sqlx::PgPool;
@@ -10,6 +9,10 @@ use sqlx::PgPool;
 use super::{signing, target};
 use crate::config::WebhookSettings;
 use crate::db::webhooks::{self, ClaimedDelivery, Next, SendResult};
+use crate::retry::Schedule;
+
+/// Jitter of webhook retries (contract §6: ±20 %).
+pub const JITTER: f64 = 0.2;
 
 /// Bytes of a receiver's response body kept in the delivery log.
 pub const RESPONSE_BODY_MAX: usize = 1024;
@@ -19,6 +22,7 @@ pub struct Sender {
     pool: PgPool,
     client: reqwest::Client,
     settings: WebhookSettings,
+    schedule: Schedule,
 }
 
 impl Sender {
@@ -30,7 +34,8 @@ impl Sender {
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { pool, client, settings })
+        let schedule = Schedule::new(&settings.retry_schedule, JITTER);
+        Ok(Self { pool, client, settings, schedule })
     }
 
     /// Sends one claimed delivery and records the attempt.
@@ -43,7 +48,7 @@ impl Sender {
         } else if gone || !d.endpoint_enabled {
             Next::Failed
         } else {
-            next_after_failure(&self.settings.retry_schedule, d.attempts, retry_after)
+            next_after_failure(&self.schedule, d.attempts, retry_after)
         };
         tracing::info!(
             delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
@@ -135,16 +140,14 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// After failed attempt number `attempts` (1-based): retry after the
-/// schedule's next delay with ±20 % jitter (or the receiver's `Retry-After`,
-/// up to twice that delay), or give up when the schedule is used up.
-pub fn next_after_failure(schedule: &[Duration], attempts: i32, retry_after: Option<Duration>) -> Next {
-    let Some(step) = usize::try_from(attempts - 1).ok().and_then(|i| schedule.get(i)) else {
-        return Next::Failed;
-    };
-    let jittered = step.mul_f64(rand::rng().random_range(0.8..=1.2));
-    match retry_after {
-        Some(asked) => Next::RetryIn(asked.min(*step * 2)),
-        None => Next::RetryIn(jittered),
+/// schedule's next delay with jitter (or the receiver's `Retry-After`, up to
+/// twice that delay), or give up when the schedule is used up.
+pub fn next_after_failure(schedule: &Schedule, attempts: i32, retry_after: Option<Duration>) -> Next {
+    let failed = usize::try_from(attempts).unwrap_or(0);
+    match (schedule.step(failed), retry_after) {
+        (None, _) => Next::Failed,
+        (Some(step), Some(asked)) => Next::RetryIn(asked.min(step * 2)),
+        (Some(_), None) => schedule.delay_after(failed).map_or(Next::Failed, Next::RetryIn),
     }
 }
 
@@ -161,7 +164,7 @@ mod tests {
 
     #[test]
     fn retries_follow_the_schedule_with_jitter_then_stop() {
-        let schedule = [Duration::from_secs(5), Duration::from_secs(300)];
+        let schedule = Schedule::new(&[Duration::from_secs(5), Duration::from_secs(300)], JITTER);
         for _ in 0..100 {
             let d = delay(next_after_failure(&schedule, 1, None));
             assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(6), "{d:?}");
@@ -173,7 +176,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_bounded_by_twice_the_step() {
-        let schedule = [Duration::from_secs(5)];
+        let schedule = Schedule::new(&[Duration::from_secs(5)], JITTER);
         assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(7)))), Duration::from_secs(7));
         assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(3600)))), Duration::from_secs(10));
     }

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use serde_json::Value;
 
 use super::AppState;
+use crate::db::attempts::Viewer;
 use crate::db::keys::{self, KeyKind, Principal};
 use crate::db::payments::Scope;
 use crate::error::ApiError;
@@ -53,6 +54,23 @@ impl FromRequestParts<AppState> for Merchant {
             return Err(ApiError::forbidden("publishable keys may only create payments"));
         }
         Ok(Self(merchant_scope(&p)?))
+    }
+}
+
+/// An operator key (every merchant) or a merchant's secret key (its own):
+/// who may list and cancel attempts.
+pub struct AttemptViewer(pub Viewer);
+
+impl FromRequestParts<AppState> for AttemptViewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let p = principal(parts, state).await?;
+        match p.kind {
+            KeyKind::Ops => Ok(Self(Viewer::Operator)),
+            KeyKind::Publishable => Err(ApiError::forbidden("publishable keys may only create payments")),
+            KeyKind::Secret => Ok(Self(Viewer::Merchant(merchant_scope(&p)?))),
+        }
     }
 }
 

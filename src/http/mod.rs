@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, extractors and the error mapping. Handlers
 //! only extract and call [`crate::service`].
 
+mod attempts;
 pub mod error;
 pub mod extract;
 mod health;
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/payments/{id}", get(payments::retrieve))
         .route("/payments/{id}/cancel", post(payments::cancel))
         .route("/payments/{id}/refund", post(payments::refund))
+        .route("/payments/{id}/attempts", get(attempts::of_payment))
+        .route("/attempts", get(attempts::list))
+        .route("/attempts/{id}/cancel", post(attempts::cancel))
         .route("/webhook_endpoints", post(webhooks::create).get(webhooks::list))
         .route("/webhook_endpoints/{id}", get(webhooks::retrieve).delete(webhooks::delete))
         .route("/webhook_endpoints/{id}/deliveries", get(webhooks::deliveries))

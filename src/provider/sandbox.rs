@@ -21,6 +21,10 @@ pub enum SandboxMethod {
     InsufficientFunds,
     /// `pm_test_expired`
     Expired,
+    /// `pm_test_flaky`: two transient failures, then success.
+    Flaky,
+    /// `pm_test_unavailable`: every call fails transiently.
+    Unavailable,
 }
 
 impl SandboxMethod {
@@ -31,14 +35,20 @@ impl SandboxMethod {
             "pm_test_decline" => Self::Decline,
             "pm_test_insufficient_funds" => Self::InsufficientFunds,
             "pm_test_expired" => Self::Expired,
+            "pm_test_flaky" => Self::Flaky,
+            "pm_test_unavailable" => Self::Unavailable,
             _ => return None,
         })
     }
 
-    fn charge_outcome(self, key: &str) -> ProviderOutcome {
+    /// The outcome of call number `call` (1-based) for a charge.
+    fn charge_outcome(self, key: &str, call: i32) -> ProviderOutcome {
         let failed = |code: FailureCode, message: &str| ProviderOutcome::Failed { code, message: message.to_owned() };
         match self {
             Self::Success => ProviderOutcome::Succeeded { reference: reference("ch", key) },
+            Self::Flaky if call > 2 => ProviderOutcome::Succeeded { reference: reference("ch", key) },
+            Self::Flaky => failed(FailureCode::ProcessingError, "The provider had a temporary problem."),
+            Self::Unavailable => failed(FailureCode::ProviderUnavailable, "The provider is unavailable."),
             Self::Decline => failed(FailureCode::CardDeclined, "The card was declined."),
             Self::InsufficientFunds => failed(FailureCode::InsufficientFunds, "The card has insufficient funds."),
             Self::Expired => failed(FailureCode::ExpiredCard, "The card has expired."),
@@ -73,34 +83,48 @@ impl Sandbox {
                 message: format!("unknown sandbox method {}", req.payment_method_id),
             };
         };
-        let outcome = match req.operation {
-            Operation::Purchase => method.charge_outcome(&req.idempotency_key),
-            Operation::Refund => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
-        };
-        let stored = async {
-            let mut conn = self.pool.acquire().await?;
-            let outcome_json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
-            db::sandbox::record_or_replay(
-                &mut conn,
-                &req.idempotency_key,
-                req.operation.as_str(),
-                &req.payment_method_id,
-                req.amount,
-                &req.currency,
-                &outcome_json,
-            )
-            .await
-        };
-        match stored.await {
-            Ok(first) => serde_json::from_value(first).unwrap_or(outcome),
+        match self.ledger(req, method).await {
+            Ok(outcome) => outcome,
             // The "provider" could not be reached: transient, retried with the same key.
             Err(e) => ProviderOutcome::Failed { code: FailureCode::ProviderUnavailable, message: e.to_string() },
         }
     }
 
-    /// The ledger, oldest first.
+    async fn ledger(&self, req: &ProviderRequest, method: SandboxMethod) -> Result<ProviderOutcome, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let call = db::sandbox::Call {
+            key: &req.idempotency_key,
+            operation: req.operation.as_str(),
+            payment_method_id: &req.payment_method_id,
+            amount: req.amount,
+            currency: &req.currency,
+        };
+        let (number, first) = db::sandbox::count_call(&mut conn, &call).await?;
+        if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
+            return Ok(first);
+        }
+        let outcome = match req.operation {
+            Operation::Purchase => method.charge_outcome(&req.idempotency_key, number),
+            Operation::Refund => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
+        };
+        if matches!(&outcome, ProviderOutcome::Failed { code, .. } if code.is_transient()) {
+            return Ok(outcome);
+        }
+        let json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+        let stood_by = db::sandbox::settle(&mut conn, &req.idempotency_key, &json).await?;
+        Ok(serde_json::from_value(stood_by).unwrap_or(outcome))
+    }
+
+    /// Money the sandbox moved: keys whose final outcome is a success,
+    /// oldest first, with how many calls each took.
     pub async fn charges(&self) -> Result<Vec<db::sandbox::SandboxCharge>, sqlx::Error> {
-        db::sandbox::all(&self.pool).await
+        let all = db::sandbox::calls(&self.pool).await?;
+        Ok(all.into_iter().filter(|c| c.outcome.as_ref().is_some_and(|o| o["result"] == "succeeded")).collect())
+    }
+
+    /// Every key the sandbox saw, including failures, oldest first.
+    pub async fn calls(&self) -> Result<Vec<db::sandbox::SandboxCharge>, sqlx::Error> {
+        db::sandbox::calls(&self.pool).await
     }
 }
 
@@ -112,7 +136,7 @@ mod tests {
     fn test_methods_have_fixed_outcomes() {
         let key = "txn_0123";
         assert_eq!(
-            SandboxMethod::parse("pm_test_success").unwrap().charge_outcome(key),
+            SandboxMethod::parse("pm_test_success").unwrap().charge_outcome(key, 1),
             ProviderOutcome::Succeeded { reference: "ch_0123".into() }
         );
         for (id, code) in [
@@ -120,11 +144,28 @@ mod tests {
             ("pm_test_insufficient_funds", FailureCode::InsufficientFunds),
             ("pm_test_expired", FailureCode::ExpiredCard),
         ] {
-            match SandboxMethod::parse(id).unwrap().charge_outcome(key) {
+            match SandboxMethod::parse(id).unwrap().charge_outcome(key, 1) {
                 ProviderOutcome::Failed { code: c, .. } => assert_eq!(c, code),
                 other => panic!("{id}: {other:?}"),
             }
         }
         assert_eq!(SandboxMethod::parse("pm_card_visa"), None);
+    }
+
+    #[test]
+    fn flaky_succeeds_on_the_third_call_and_unavailable_never() {
+        let flaky = SandboxMethod::parse("pm_test_flaky").unwrap();
+        for call in [1, 2] {
+            assert!(matches!(flaky.charge_outcome("txn_1", call),
+                ProviderOutcome::Failed { code: FailureCode::ProcessingError, .. }));
+        }
+        assert!(matches!(flaky.charge_outcome("txn_1", 3), ProviderOutcome::Succeeded { .. }));
+        let down = SandboxMethod::parse("pm_test_unavailable").unwrap();
+        for call in 1..10 {
+            match down.charge_outcome("txn_1", call) {
+                ProviderOutcome::Failed { code, .. } => assert!(code.is_transient()),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! handlers (and, later, the AMQP command consumer) are thin callers of these,
 //! so no rule exists twice.
 
+pub mod attempts;
 pub mod params;
 pub mod payments;
 pub mod webhooks;

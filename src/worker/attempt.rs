@@ -12,19 +12,25 @@ use crate::db::{attempts, events};
 use crate::domain::{self, AttemptId, PaymentStatus, Transition};
 use crate::faults::Faults;
 use crate::provider::{Operation, ProviderOutcome, ProviderRequest, Providers};
+use crate::retry::Schedule;
 
 /// Runs attempts for the worker role.
 pub struct AttemptRunner {
     pool: PgPool,
     providers: Providers,
     provider_timeout: Duration,
+    retry: Schedule,
     faults: Faults,
 }
 
+/// Jitter of payment retries (contract §4: ±10 %).
+pub const JITTER: f64 = 0.1;
+
 impl AttemptRunner {
-    /// A runner whose provider calls time out after `provider_timeout`.
-    pub fn new(pool: PgPool, providers: Providers, provider_timeout: Duration, faults: Faults) -> Self {
-        Self { pool, providers, provider_timeout, faults }
+    /// A runner whose provider calls time out after `provider_timeout` and
+    /// whose transient failures are retried on `retry_schedule`.
+    pub fn new(pool: PgPool, providers: Providers, provider_timeout: Duration, retry_schedule: &[Duration], faults: Faults) -> Self {
+        Self { pool, providers, provider_timeout, retry: Schedule::new(retry_schedule, JITTER), faults }
     }
 
     /// Runs the attempt if it can still be claimed. `Ok` means the message
@@ -61,6 +67,8 @@ impl AttemptRunner {
         self.faults.crash_point("worker.after_provider_call");
 
         let mut tx = self.pool.begin().await?;
+        // Lock order everywhere: payment, then attempt (no deadlock with cancels).
+        let payment = store::lock_by_id(&mut tx, &payment.id).await?.context("payment vanished")?;
         let (status, code) = match &outcome {
             ProviderOutcome::Succeeded { .. } => ("succeeded", None),
             ProviderOutcome::Failed { code, .. } => ("failed", Some(code.as_str())),
@@ -69,15 +77,47 @@ impl AttemptRunner {
             tracing::info!(attempt_id = %id, "claim lost to another worker; discarding this outcome");
             return Ok(());
         }
-        let payment = store::lock_by_id(&mut tx, &payment.id).await?.context("payment vanished")?;
-        match operation {
-            Operation::Purchase => apply_charge(&mut tx, &payment, &txn, &outcome).await?,
-            Operation::Refund => apply_refund(&mut tx, &payment, &txn, &outcome).await?,
+        let retry_in = match &outcome {
+            ProviderOutcome::Failed { code, .. } if code.is_transient() => {
+                self.retry.delay_after(usize::try_from(claimed.number).unwrap_or(usize::MAX))
+            }
+            _ => None,
+        };
+        match (retry_in, operation) {
+            (Some(delay), _) => schedule_retry(&mut tx, &payment, &claimed, operation, delay).await?,
+            (None, Operation::Purchase) => apply_charge(&mut tx, &payment, &txn, &outcome).await?,
+            (None, Operation::Refund) => apply_refund(&mut tx, &payment, &txn, &outcome).await?,
         }
         self.faults.crash_point("worker.before_commit");
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A transient failure with retries left: the next attempt is a row due
+/// after `delay`; the scheduler enqueues it then. Nothing else changes: the
+/// payment stays pending and says when it will be tried again.
+async fn schedule_retry(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    claimed: &attempts::Claimed,
+    operation: Operation,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let next = claimed.number.checked_add(1).context("attempt number overflow")?;
+    let due = attempts::insert_later(conn, &claimed.payment_id, &claimed.transaction_id, next, delay).await?;
+    tracing::info!(payment_id = %payment.id, attempt = next, ?delay, "transient failure; retry scheduled");
+    if operation == Operation::Purchase {
+        sqlx::query(
+            "UPDATE payments SET attempt_count = attempt_count + 1, next_attempt_at = $2, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(&payment.id)
+        .bind(due)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 fn scope_of(p: &PaymentRow) -> Scope {
@@ -91,8 +131,7 @@ async fn apply_charge(
     txn: &TransactionRow,
     outcome: &ProviderOutcome,
 ) -> anyhow::Result<()> {
-    // Transient failures fail the payment for now; scheduled retries come
-    // with the retry policy (payments.retry_schedule).
+    // Here a failure is final: a hard decline, or the schedule is used up.
     let transition = match outcome {
         ProviderOutcome::Succeeded { .. } => domain::payment::charge_succeeded(payment.status()),
         ProviderOutcome::Failed { .. } => domain::payment::charge_failed(payment.status()),

@@ -340,3 +340,29 @@ pub fn verify_webhook(secret: &str, r: &Received) -> bool {
         .filter_map(|s| s.strip_prefix("v1,"))
         .any(|sig| sig == expected)
 }
+
+/// The real `payd` binary with this test's settings (plus `extra`).
+pub fn payd(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_payd"));
+    cmd.args(args)
+        .env_clear()
+        .env("PAYD_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+        .env("RUST_LOG", "warn,payd=info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in &app.vars {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a `payd` command that must succeed and print JSON on stdout.
+pub fn run_json(app: &TestApp, args: &[&str]) -> Value {
+    let out = payd(app, args, &[]).stdout(std::process::Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "payd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}

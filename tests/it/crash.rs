@@ -1,31 +1,14 @@
 //! Crashes and process lifecycle, with the real binary: a worker killed
 //! between the provider call and its commit, SIGTERM, bad settings.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
 use std::time::Duration;
 
 use payd::app::Role;
 use serde_json::Value;
 
-use crate::common::{Receiver, TestApp, WAIT, eventually, verify_webhook};
-
-fn payd(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payd"));
-    cmd.args(args)
-        .env_clear()
-        .env("PAYD_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
-        .env("RUST_LOG", "warn,payd=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in &app.vars {
-        cmd.env(k, v);
-    }
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd
-}
+use crate::common::{Receiver, TestApp, WAIT, eventually, payd, run_json, verify_webhook};
 
 async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = tokio::time::Instant::now() + within;
@@ -132,12 +115,6 @@ async fn bad_settings_stop_startup_naming_the_setting() {
         assert!(stderr.contains(name), "{var}: {stderr}");
     }
     app.stop().await;
-}
-
-fn run_json(app: &TestApp, args: &[&str]) -> Value {
-    let out = payd(app, args, &[]).stdout(Stdio::piped()).output().unwrap();
-    assert!(out.status.success(), "payd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 #[tokio::test]

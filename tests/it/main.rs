@@ -8,3 +8,4 @@ mod flow;
 mod idempotency;
 mod lifecycle;
 mod queue;
+mod retries;
