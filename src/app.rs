@@ -128,18 +128,23 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         }
     let settings = Arc::new(settings);
     let amqp = Amqp::new(&settings.amqp);
-    let providers = Providers::new(pool.clone());
-    let ctx = Ctx { db: pool.clone(), providers: providers.clone(), settings: settings.clone() };
     let faults = Faults::new(settings.faults.crash_at.clone());
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let mut addr = None;
-    if roles.contains(&Role::Api) {
+    // Bind first: the sandbox posts its notifications to this address.
+    let listener = if roles.contains(&Role::Api) {
         let listener = tokio::net::TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
-        addr = Some(listener.local_addr()?);
+        Some(listener)
+    } else {
+        None
+    };
+    let addr = listener.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
+    let providers = Providers::new(pool.clone(), &settings, addr.map(|a| format!("http://{a}")).as_deref());
+    let ctx = Ctx { db: pool.clone(), providers: providers.clone(), settings: settings.clone() };
+    if let Some(listener) = listener {
         tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
         let app = http::router(AppState { ctx: ctx.clone(), amqp: amqp.clone() });
         let stop = shutdown.clone();
@@ -154,13 +159,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
-        let runner = Arc::new(AttemptRunner::new(
-            pool.clone(),
-            providers.clone(),
-            settings.payments.provider_timeout,
-            &settings.payments.retry_schedule,
-            faults,
-        ));
+        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults));
         tasks.spawn(worker::run(runner, amqp.clone(), settings.amqp.prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {

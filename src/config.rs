@@ -62,6 +62,9 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Per-key rate limits.
     pub rate_limit: RateLimitSettings,
+    /// Payment providers by name (`sandbox` and HTTP gateways).
+    #[serde(default)]
+    pub providers: HashMap<String, ProviderSettings>,
     /// Fault injection for crash tests; empty in normal operation.
     #[serde(default)]
     pub faults: FaultSettings,
@@ -107,6 +110,10 @@ pub struct PaymentSettings {
     /// Longest provider call; a claimed attempt older than twice this is re-run.
     #[serde(deserialize_with = "duration")]
     pub provider_timeout: Duration,
+    /// How long a provider's "pending" answer waits for its notification
+    /// before payd asks the provider again.
+    #[serde(deserialize_with = "duration")]
+    pub pending_timeout: Duration,
 }
 
 /// `[webhooks]`
@@ -126,6 +133,27 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+}
+
+/// `[providers.<name>]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// The gateway's base URL (HTTP gateways; not for `sandbox`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Shared secret: the gateway's bearer token, and the key of its notifications' signatures.
+    pub secret: String,
+    /// Per-call timeout (HTTP gateways).
+    #[serde(default = "default_provider_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Sandbox only: where it posts notifications; empty = this process's API.
+    #[serde(default)]
+    pub notify_url: String,
+}
+
+fn default_provider_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[rate_limit]`
@@ -217,6 +245,20 @@ impl Settings {
         if self.webhooks.concurrency == 0 {
             return invalid("webhooks.concurrency", "must be at least 1");
         }
+        if self.payments.pending_timeout.is_zero() {
+            return invalid("payments.pending_timeout", "must be longer than 0");
+        }
+        for (name, p) in &self.providers {
+            if p.secret.is_empty() {
+                return invalid("providers.<name>.secret", &format!("provider {name} needs a secret"));
+            }
+            let is_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+            match (name.as_str(), &p.base_url) {
+                ("sandbox", _) => {}
+                (_, Some(url)) if is_url(url) => {}
+                _ => return invalid("providers.<name>.base_url", &format!("provider {name} needs an http(s) base_url")),
+            }
+        }
         Ok(())
     }
 }
@@ -270,6 +312,7 @@ mod tests {
         assert_eq!(s.webhooks.disable_after, Duration::from_secs(5 * 86400));
         assert!(!s.webhooks.allow_private_targets);
         assert_eq!((s.rate_limit.per_minute, s.rate_limit.burst), (100, 20));
+        assert!(s.providers.contains_key("sandbox"));
     }
 
     #[test]
@@ -309,5 +352,9 @@ mod tests {
         assert!(err.contains("database.url"), "{err}");
         let err = load(&[("PAYD_WEBHOOKS__TIMEOUT", "0s")]).unwrap_err().to_string();
         assert!(err.contains("webhooks.timeout"), "{err}");
+        let err = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s")]).unwrap_err().to_string();
+        assert!(err.contains("base_url") && err.contains("acme"), "{err}");
+        let s = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")]).unwrap();
+        assert_eq!(s.providers["acme"].timeout, Duration::from_secs(10));
     }
 }

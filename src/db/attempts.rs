@@ -102,6 +102,33 @@ pub async fn finish(
     Ok(done.rows_affected() == 1)
 }
 
+/// Keeps a claimed attempt running while the provider's outcome is pending:
+/// its lease becomes `wait`. False when the claim was lost meanwhile (e.g. the
+/// notification already arrived and finished it).
+pub async fn hold_pending(conn: &mut PgConnection, claimed: &Claimed, wait: Duration) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE attempts SET lease_until = now() + make_interval(secs => $3)
+         WHERE id = $1 AND status = 'running' AND claim_token = $2",
+    )
+    .bind(&claimed.id)
+    .bind(claimed.claim_token)
+    .bind(wait.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The running attempt of a transaction, locked, with its current claim.
+pub async fn running_for(conn: &mut PgConnection, transaction: &TransactionId) -> Result<Option<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payment_id, transaction_id, number, claim_token FROM attempts
+         WHERE transaction_id = $1 AND status = 'running' AND claim_token IS NOT NULL FOR UPDATE",
+    )
+    .bind(transaction)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Cancels the scheduled attempts of a transaction; answers how many.
 pub async fn cancel_scheduled(conn: &mut PgConnection, transaction: &TransactionId) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(

@@ -369,3 +369,13 @@ pub async fn settle_transaction(
 pub async fn find_any(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM payments WHERE id = $1").bind(id).fetch_optional(conn).await
 }
+
+/// Notes the provider's reference on a transaction still pending.
+pub async fn set_provider_reference(conn: &mut PgConnection, id: &TransactionId, reference: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .bind(reference)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -28,14 +28,14 @@ pub struct Call<'a> {
     pub currency: &'a str,
 }
 
-/// Counts a call; answers its number (1 for the first) and the final
-/// outcome if one was recorded before.
-pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32, Option<Value>), sqlx::Error> {
+/// Counts a call; answers its number (1 for the first), the final outcome
+/// if one was recorded before, and the seconds since the first call.
+pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32, Option<Value>, f64), sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO sandbox_charges (idempotency_key, operation, payment_method_id, amount, currency, outcome)
          VALUES ($1, $2, $3, $4, $5, NULL)
          ON CONFLICT (idempotency_key) DO UPDATE SET calls = sandbox_charges.calls + 1
-         RETURNING calls, outcome",
+         RETURNING calls, outcome, EXTRACT(EPOCH FROM now() - created_at)::float8",
     )
     .bind(call.key)
     .bind(call.operation)

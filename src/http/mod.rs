@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook_endpoints/{id}/deliveries", get(webhooks::deliveries))
         .route("/events", get(webhooks::list_events))
         .route("/events/{id}", get(webhooks::retrieve_event))
+        .route("/provider_notifications/{provider}", post(notify))
         .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .nest("/v1", v1)
@@ -62,6 +63,17 @@ pub fn router(state: AppState) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+}
+
+/// A provider's signed notification: no API key, the signature is the proof.
+async fn notify(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    extract::PathId(provider): extract::PathId,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    let signature = headers.get(crate::provider::notification::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    crate::service::notifications::receive(&s.ctx, &provider, signature, &body).await.map(axum::Json)
 }
 
 impl IntoResponse for Outcome {

@@ -2,10 +2,14 @@
 //! transaction id as idempotency key, so repeating a call whose outcome was
 //! lost (timeout, crash) can never charge twice.
 
+pub mod notification;
 pub mod sandbox;
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::config::Settings;
 use crate::domain::FailureCode;
 
 pub use sandbox::{Sandbox, SandboxMethod};
@@ -57,7 +61,12 @@ pub enum ProviderOutcome {
     Succeeded { reference: String },
     /// Not done; hard or transient, as the code says.
     Failed { code: FailureCode, message: String },
+    /// Accepted; the outcome follows in a provider notification.
+    Pending { reference: String },
 }
+
+/// How long `pm_test_async` takes to settle.
+pub const SANDBOX_ASYNC_DELAY: Duration = Duration::from_secs(1);
 
 /// The providers this process can call.
 #[derive(Clone)]
@@ -73,9 +82,20 @@ pub struct ResolvedMethod {
 }
 
 impl Providers {
-    /// The built-in providers.
-    pub fn new(pool: PgPool) -> Self {
-        Self { sandbox: Sandbox::new(pool) }
+    /// The configured providers. `api_url` is this process's API base
+    /// (`http://host:port`), where the sandbox posts its notifications unless
+    /// `providers.sandbox.notify_url` says otherwise.
+    pub fn new(pool: PgPool, settings: &Settings, api_url: Option<&str>) -> Self {
+        let sandbox = settings.providers.get("sandbox");
+        let notify_url = match sandbox.map(|s| s.notify_url.as_str()) {
+            Some(url) if !url.is_empty() => url.to_owned(),
+            _ => {
+                let base = api_url.map_or_else(|| format!("http://{}", settings.http.listen), str::to_owned);
+                format!("{base}/v1/provider_notifications/sandbox")
+            }
+        };
+        let secret = sandbox.map_or_else(String::new, |s| s.secret.clone());
+        Self { sandbox: Sandbox::new(pool, notify_url, secret, SANDBOX_ASYNC_DELAY) }
     }
 
     /// Resolves a payment method id in a mode; `None` = no such method.

@@ -3,12 +3,18 @@
 //! provider's database: the same key always answers the first outcome and
 //! never charges twice, even across payd crashes.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::notification::{self, Notification};
 use super::{Operation, ProviderOutcome, ProviderRequest};
 use crate::db;
 use crate::domain::FailureCode;
+use crate::retry::Schedule;
 
 /// The sandbox's test payment methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +31,9 @@ pub enum SandboxMethod {
     Flaky,
     /// `pm_test_unavailable`: every call fails transiently.
     Unavailable,
+    /// `pm_test_async`: answers pending; settles as succeeded after a delay
+    /// and sends a signed notification.
+    Async,
 }
 
 impl SandboxMethod {
@@ -37,6 +46,7 @@ impl SandboxMethod {
             "pm_test_expired" => Self::Expired,
             "pm_test_flaky" => Self::Flaky,
             "pm_test_unavailable" => Self::Unavailable,
+            "pm_test_async" => Self::Async,
             _ => return None,
         })
     }
@@ -49,6 +59,7 @@ impl SandboxMethod {
             Self::Flaky if call > 2 => ProviderOutcome::Succeeded { reference: reference("ch", key) },
             Self::Flaky => failed(FailureCode::ProcessingError, "The provider had a temporary problem."),
             Self::Unavailable => failed(FailureCode::ProviderUnavailable, "The provider is unavailable."),
+            Self::Async => ProviderOutcome::Pending { reference: reference("ch", key) },
             Self::Decline => failed(FailureCode::CardDeclined, "The card was declined."),
             Self::InsufficientFunds => failed(FailureCode::InsufficientFunds, "The card has insufficient funds."),
             Self::Expired => failed(FailureCode::ExpiredCard, "The card has expired."),
@@ -66,12 +77,18 @@ fn reference(prefix: &str, key: &str) -> String {
 #[derive(Clone)]
 pub struct Sandbox {
     pool: PgPool,
+    http: reqwest::Client,
+    notify_url: Arc<str>,
+    secret: Arc<str>,
+    async_delay: Duration,
 }
 
 impl Sandbox {
-    /// A sandbox keeping its ledger in `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A sandbox keeping its ledger in `pool`, posting notifications signed
+    /// with `secret` to `notify_url` once an async charge settles.
+    pub fn new(pool: PgPool, notify_url: String, secret: String, async_delay: Duration) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self { pool, http, notify_url: notify_url.into(), secret: secret.into(), async_delay }
     }
 
     /// Performs a call: computes the outcome, and records it unless the key
@@ -99,11 +116,22 @@ impl Sandbox {
             amount: req.amount,
             currency: &req.currency,
         };
-        let (number, first) = db::sandbox::count_call(&mut conn, &call).await?;
+        let (number, first, age) = db::sandbox::count_call(&mut conn, &call).await?;
         if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
             return Ok(first);
         }
         let outcome = match req.operation {
+            // An async charge has settled once its delay has passed: asked
+            // again (payd's janitor), the sandbox tells the final outcome.
+            Operation::Purchase if method == SandboxMethod::Async && age >= self.async_delay.as_secs_f64() => {
+                ProviderOutcome::Succeeded { reference: reference("ch", &req.idempotency_key) }
+            }
+            Operation::Purchase if method == SandboxMethod::Async => {
+                if number == 1 {
+                    self.notify_later(req.idempotency_key.clone());
+                }
+                return Ok(method.charge_outcome(&req.idempotency_key, number));
+            }
             Operation::Purchase => method.charge_outcome(&req.idempotency_key, number),
             Operation::Refund => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
         };
@@ -113,6 +141,51 @@ impl Sandbox {
         let json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
         let stood_by = db::sandbox::settle(&mut conn, &req.idempotency_key, &json).await?;
         Ok(serde_json::from_value(stood_by).unwrap_or(outcome))
+    }
+
+    /// After the async delay: settle the charge as succeeded and tell payd,
+    /// retrying the post a few times. If this process dies first, payd's
+    /// janitor asks again and gets the settled outcome.
+    fn notify_later(&self, key: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.async_delay).await;
+            let reference = reference("ch", &key);
+            let outcome = ProviderOutcome::Succeeded { reference: reference.clone() };
+            let settled = async {
+                let mut conn = this.pool.acquire().await?;
+                db::sandbox::settle(&mut conn, &key, &serde_json::to_value(&outcome).unwrap_or(Value::Null)).await
+            };
+            if let Err(e) = settled.await {
+                tracing::warn!(error = %e, "sandbox: could not settle an async charge");
+                return;
+            }
+            let note = Notification {
+                id: format!("ntf_{}", uuid::Uuid::now_v7().simple()),
+                kind: "charge.succeeded".into(),
+                idempotency_key: key,
+                reference: Some(reference),
+                error_code: None,
+                message: None,
+            };
+            let body = serde_json::to_vec(&note).unwrap_or_default();
+            let send = || async {
+                let signature = notification::sign(&this.secret, time::OffsetDateTime::now_utc().unix_timestamp(), &body);
+                let resp = this
+                    .http
+                    .post(this.notify_url.as_ref())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(notification::SIGNATURE_HEADER, signature)
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                resp.error_for_status().map(|_| ())
+            };
+            let schedule = Schedule::new(&[Duration::from_millis(200), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)], 0.2);
+            if let Err(e) = send.retry(schedule.backoff()).await {
+                tracing::warn!(error = %e, url = %this.notify_url, "sandbox: notification not delivered; payd will ask again");
+            }
+        });
     }
 
     /// Money the sandbox moved: keys whose final outcome is a success,

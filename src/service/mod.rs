@@ -4,6 +4,7 @@
 //! so no rule exists twice.
 
 pub mod attempts;
+pub mod notifications;
 pub mod params;
 pub mod payments;
 pub mod webhooks;

@@ -3,6 +3,7 @@
 //! A message that cannot be parsed is dead-lettered with `x-payd-error`, once.
 
 pub mod attempt;
+pub mod outcome;
 
 use std::sync::Arc;
 use std::time::Duration;

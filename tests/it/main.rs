@@ -7,5 +7,6 @@ mod errors;
 mod flow;
 mod idempotency;
 mod lifecycle;
+mod notifications;
 mod queue;
 mod retries;

@@ -218,7 +218,12 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let ops = ops_key(&app).await;
     let ctx = &app.running.as_ref().unwrap().ctx;
-    let runner = Arc::new(AttemptRunner::new(app.pool.clone(), ctx.providers.clone(), Duration::from_secs(5), &[], Faults::default()));
+    let payments = payd::config::PaymentSettings {
+        retry_schedule: vec![],
+        provider_timeout: Duration::from_secs(5),
+        pending_timeout: Duration::from_secs(60),
+    };
+    let runner = Arc::new(AttemptRunner::new(app.pool.clone(), ctx.providers.clone(), &payments, Faults::default()));
     let (mut ran, mut canceled) = (0, 0);
     for i in 0..30u64 {
         let p = app.create_payment("pm_test_success", 100).await;

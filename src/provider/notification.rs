@@ -1,0 +1,109 @@
+//! Provider notifications: a provider that answered "pending" tells payd the
+//! final outcome later, with a signed `POST /v1/provider_notifications/{provider}`.
+//!
+//! Signature header `payd-provider-signature: t=<unix seconds>,v1=<base64>`,
+//! where the signature is HMAC-SHA256(provider secret, "{t}.{body}"). payd
+//! refuses timestamps more than five minutes away and processes each
+//! notification id once.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "payd-provider-signature";
+/// Largest accepted distance between the signature's time and now, in seconds.
+pub const TOLERANCE_SECS: i64 = 300;
+
+/// What a provider says happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    /// Unique per notification; a repeated id is ignored.
+    pub id: String,
+    /// `charge.succeeded`, `charge.failed`, `refund.succeeded`, `refund.failed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The idempotency key of the call it answers (payd's transaction id).
+    pub idempotency_key: String,
+    /// The provider's reference.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// A human-readable reason.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Why a notification is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing or malformed payd-provider-signature header")]
+    Malformed,
+    #[error("the signature timestamp is outside the 5 minute tolerance")]
+    Stale,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The header value for `body` signed at `timestamp`.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let sig = STANDARD.encode(mac(secret, timestamp, body).finalize().into_bytes());
+    format!("t={timestamp},v1={sig}")
+}
+
+/// Checks a header against `body` at time `now` (constant-time compare).
+pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    let header = header.ok_or(SignatureError::Malformed)?;
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", s)) => signatures.extend(STANDARD.decode(s).ok()),
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
+    if signatures.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    if (now - timestamp).abs() > TOLERANCE_SECS {
+        return Err(SignatureError::Stale);
+    }
+    if signatures.iter().any(|sig| mac(secret, timestamp, body).verify_slice(sig).is_ok()) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_with_the_secret_body_and_time() {
+        let body = br#"{"id":"ntf_1"}"#;
+        let header = sign("s3cret", 1_000, body);
+        assert_eq!(verify("s3cret", Some(&header), body, 1_010), Ok(()));
+        assert_eq!(verify("other", Some(&header), body, 1_010), Err(SignatureError::Mismatch));
+        assert_eq!(verify("s3cret", Some(&header), b"{}", 1_010), Err(SignatureError::Mismatch));
+        assert_eq!(verify("s3cret", Some(&header), body, 1_000 + TOLERANCE_SECS + 1), Err(SignatureError::Stale));
+        assert_eq!(verify("s3cret", None, body, 1_000), Err(SignatureError::Malformed));
+        assert_eq!(verify("s3cret", Some("t=1000"), body, 1_000), Err(SignatureError::Malformed));
+        assert_eq!(verify("s3cret", Some("v1=abc"), body, 1_000), Err(SignatureError::Malformed));
+    }
+}

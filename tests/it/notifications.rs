@@ -1,0 +1,131 @@
+//! pm_test_async: a provider that answers "pending" and settles later with a
+//! signed notification; forged, stale and replayed notifications; the janitor
+//! that asks again when no notification comes.
+
+use payd::app::Role;
+use payd::domain::AttemptId;
+use payd::faults::Faults;
+use payd::provider::Providers;
+use payd::provider::notification::{self, SIGNATURE_HEADER};
+use payd::worker::AttemptRunner;
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, TestApp, settings, verify_webhook};
+
+/// The sandbox secret from config/default.toml.
+const SANDBOX_SECRET: &str = "sandbox_notification_secret_change_me";
+/// Nothing listens here: notifications sent there are lost.
+const NOWHERE: &str = "http://127.0.0.1:9/lost";
+
+#[tokio::test]
+async fn an_async_payment_completes_from_the_signed_notification() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = app.add_endpoint(&receiver.url).await;
+    let p = app.create_payment("pm_test_async", 4000).await;
+    let id = p["id"].as_str().unwrap();
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["amount_captured"], 4000);
+    assert!(paid["provider_reference"].as_str().unwrap().starts_with("ch_"));
+    let hook = receiver.wait_for("payment.succeeded", id).await;
+    assert!(verify_webhook(&secret, &hook));
+    let (_, attempts) = app.get(&format!("/v1/payments/{id}/attempts")).await;
+    assert_eq!(attempts["total_count"], 1);
+    assert_eq!(attempts["data"][0]["status"], "succeeded");
+    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    assert_eq!(calls[0].calls, 1, "the notification settled it; nobody had to ask again");
+    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(notes, 1);
+    app.stop().await;
+}
+
+async fn post_note(app: &TestApp, provider: &str, body: &Value, signature: Option<String>) -> (u16, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/provider_notifications/{provider}", app.base))
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(sig) = signature {
+        req = req.header(SIGNATURE_HEADER, sig);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn forged_stale_and_replayed_notifications_change_nothing() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    // The test plays the worker, with a sandbox whose own notification is lost.
+    let mut vars = app.vars.clone();
+    vars.insert("PAYD_PROVIDERS__SANDBOX__NOTIFY_URL".into(), NOWHERE.into());
+    let s = settings(&vars);
+    let runner = AttemptRunner::new(app.pool.clone(), Providers::new(app.pool.clone(), &s, None), &s.payments, Faults::default());
+    let p = app.create_payment("pm_test_async", 900).await;
+    let id = p["id"].as_str().unwrap();
+    let (att, txn): (String, String) = sqlx::query_as("SELECT id, transaction_id FROM attempts WHERE payment_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    runner.run(&AttemptId::parse(&att).unwrap()).await.unwrap();
+    let held: String = sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&att).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(held, "running", "a pending answer keeps the attempt open");
+
+    let note = json!({"id": "ntf_test_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "ch_x"});
+    let body = note.to_string();
+    for (case, sig) in [
+        ("wrong secret", Some(notification::sign("not the secret", now(), body.as_bytes()))),
+        ("stale", Some(notification::sign(SANDBOX_SECRET, now() - 600, body.as_bytes()))),
+        ("garbage", Some("t=abc,v1=???".to_owned())),
+        ("missing", None),
+    ] {
+        let (status, err) = post_note(&app, "sandbox", &note, sig).await;
+        assert_eq!(status, 400, "{case}: {err}");
+        assert_eq!(err["error"]["code"], "signature_invalid", "{case}");
+    }
+    let (status, _) = post_note(&app, "acme", &note, Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()))).await;
+    assert_eq!(status, 404, "unknown provider");
+    let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(p["status"], "pending", "nothing changed");
+
+    let good = Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()));
+    let (status, ok) = post_note(&app, "sandbox", &note, good.clone()).await;
+    assert_eq!(status, 200, "{ok}");
+    let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(p["status"], "succeeded");
+
+    let (status, again) = post_note(&app, "sandbox", &note, good).await;
+    assert_eq!((status, &again["duplicate"]), (200, &json!(true)));
+    let late = json!({"id": "ntf_test_2", "type": "charge.failed", "idempotency_key": txn, "error_code": "card_declined"});
+    let late_body = late.to_string();
+    let (status, _) = post_note(&app, "sandbox", &late, Some(notification::sign(SANDBOX_SECRET, now(), late_body.as_bytes()))).await;
+    assert_eq!(status, 200, "a late notification is acknowledged");
+    let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(p["status"], "succeeded", "and changes nothing");
+    assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_pending_payment_that_never_hears_back_is_checked_again() {
+    let app = TestApp::spawn_with(
+        &[],
+        &[("PAYD_PROVIDERS__SANDBOX__NOTIFY_URL", NOWHERE), ("PAYD_PAYMENTS__PENDING_TIMEOUT", "1s")],
+    )
+    .await;
+    let p = app.create_payment("pm_test_async", 700).await;
+    let id = p["id"].as_str().unwrap();
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["attempt_count"], 1, "the same attempt, asked again");
+    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].calls, 2, "the janitor asked the provider again with the same key");
+    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(notes, 0, "no notification ever arrived");
+    app.stop().await;
+}
