@@ -2,9 +2,12 @@
 //! transaction id as idempotency key, so repeating a call whose outcome was
 //! lost (timeout, crash) can never charge twice.
 
+pub mod gateway;
 pub mod notification;
 pub mod sandbox;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -12,6 +15,7 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::domain::FailureCode;
 
+pub use gateway::HttpGateway;
 pub use sandbox::{Sandbox, SandboxMethod};
 
 /// What the provider is asked to do.
@@ -72,13 +76,20 @@ pub const SANDBOX_ASYNC_DELAY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Providers {
     sandbox: Sandbox,
+    gateways: Arc<HashMap<String, HttpGateway>>,
 }
 
 /// A payment method resolved for a new payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedMethod {
-    pub provider: &'static str,
+    pub provider: String,
     pub method: &'static str,
+}
+
+/// Splits `pm_<provider>_<token>` into provider and token.
+fn gateway_token(payment_method_id: &str) -> Option<(&str, &str)> {
+    let (name, token) = payment_method_id.strip_prefix("pm_")?.split_once('_')?;
+    (!name.is_empty() && !token.is_empty() && name != "test").then_some((name, token))
 }
 
 impl Providers {
@@ -95,25 +106,44 @@ impl Providers {
             }
         };
         let secret = sandbox.map_or_else(String::new, |s| s.secret.clone());
-        Self { sandbox: Sandbox::new(pool, notify_url, secret, SANDBOX_ASYNC_DELAY) }
+        let gateways = settings
+            .providers
+            .iter()
+            .filter(|(name, _)| name.as_str() != "sandbox")
+            .filter_map(|(name, s)| match HttpGateway::new(s) {
+                Ok(g) => Some((name.clone(), g)),
+                Err(e) => {
+                    tracing::error!(provider = %name, error = %e, "cannot build the gateway client; provider disabled");
+                    None
+                }
+            })
+            .collect();
+        Self { sandbox: Sandbox::new(pool, notify_url, secret, SANDBOX_ASYNC_DELAY), gateways: Arc::new(gateways) }
     }
 
     /// Resolves a payment method id in a mode; `None` = no such method.
+    ///
+    /// The sandbox's `pm_test_*` methods exist in test mode only (contract
+    /// §5). Until stored payment methods exist, a gateway is addressed as
+    /// `pm_<provider>_<token>`, in either mode.
     pub fn resolve(&self, payment_method_id: &str, livemode: bool) -> Option<ResolvedMethod> {
-        // The sandbox serves test mode only (contract §5).
-        if livemode {
-            return None;
+        if !livemode && SandboxMethod::parse(payment_method_id).is_some() {
+            return Some(ResolvedMethod { provider: "sandbox".into(), method: "card" });
         }
-        SandboxMethod::parse(payment_method_id).map(|_| ResolvedMethod { provider: "sandbox", method: "card" })
+        let (name, _) = gateway_token(payment_method_id)?;
+        self.gateways.contains_key(name).then(|| ResolvedMethod { provider: name.to_owned(), method: "card" })
     }
 
     /// Calls the named provider.
     pub async fn call(&self, provider: &str, req: &ProviderRequest) -> ProviderOutcome {
-        match provider {
-            "sandbox" => self.sandbox.call(req).await,
-            other => ProviderOutcome::Failed {
+        if provider == "sandbox" {
+            return self.sandbox.call(req).await;
+        }
+        match (self.gateways.get(provider), gateway_token(&req.payment_method_id)) {
+            (Some(gateway), Some((_, token))) => gateway.call(req, token).await,
+            _ => ProviderOutcome::Failed {
                 code: FailureCode::ProviderUnavailable,
-                message: format!("provider {other} is not configured"),
+                message: format!("provider {provider} is not configured"),
             },
         }
     }

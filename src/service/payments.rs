@@ -96,7 +96,7 @@ pub async fn create(
         currency: req.currency.code().to_owned(),
         capture: req.capture,
         payment_method_id: req.payment_method_id,
-        provider: method.provider.to_owned(),
+        provider: method.provider,
         method: method.method.to_owned(),
         description: req.description,
         reference: req.reference.clone(),

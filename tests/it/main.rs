@@ -5,6 +5,7 @@ mod common;
 mod crash;
 mod errors;
 mod flow;
+mod gateway;
 mod idempotency;
 mod lifecycle;
 mod notifications;

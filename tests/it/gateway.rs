@@ -1,0 +1,146 @@
+//! The HTTP gateway adapter against a fake gateway (wiremock) that answers,
+//! fails with 500s, answers too slowly, declines, or answers "pending".
+
+use std::time::Duration;
+
+use payd::provider::notification::{self, SIGNATURE_HEADER};
+use serde_json::json;
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::TestApp;
+
+const SECRET: &str = "gw_secret_123";
+
+async fn app_with_gateway(gateway: &MockServer) -> TestApp {
+    TestApp::spawn_with(
+        &[],
+        &[
+            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
+            ("PAYD_PROVIDERS__ACME__SECRET", SECRET),
+            ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
+            ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms,200ms,200ms"),
+        ],
+    )
+    .await
+}
+
+async fn transaction_of(app: &TestApp, payment: &str) -> String {
+    sqlx::query_scalar("SELECT id FROM transactions WHERE payment_id = $1").bind(payment).fetch_one(&app.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_gateway_charge_carries_the_secret_and_the_idempotency_key() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .and(header("authorization", format!("Bearer {SECRET}").as_str()))
+        .and(body_partial_json(json!({"amount": 1500, "currency": "USD", "payment_method": "tok_visa"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_1", "status": "succeeded"})))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    let app = app_with_gateway(&gateway).await;
+    let p = app.create_payment("pm_acme_tok_visa", 1500).await;
+    let id = p["id"].as_str().unwrap();
+    assert_eq!(p["provider"], "acme");
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["provider_reference"], "gw_ch_1");
+    let requests = gateway.received_requests().await.unwrap();
+    assert_eq!(requests[0].headers.get("idempotency-key").unwrap().to_str().unwrap(), transaction_of(&app, id).await);
+
+    let (status, err) = app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": "pm_nope_tok"})).await;
+    assert_eq!(status, 404, "an unconfigured gateway: {err}");
+    assert_eq!(err["error"]["param"], "payment_method_id");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_500s_and_slow_answers_are_retried_with_the_same_key() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST")).and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_late", "status": "succeeded"})).set_delay(Duration::from_secs(2)))
+        .up_to_n_times(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST")).and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_2", "status": "succeeded"})))
+        .mount(&gateway)
+        .await;
+    let app = app_with_gateway(&gateway).await;
+    let p = app.create_payment("pm_acme_tok_visa", 2000).await;
+    let id = p["id"].as_str().unwrap();
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["attempt_count"], 3);
+    let (_, attempts) = app.get(&format!("/v1/payments/{id}/attempts")).await;
+    let codes: Vec<Option<&str>> = attempts["data"].as_array().unwrap().iter().map(|a| a["error_code"].as_str()).rev().collect();
+    assert_eq!(codes, [Some("processing_error"), Some("timeout"), None]);
+    let txn = transaction_of(&app, id).await;
+    let requests = gateway.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap() == txn), "one key for every attempt");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_declines_fail_at_once() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/v1/charges")).and(body_partial_json(json!({"payment_method": "tok_poor"})))
+        .respond_with(ResponseTemplate::new(402).set_body_json(json!({"error": {"code": "insufficient_funds", "message": "Not enough money"}})))
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST")).and(path("/v1/charges")).and(body_partial_json(json!({"payment_method": "tok_odd"})))
+        .respond_with(ResponseTemplate::new(400).set_body_string("<html>nope</html>"))
+        .mount(&gateway)
+        .await;
+    let app = app_with_gateway(&gateway).await;
+    for (method_id, code) in [("pm_acme_tok_poor", "insufficient_funds"), ("pm_acme_tok_odd", "card_declined")] {
+        let p = app.create_payment(method_id, 100).await;
+        let failed = app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+        assert_eq!(failed["error_code"], code);
+        assert_eq!(failed["attempt_count"], 1, "a decline is not retried");
+    }
+    assert_eq!(gateway.received_requests().await.unwrap().len(), 2, "one call each");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_pending_gateway_charge_completes_from_its_notification() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"id": "gw_ch_9", "status": "pending"})))
+        .mount(&gateway)
+        .await;
+    let app = app_with_gateway(&gateway).await;
+    let p = app.create_payment("pm_acme_tok_visa", 990).await;
+    let id = p["id"].as_str().unwrap();
+    let txn = transaction_of(&app, id).await;
+    crate::common::eventually("the attempt to wait for the gateway", crate::common::WAIT, || async {
+        let r: Option<String> = sqlx::query_scalar("SELECT provider_reference FROM transactions WHERE id = $1")
+            .bind(&txn)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        r.filter(|r| r == "gw_ch_9")
+    })
+    .await;
+    let body = json!({"id": "evt_gw_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_9"}).to_string();
+    let sig = notification::sign(SECRET, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
+    let resp = app
+        .http
+        .post(format!("{}/v1/provider_notifications/acme", app.base))
+        .header(SIGNATURE_HEADER, sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["provider_reference"], "gw_ch_9");
+    app.stop().await;
+}
