@@ -159,14 +159,14 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
-        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults));
+        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults.clone()));
         tasks.spawn(worker::run(runner, amqp.clone(), settings.amqp.prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {
         tasks.spawn(scheduler::run(pool.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Dispatcher) {
-        tasks.spawn(dispatcher::run(pool.clone(), settings.webhooks.clone(), shutdown.clone()));
+        tasks.spawn(dispatcher::run(pool.clone(), settings.webhooks.clone(), faults.clone(), shutdown.clone()));
     }
     Ok(Running { addr, ctx, shutdown, tasks, amqp })
 }

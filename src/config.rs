@@ -133,6 +133,9 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliveries in flight at once to one endpoint, so a slow or dead
+    /// endpoint cannot take every slot.
+    pub endpoint_concurrency: usize,
 }
 
 /// `[providers.<name>]`
@@ -244,6 +247,9 @@ impl Settings {
         }
         if self.webhooks.concurrency == 0 {
             return invalid("webhooks.concurrency", "must be at least 1");
+        }
+        if self.webhooks.endpoint_concurrency == 0 {
+            return invalid("webhooks.endpoint_concurrency", "must be at least 1");
         }
         if self.payments.pending_timeout.is_zero() {
             return invalid("payments.pending_timeout", "must be longer than 0");

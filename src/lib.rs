@@ -14,6 +14,7 @@
 //! - [`provider`]: payment providers (the built-in `sandbox`).
 //! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
+//! - [`webhooks`]: `verify`, for receivers of payd's webhooks.
 //! - [`app`]: starts and stops roles; [`cli`]: the command line.
 //! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs.
 
@@ -33,6 +34,7 @@ pub mod scheduler;
 pub mod service;
 pub mod telemetry;
 pub mod timefmt;
+pub mod webhooks;
 pub mod worker;
 
 /// Installs the process-wide TLS crypto provider (aws-lc-rs) used by the

@@ -93,6 +93,84 @@ pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Resu
     Ok((rows, total))
 }
 
+/// Changes to an endpoint, already checked; `None` leaves a field alone.
+#[derive(Default)]
+pub struct EndpointUpdate {
+    pub url: Option<String>,
+    pub enabled_events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+}
+
+/// Updates an endpoint; `None` if unknown. Re-enabling clears its failure streak.
+pub async fn update(pool: &PgPool, scope: &Scope, id: &EndpointId, u: EndpointUpdate) -> Result<Option<Endpoint>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_endpoints SET url = COALESCE($4, url), enabled_events = COALESCE($5, enabled_events),
+             status = COALESCE($6, status), description = COALESCE($7, description),
+             failing_since = CASE WHEN $6 = 'enabled' THEN NULL ELSE failing_since END, updated_at = now()
+         WHERE id = $1 AND merchant_id = $2 AND livemode = $3 RETURNING {ENDPOINT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(&u.url)
+    .bind(&u.enabled_events)
+    .bind(u.enabled.map(|e| if e { "enabled" } else { "disabled" }))
+    .bind(&u.description)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Replaces the secret; the previous one keeps signing (second) until
+/// `expire_previous_in` has passed. `None` if unknown.
+pub async fn rotate_secret(
+    pool: &PgPool,
+    scope: &Scope,
+    id: &EndpointId,
+    secret: &str,
+    expire_previous_in: std::time::Duration,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    let endpoint: Option<Endpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_endpoints SET previous_secret = secret,
+             previous_secret_expires_at = now() + make_interval(secs => $5), secret = $4, updated_at = now()
+         WHERE id = $1 AND merchant_id = $2 AND livemode = $3 RETURNING {ENDPOINT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(secret)
+    .bind(expire_previous_in.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(endpoint.map(|e| Endpoint { secret: Some(secret.to_owned()), ..e }))
+}
+
+/// Makes a delivery of this tenant due now, whatever its status; answers it.
+pub async fn retry_now(pool: &PgPool, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let found: Option<DeliveryId> = sqlx::query_scalar(
+        "UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = now()
+         FROM webhook_endpoints e
+         WHERE d.id = $1 AND e.id = d.endpoint_id AND e.merchant_id = $2 AND e.livemode = $3
+         RETURNING d.id",
+    )
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    sqlx::query("SELECT pg_notify('payd_deliveries', '')").execute(&mut *tx).await?;
+    let delivery = sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELIVERY_SELECT} WHERE d.id = $1")))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(delivery)
+}
+
 /// Deletes an endpoint and its pending deliveries; false if unknown.
 pub async fn delete(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2 AND livemode = $3")
@@ -124,6 +202,11 @@ pub struct Delivery {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
+const DELIVERY_SELECT: &str = "SELECT 'webhook_delivery' AS object, d.id, d.event_id, d.endpoint_id,
+        ev.type AS event_type, d.status, d.attempts, d.last_status_code, d.last_error,
+        CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at, d.created_at, d.delivered_at
+    FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id";
+
 /// Deliveries of one endpoint, newest first, with the total.
 pub async fn deliveries(
     pool: &PgPool,
@@ -132,15 +215,10 @@ pub async fn deliveries(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
-    let rows = sqlx::query_as(
-        "SELECT 'webhook_delivery' AS object, d.id, d.event_id, d.endpoint_id, ev.type AS event_type, d.status,
-                d.attempts, d.last_status_code, d.last_error,
-                CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
-                d.created_at, d.delivered_at
-         FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id
-         WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4",
-    )
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{DELIVERY_SELECT} WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4"
+    )))
     .bind(endpoint)
     .bind(status)
     .bind(limit)
@@ -177,11 +255,17 @@ pub struct ClaimedDelivery {
 
 /// Claims up to `limit` due deliveries, pushing their due time `lease` ahead
 /// so that a dispatcher that dies mid-send leaves them to be sent again.
-pub async fn claim_due(pool: &PgPool, limit: i64, lease: std::time::Duration) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+/// Deliveries to the `busy` endpoints (at their concurrency cap) are skipped.
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+    busy: &[EndpointId],
+) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
     sqlx::query_as(
         "WITH due AS (
              SELECT id FROM webhook_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= now()
+             WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($3)
              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          UPDATE webhook_deliveries d
          SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1
@@ -193,8 +277,26 @@ pub async fn claim_due(pool: &PgPool, limit: i64, lease: std::time::Duration) ->
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
+    .bind(busy)
     .fetch_all(pool)
     .await
+}
+
+/// Gives claimed deliveries back unsent (their endpoint reached its cap in
+/// this process): due now again, the claim's attempt not counted.
+pub async fn unclaim(pool: &PgPool, claimed: &[ClaimedDelivery]) -> Result<(), sqlx::Error> {
+    let ids: Vec<&DeliveryId> = claimed.iter().map(|d| &d.id).collect();
+    let attempts: Vec<i32> = claimed.iter().map(|d| d.attempts).collect();
+    sqlx::query(
+        "UPDATE webhook_deliveries d SET next_attempt_at = now(), attempts = d.attempts - 1
+         FROM unnest($1::text[], $2::int[]) AS c(id, attempts)
+         WHERE d.id = c.id AND d.attempts = c.attempts AND d.status = 'pending'",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// What one send produced.
@@ -225,6 +327,7 @@ pub async fn record(
     result: &SendResult,
     next: Next,
     disable_endpoint: bool,
+    disable_after: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -257,11 +360,27 @@ pub async fn record(
     .bind(retry_secs)
     .execute(&mut *tx)
     .await?;
-    if disable_endpoint {
-        sqlx::query("UPDATE webhook_endpoints SET status = 'disabled', updated_at = now() WHERE id = $1")
-            .bind(&d.endpoint_id)
-            .execute(&mut *tx)
-            .await?;
+    // The endpoint's health: a success ends a failure streak; a streak
+    // longer than `disable_after` (or a 410) disables the endpoint.
+    let succeeded = matches!(next, Next::Succeeded);
+    let disabled: Option<bool> = sqlx::query_scalar(
+        "UPDATE webhook_endpoints SET
+             failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, now()) END,
+             status = CASE WHEN $3 OR (NOT $2 AND COALESCE(failing_since, now()) < now() - make_interval(secs => $4))
+                           THEN 'disabled' ELSE status END,
+             updated_at = now()
+         WHERE id = $1 AND (($2 AND failing_since IS NOT NULL) OR (NOT $2 AND failing_since IS NULL)
+             OR (NOT $2 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $4)) OR $3)
+         RETURNING status = 'disabled'",
+    )
+    .bind(&d.endpoint_id)
+    .bind(succeeded)
+    .bind(disable_endpoint)
+    .bind(disable_after.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if disabled == Some(true) && d.endpoint_enabled {
+        tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled");
     }
     tx.commit().await?;
     Ok(done.rows_affected() == 1)

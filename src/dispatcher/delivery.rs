@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use super::{signing, target};
 use crate::config::WebhookSettings;
 use crate::db::webhooks::{self, ClaimedDelivery, Next, SendResult};
+use crate::faults::Faults;
 use crate::retry::Schedule;
 
 /// Jitter of webhook retries (contract §6: ±20 %).
@@ -23,25 +24,27 @@ pub struct Sender {
     client: reqwest::Client,
     settings: WebhookSettings,
     schedule: Schedule,
+    faults: Faults,
 }
 
 impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
     /// follow redirects.
-    pub fn new(pool: PgPool, settings: WebhookSettings) -> reqwest::Result<Self> {
+    pub fn new(pool: PgPool, settings: WebhookSettings, faults: Faults) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
-        Ok(Self { pool, client, settings, schedule })
+        Ok(Self { pool, client, settings, schedule, faults })
     }
 
     /// Sends one claimed delivery and records the attempt.
     pub async fn send(&self, d: ClaimedDelivery) {
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
+        self.faults.crash_point("dispatcher.after_send");
         let result = SendResult { duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32, ..result };
         let next = if result.status_code.is_some_and(|s| (200..300).contains(&s)) {
             Next::Succeeded
@@ -54,7 +57,7 @@ impl Sender {
             delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
             status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
         );
-        match webhooks::record(&self.pool, &d, &result, next, gone).await {
+        match webhooks::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await {
             Ok(true) => {}
             Ok(false) => tracing::info!(delivery_id = %d.id, "delivery was re-claimed meanwhile; result kept in the log"),
             // The row stays claimed until its lease ends, then is sent again.
@@ -76,8 +79,10 @@ impl Sender {
             Err(e) => return fail(e.to_string()),
         };
         // DNS may have changed since the endpoint was created.
-        if let Err(e) = target::check(&url, self.settings.allow_private_targets).await {
-            return fail(e.to_string());
+        match tokio::time::timeout(self.settings.timeout, target::check(&url, self.settings.allow_private_targets)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(e.to_string()),
+            Err(_) => return fail("resolving the endpoint's host timed out".into()),
         }
         let body = json!({
             "id": d.event_id,

@@ -7,25 +7,28 @@ pub mod delivery;
 pub mod signing;
 pub mod target;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookSettings;
 use crate::db::notify::Waiter;
 use crate::db::{events, webhooks};
+use crate::domain::EndpointId;
+use crate::faults::Faults;
 use delivery::Sender;
 
 /// Poll interval when no notification arrives.
 const IDLE: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown`; finishes the sends in flight before returning.
-pub async fn run(pool: PgPool, settings: WebhookSettings, shutdown: CancellationToken) {
-    let sender = match Sender::new(pool.clone(), settings.clone()) {
+pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdown: CancellationToken) {
+    let sender = match Sender::new(pool.clone(), settings.clone(), faults) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "dispatcher: cannot build the HTTP client");
@@ -33,40 +36,89 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, shutdown: Cancellation
         }
     };
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let per_endpoint = Arc::new(InFlight::default());
+    let finished = Arc::new(Notify::new());
     let tracker = TaskTracker::new();
-    // A claimed row becomes due again after this, should this process die mid-send.
-    let lease = settings.timeout + Duration::from_secs(30);
+    // A claimed row becomes due again after this, should this process die
+    // mid-send: a send (address check + request) takes at most 2 × timeout.
+    let lease = settings.timeout * 2 + Duration::from_secs(5);
     let mut waiter = Waiter::new(&pool, events::NOTIFY_CHANNEL, IDLE).await;
     while !shutdown.is_cancelled() {
         let free = slots.available_permits();
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match webhooks::claim_due(&pool, free as i64, lease).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher: claiming deliveries failed");
-                    Vec::new()
+        let mut full_batch = false;
+        if free > 0 {
+            let busy = per_endpoint.at_cap(settings.endpoint_concurrency);
+            match webhooks::claim_due(&pool, free as i64, lease, &busy).await {
+                Ok(claimed) => {
+                    full_batch = claimed.len() == free;
+                    let mut over_cap = Vec::new();
+                    for d in claimed {
+                        if !per_endpoint.enter(&d.endpoint_id, settings.endpoint_concurrency) {
+                            over_cap.push(d);
+                            continue;
+                        }
+                        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                        let (sender, per_endpoint, finished) = (sender.clone(), per_endpoint.clone(), finished.clone());
+                        tracker.spawn(async move {
+                            let endpoint = d.endpoint_id.clone();
+                            sender.send(d).await;
+                            per_endpoint.leave(&endpoint);
+                            drop(permit);
+                            finished.notify_one();
+                        });
+                    }
+                    if !over_cap.is_empty() {
+                        if let Err(e) = webhooks::unclaim(&pool, &over_cap).await {
+                            tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
+                        }
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "dispatcher: claiming deliveries failed"),
             }
-        };
-        let got = claimed.len();
-        for d in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
-            let sender = sender.clone();
-            tracker.spawn(async move {
-                sender.send(d).await;
-                drop(permit);
-            });
         }
-        if got == 0 || got < free {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = waiter.wait() => {}
-            }
+        if full_batch {
+            continue; // there may be more due right now
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = waiter.wait() => {}
+            _ = finished.notified() => {}
         }
     }
     tracker.close();
     tracker.wait().await;
     tracing::debug!("dispatcher stopped");
+}
+
+/// Sends in flight per endpoint in this process.
+#[derive(Default)]
+struct InFlight(Mutex<HashMap<EndpointId, usize>>);
+
+impl InFlight {
+    /// Counts a send to `endpoint` unless it is at `cap`.
+    fn enter(&self, endpoint: &EndpointId, cap: usize) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(endpoint.clone()).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, endpoint: &EndpointId) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(endpoint);
+            }
+        }
+    }
+
+    /// The endpoints at `cap`.
+    fn at_cap(&self, cap: usize) -> Vec<EndpointId> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().filter(|(_, n)| **n >= cap).map(|(e, _)| e.clone()).collect()
+    }
 }

@@ -42,3 +42,20 @@ pub async fn list_events(State(s): State<AppState>, Merchant(scope): Merchant, Q
 pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
 }
+
+pub async fn update(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    svc::update_endpoint(&s.ctx, &scope, &id, body).await.map(Json)
+}
+
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    svc::rotate_secret(&s.ctx, &scope, &id, body).await.map(Json)
+}
+
+pub async fn retry_delivery(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(svc::retry_delivery(&s.ctx, &scope, &id).await?)))
+}

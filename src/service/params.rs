@@ -99,17 +99,32 @@ impl Fields {
         }
     }
 
+    /// An optional integer within `min..=max`.
+    pub fn optional_integer(&mut self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| (min..=max).contains(&v)) => Ok(n.as_i64()),
+            Some(_) => Err(ApiError::invalid(name, format!("{name} must be an integer from {min} to {max}"))),
+        }
+    }
+
     /// A required array of strings.
     pub fn strings(&mut self, name: &str) -> Result<Vec<String>, ApiError> {
+        self.optional_strings(name)?.ok_or_else(|| ApiError::missing(name))
+    }
+
+    /// An optional array of strings.
+    pub fn optional_strings(&mut self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
         match self.take(name) {
-            None => Err(ApiError::missing(name)),
+            None => Ok(None),
             Some(Value::Array(items)) => items
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
                     _ => Err(ApiError::invalid(name, format!("{name} must be an array of strings"))),
                 })
-                .collect(),
+                .collect::<Result<_, _>>()
+                .map(Some),
             Some(_) => Err(ApiError::invalid(name, format!("{name} must be an array of strings"))),
         }
     }

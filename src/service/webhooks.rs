@@ -9,7 +9,7 @@ use super::{Ctx, list_body, to_json};
 use crate::db::payments::Scope;
 use crate::db::{events, webhooks};
 use crate::dispatcher::{signing, target};
-use crate::domain::{EndpointId, EventId, EventType, PaymentId};
+use crate::domain::{DeliveryId, EndpointId, EventId, EventType, PaymentId};
 use crate::error::ApiError;
 
 /// Longest endpoint `url`.
@@ -73,6 +73,54 @@ pub async fn list_endpoints(ctx: &Ctx, scope: &Scope, query: HashMap<String, Str
     let (limit, offset) = (q.limit()?, q.offset()?);
     let (rows, total) = webhooks::list(&ctx.db, scope, limit, offset).await?;
     list_body(&rows, offset, total)
+}
+
+/// `POST /v1/webhook_endpoints/{id}`: url, enabled_events, status, description.
+pub async fn update_endpoint(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Result<Value, ApiError> {
+    let id = parse_endpoint_id(id)?;
+    let mut f = Fields::new(body, &["url", "enabled_events", "status", "description"])?;
+    let url = f.optional_string("url", URL_MAX)?;
+    let enabled_events = match f.optional_strings("enabled_events")? {
+        Some(list) => Some(check_events(list)?),
+        None => None,
+    };
+    let enabled = match f.optional_string("status", 16)?.as_deref() {
+        None => None,
+        Some("enabled") => Some(true),
+        Some("disabled") => Some(false),
+        Some(_) => return Err(ApiError::invalid("status", "status must be enabled or disabled")),
+    };
+    let description = f.optional_string("description", DESCRIPTION_MAX)?;
+    let url = match url {
+        Some(u) => Some(check_url(ctx, scope, &u).await?),
+        None => None,
+    };
+    let update = webhooks::EndpointUpdate { url, enabled_events, enabled, description };
+    let endpoint = webhooks::update(&ctx.db, scope, &id, update).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    to_json(&endpoint)
+}
+
+/// Longest `expire_previous_in`: a week.
+pub const EXPIRE_PREVIOUS_MAX_SECS: i64 = 7 * 86_400;
+
+/// `POST /v1/webhook_endpoints/{id}/rotate_secret`: a new secret; the old one
+/// keeps signing (second) for `expire_previous_in` seconds (default a day).
+pub async fn rotate_secret(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Result<Value, ApiError> {
+    let id = parse_endpoint_id(id)?;
+    let mut f = Fields::new(body, &["expire_previous_in"])?;
+    let seconds = f.optional_integer("expire_previous_in", 0, EXPIRE_PREVIOUS_MAX_SECS)?.unwrap_or(86_400);
+    let expire = std::time::Duration::from_secs(seconds.unsigned_abs());
+    let endpoint = webhooks::rotate_secret(&ctx.db, scope, &id, &signing::generate_secret(), expire)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    to_json(&endpoint)
+}
+
+/// `POST /v1/webhook_deliveries/{id}/retry`: due now, sent again (202).
+pub async fn retry_delivery(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let id = DeliveryId::parse(id).ok_or_else(|| ApiError::not_found("webhook delivery"))?;
+    let delivery = webhooks::retry_now(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook delivery"))?;
+    to_json(&delivery)
 }
 
 /// `DELETE /v1/webhook_endpoints/{id}`

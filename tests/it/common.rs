@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -269,6 +269,12 @@ pub struct Receiver {
     pub received: Arc<Mutex<Vec<Received>>>,
     statuses: Arc<Mutex<Vec<u16>>>,
     default_status: Arc<AtomicU16>,
+    /// Extra response headers and body, for every answer.
+    extra: Arc<Mutex<(Vec<(String, String)>, String)>>,
+    delay_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
+    /// The most requests it ever had in flight at once.
+    pub max_in_flight: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -278,12 +284,36 @@ impl Receiver {
             received: Arc::default(),
             statuses: Arc::default(),
             default_status: Arc::new(AtomicU16::new(200)),
+            extra: Arc::default(),
+            delay_ms: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
         };
         let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         Self { url: format!("http://{addr}/hook"), ..r }
+    }
+
+    /// Answers this status once the programmed ones are used up.
+    pub fn always(&self, status: u16) {
+        self.default_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Adds a header to every answer.
+    pub fn header(&self, name: &str, value: &str) {
+        self.extra.lock().unwrap().0.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Sets the body of every answer.
+    pub fn body(&self, body: &str) {
+        self.extra.lock().unwrap().1 = body.to_owned();
+    }
+
+    /// Answers only after this long.
+    pub fn delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answers these statuses to the next requests, in order.
@@ -307,14 +337,27 @@ impl Receiver {
     }
 }
 
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now = r.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    r.max_in_flight.fetch_max(now, Ordering::SeqCst);
     r.received.lock().unwrap().push(Received { headers, body });
+    let delay = r.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let next = {
         let mut s = r.statuses.lock().unwrap();
         if s.is_empty() { None } else { Some(s.remove(0)) }
     };
     let code = next.unwrap_or_else(|| r.default_status.load(Ordering::SeqCst));
-    StatusCode::from_u16(code).unwrap()
+    let (extra_headers, body) = r.extra.lock().unwrap().clone();
+    r.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut resp = (StatusCode::from_u16(code).unwrap(), body).into_response();
+    for (k, v) in extra_headers {
+        resp.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    resp
 }
 
 /// The Standard Webhooks check, written here from the spec independently of
@@ -322,6 +365,12 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
 /// base64(HMAC-SHA256(base64decode(secret minus "whsec_"), "id.ts.body")),
 /// and the timestamp must be within 5 minutes.
 pub fn verify_webhook(secret: &str, r: &Received) -> bool {
+    r.header("webhook-signature").split(' ').any(|sig| verify_signature(secret, r, sig))
+}
+
+/// Checks one `v1,…` signature of a received webhook against `secret`,
+/// independently of payd's code (see [`verify_webhook`]).
+pub fn verify_signature(secret: &str, r: &Received, signature: &str) -> bool {
     let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
     let id = r.header("webhook-id");
     let ts = r.header("webhook-timestamp");
@@ -335,10 +384,7 @@ pub fn verify_webhook(secret: &str, r: &Received) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(&signed);
     let expected = STANDARD.encode(mac.finalize().into_bytes());
-    r.header("webhook-signature")
-        .split(' ')
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .any(|sig| sig == expected)
+    signature.strip_prefix("v1,") == Some(expected.as_str())
 }
 
 /// The real `payd` binary with this test's settings (plus `extra`).
@@ -366,3 +412,19 @@ pub fn run_json(app: &TestApp, args: &[&str]) -> Value {
     assert!(out.status.success(), "payd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
+
+/// Waits for a child process to exit; kills it and fails after `within`.
+pub async fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child process did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+

@@ -1,28 +1,14 @@
 //! Crashes and process lifecycle, with the real binary: a worker killed
 //! between the provider call and its commit, SIGTERM, bad settings.
 
-use std::process::{Child, Command};
+use std::process::Command;
 
 use std::time::Duration;
 
 use payd::app::Role;
 use serde_json::Value;
 
-use crate::common::{Receiver, TestApp, WAIT, eventually, payd, run_json, verify_webhook};
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child process did not exit within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::common::{Receiver, TestApp, WAIT, eventually, payd, run_json, verify_webhook, wait_exit};
 
 async fn worker_dies_at(point: &str) {
     let app = TestApp::spawn_with(&[Role::Api, Role::Dispatcher], &[]).await;

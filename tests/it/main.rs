@@ -11,3 +11,4 @@ mod lifecycle;
 mod notifications;
 mod queue;
 mod retries;
+mod webhooks;

@@ -1,0 +1,106 @@
+//! For receivers of payd's webhooks: verify a delivery in Rust.
+//!
+//! ```
+//! use axum::http::HeaderMap;
+//! # let secret = payd::dispatcher::signing::generate_secret();
+//! # let body = br#"{"id":"evt_1"}"#;
+//! # let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+//! # let sig = payd::dispatcher::signing::sign(&secret, "evt_1", ts, body).unwrap();
+//! # let mut headers = HeaderMap::new();
+//! # headers.insert("webhook-id", "evt_1".parse().unwrap());
+//! # headers.insert("webhook-timestamp", ts.to_string().parse().unwrap());
+//! # headers.insert("webhook-signature", sig.parse().unwrap());
+//! // `secret` is the endpoint's `whsec_…`; `body` the raw request body.
+//! payd::webhooks::verify(&secret, &headers, body, std::time::Duration::from_secs(300))
+//!     .expect("a genuine payd webhook");
+//! ```
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::dispatcher::signing::secret_key;
+
+/// Why a delivery does not verify.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The secret is not `whsec_` + base64.
+    #[error("the secret is not a whsec_ secret")]
+    BadSecret,
+    /// A `webhook-*` header is missing or malformed.
+    #[error("missing or malformed webhook-{0} header")]
+    MissingHeader(&'static str),
+    /// The timestamp is further from now than the tolerance (a replay?).
+    #[error("the webhook-timestamp is outside the tolerance")]
+    Stale,
+    /// No signature in the header matches.
+    #[error("no signature matches")]
+    Mismatch,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+    headers
+        .get(format!("webhook-{name}"))
+        .and_then(|v| v.to_str().ok())
+        .ok_or(VerifyError::MissingHeader(name))
+}
+
+/// Verifies a payd (Standard Webhooks) delivery: any `v1,` signature of the
+/// `webhook-signature` header must be the HMAC-SHA256 of
+/// `"{webhook-id}.{webhook-timestamp}.{body}"` under the secret (compared in
+/// constant time), and the timestamp within `tolerance` of now.
+pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], tolerance: Duration) -> Result<(), VerifyError> {
+    let key = secret_key(secret).ok_or(VerifyError::BadSecret)?;
+    let id = header(headers, "id")?;
+    let timestamp: i64 = header(headers, "timestamp")?.parse().map_err(|_| VerifyError::MissingHeader("timestamp"))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now.abs_diff(timestamp) > tolerance.as_secs() {
+        return Err(VerifyError::Stale);
+    }
+    let signatures = header(headers, "signature")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| VerifyError::BadSecret)?;
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let matches = signatures
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| STANDARD.decode(s).ok())
+        .any(|sig| mac.clone().verify_slice(&sig).is_ok());
+    if matches { Ok(()) } else { Err(VerifyError::Mismatch) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatcher::signing::{generate_secret, signature_header};
+
+    fn headers(id: &str, ts: i64, sig: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", id.parse().unwrap());
+        h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
+        h.insert("webhook-signature", sig.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn verifies_current_and_rotated_signatures_only() {
+        let (new, old, other) = (generate_secret(), generate_secret(), generate_secret());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let body = b"{\"id\":\"evt_1\"}";
+        let sig = signature_header(&new, Some(&old), "evt_1", now, body).unwrap();
+        let tol = Duration::from_secs(300);
+        assert_eq!(verify(&new, &headers("evt_1", now, &sig), body, tol), Ok(()));
+        assert_eq!(verify(&old, &headers("evt_1", now, &sig), body, tol), Ok(()));
+        assert_eq!(verify(&other, &headers("evt_1", now, &sig), body, tol), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&new, &headers("evt_2", now, &sig), body, tol), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&new, &headers("evt_1", now, &sig), b"{}", tol), Err(VerifyError::Mismatch));
+        let stale = signature_header(&new, None, "evt_1", now - 301, body).unwrap();
+        assert_eq!(verify(&new, &headers("evt_1", now - 301, &stale), body, tol), Err(VerifyError::Stale));
+        assert_eq!(verify("nope", &headers("evt_1", now, &sig), body, tol), Err(VerifyError::BadSecret));
+        assert_eq!(verify(&new, &HeaderMap::new(), body, tol), Err(VerifyError::MissingHeader("id")));
+    }
+}

@@ -1,0 +1,258 @@
+//! The webhook dispatcher: endpoint management, secret rotation, retries,
+//! Retry-After, redirects, 410, auto-disable, the delivery log and replay,
+//! bounded concurrency, and a dispatcher killed between send and record.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use payd::app::Role;
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, TestApp, WAIT, eventually, payd, verify_signature, verify_webhook, wait_exit};
+
+async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
+    let (status, list) = app.get(&format!("/v1/webhook_endpoints/{endpoint}/deliveries?limit=100")).await;
+    assert_eq!(status, 200, "{list}");
+    list["data"].as_array().unwrap().clone()
+}
+
+async fn wait_delivery(app: &TestApp, endpoint: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, WAIT, || async { deliveries(app, endpoint).await.into_iter().find(|d| done(d)) }).await
+}
+
+async fn endpoint_status(app: &TestApp, endpoint: &str) -> String {
+    let (_, e) = app.get(&format!("/v1/webhook_endpoints/{endpoint}")).await;
+    e["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn endpoints_are_updated_and_only_enabled_subscribed_ones_get_events() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (status, ep) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.succeeded"], "description": "orders"})).await;
+    assert_eq!(status, 201);
+    let id = ep["id"].as_str().unwrap();
+    let path = format!("/v1/webhook_endpoints/{id}");
+
+    let (status, updated) = app.post(&path, json!({"enabled_events": ["payment.failed"], "description": "failures"})).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["enabled_events"], json!(["payment.failed"]));
+    assert_eq!(updated["description"], "failures");
+    assert!(updated.get("secret").is_none());
+    for (body, param) in [(json!({"status": "paused"}), "status"), (json!({"secret": "x"}), "secret"), (json!({"enabled_events": ["nope"]}), "enabled_events")] {
+        let (status, err) = app.post(&path, body).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (400, Some(param)), "{err}");
+    }
+
+    let (_, disabled) = app.post(&path, json!({"status": "disabled"})).await;
+    assert_eq!(disabled["status"], "disabled");
+    let p = app.create_payment("pm_test_decline", 100).await;
+    app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+    assert!(deliveries(&app, id).await.is_empty(), "nothing is queued for a disabled endpoint");
+
+    let (_, enabled) = app.post(&path, json!({"status": "enabled"})).await;
+    assert_eq!(enabled["status"], "enabled");
+    let p = app.create_payment("pm_test_decline", 100).await;
+    let pid = p["id"].as_str().unwrap();
+    receiver.wait_for("payment.failed", pid).await;
+    let ok = app.create_payment("pm_test_success", 100).await;
+    app.wait_status(ok["id"].as_str().unwrap(), "succeeded").await;
+    assert!(receiver.all().iter().all(|r| r.json()["type"] == "payment.failed"));
+    assert_eq!(deliveries(&app, id).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_alongside_the_new_one_until_it_expires() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, old) = app.add_endpoint(&receiver.url).await;
+    let (status, rotated) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 3600})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("whsec_") && new != old);
+    let (_, shown) = app.get(&format!("/v1/webhook_endpoints/{id}")).await;
+    assert!(shown.get("secret").is_none());
+
+    let p = app.create_payment("pm_test_success", 100).await;
+    let hook = receiver.wait_for("payment.created", p["id"].as_str().unwrap()).await;
+    let sigs: Vec<&str> = hook.header("webhook-signature").split(' ').collect();
+    assert_eq!(sigs.len(), 2, "both signatures while the old secret is valid");
+    assert!(verify_signature(&new, &hook, sigs[0]), "the new secret's signature comes first");
+    assert!(verify_signature(&old, &hook, sigs[1]));
+
+    let (_, again) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 0})).await;
+    let newest = again["secret"].as_str().unwrap().to_owned();
+    let p = app.create_payment("pm_test_success", 100).await;
+    let hook = receiver.wait_for("payment.created", p["id"].as_str().unwrap()).await;
+    assert_eq!(hook.header("webhook-signature").split(' ').count(), 1, "the expired secret no longer signs");
+    assert!(verify_webhook(&newest, &hook));
+    assert!(!verify_webhook(&new, &hook));
+    let (status, err) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": -1})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("expire_previous_in")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_redirects_are_not_followed() {
+    let app = TestApp::spawn().await;
+    let gone = Receiver::start().await;
+    gone.always(410);
+    let (gone_id, _) = app.add_endpoint(&gone.url).await;
+    let target = Receiver::start().await;
+    let redirecting = Receiver::start().await;
+    redirecting.always(302);
+    redirecting.header("location", &target.url);
+    let (redirect_id, _) = app.add_endpoint(&redirecting.url).await;
+
+    let p = app.create_payment("pm_test_decline", 100).await;
+    app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+    wait_delivery(&app, &gone_id, "a failed delivery to the 410 endpoint", |d| d["status"] == "failed").await;
+    assert_eq!(endpoint_status(&app, &gone_id).await, "disabled");
+    let d = wait_delivery(&app, &redirect_id, "a refused send to the redirecting endpoint", |d| d["last_status_code"] == 302).await;
+    assert_ne!(d["status"], "succeeded", "a 3xx is not a success");
+    assert!(target.all().is_empty(), "the redirect was not followed");
+    assert_eq!(endpoint_status(&app, &redirect_id).await, "enabled");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_up_to_twice_the_step() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_WEBHOOKS__RETRY_SCHEDULE", "1s,1s")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always(503);
+    receiver.header("retry-after", "2");
+    let (id, _) = app.add_endpoint(&receiver.url).await;
+    let p = app.create_payment("pm_test_decline", 100).await;
+    app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+    wait_delivery(&app, &id, "the first refused send", |d| d["attempts"] == 1 && d["last_status_code"] == 503).await;
+    let gap: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM d.next_attempt_at - a.attempted_at)::float8 FROM webhook_deliveries d
+         JOIN webhook_delivery_attempts a ON a.delivery_id = d.id WHERE d.endpoint_id = $1 ORDER BY a.id LIMIT 1",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((1.8..=2.3).contains(&gap), "Retry-After: 2 was honoured (gap {gap})");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_send_is_logged_and_a_delivery_can_be_sent_again() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_WEBHOOKS__RETRY_SCHEDULE", "300ms")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    receiver.body(&"x".repeat(5000));
+    let (ep, secret) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.failed"]}))
+        .await
+        .1
+        .as_object()
+        .map(|o| (o["id"].as_str().unwrap().to_owned(), o["secret"].as_str().unwrap().to_owned()))
+        .unwrap();
+    let p = app.create_payment("pm_test_decline", 100).await;
+    let failed = wait_delivery(&app, &ep, "the delivery to give up", |d| d["status"] == "failed").await;
+    assert_eq!(failed["attempts"], 2, "one send and the schedule's one retry");
+    assert_eq!(failed["last_status_code"], 500);
+    assert_eq!(failed["event_type"], "payment.failed");
+    let log: Vec<(Option<i32>, i32, Option<String>)> = sqlx::query_as(
+        "SELECT status_code, duration_ms, response_body FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY id",
+    )
+    .bind(failed["id"].as_str().unwrap())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|(code, ms, body)| *code == Some(500) && *ms >= 0 && body.as_ref().unwrap().len() == 1024));
+
+    receiver.always(200);
+    let d = failed["id"].as_str().unwrap();
+    let (status, retried) = app.post(&format!("/v1/webhook_deliveries/{d}/retry"), json!({})).await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["status"], "pending");
+    let ok = wait_delivery(&app, &ep, "the replayed delivery", |d| d["status"] == "succeeded").await;
+    assert_eq!(ok["id"], d);
+    let sends = receiver.all();
+    assert_eq!(sends.len(), 3);
+    assert!(sends.iter().all(|r| verify_webhook(&secret, r) && r.json()["data"]["object"]["id"] == p["id"]));
+    assert_eq!(sends.iter().map(|r| r.header("webhook-id")).collect::<std::collections::HashSet<_>>().len(), 1);
+
+    let (other_id, other_key) = app.other_merchant().await;
+    let _ = other_id;
+    let (status, _) = app.call_as(&other_key, "POST", &format!("/v1/webhook_deliveries/{d}/retry"), Some(json!({})), &[]).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_longer_than_disable_after_is_disabled() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_WEBHOOKS__RETRY_SCHEDULE", "400ms,400ms,400ms,400ms,400ms,400ms"), ("PAYD_WEBHOOKS__DISABLE_AFTER", "1s")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    let (id, _) = app.add_endpoint(&receiver.url).await;
+    let p = app.create_payment("pm_test_decline", 100).await;
+    app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+    eventually("the endpoint to be disabled", WAIT, || async { (endpoint_status(&app, &id).await == "disabled").then_some(()) }).await;
+    // Once disabled, new events are not queued for it.
+    let before = deliveries(&app, &id).await.len();
+    let q = app.create_payment("pm_test_decline", 100).await;
+    app.wait_status(q["id"].as_str().unwrap(), "failed").await;
+    assert_eq!(deliveries(&app, &id).await.len(), before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_the_others() {
+    let app = TestApp::spawn_with(
+        &[],
+        &[("PAYD_WEBHOOKS__CONCURRENCY", "4"), ("PAYD_WEBHOOKS__ENDPOINT_CONCURRENCY", "2"), ("PAYD_WEBHOOKS__TIMEOUT", "10s")],
+    )
+    .await;
+    let slow = Receiver::start().await;
+    slow.delay(Duration::from_secs(3));
+    let fast = Receiver::start().await;
+    app.add_endpoint(&slow.url).await;
+    app.add_endpoint(&fast.url).await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(app.create_payment("pm_test_decline", 100).await["id"].as_str().unwrap().to_owned());
+    }
+    // 16 events each; the slow endpoint would need 24 s for its share alone.
+    eventually("the fast endpoint to get all 16 events", WAIT, || async { (fast.all().len() >= 16).then_some(()) }).await;
+    assert!(started.elapsed() < Duration::from_secs(6), "the fast endpoint was held up: {:?}", started.elapsed());
+    assert!(slow.all().len() < 16, "the slow endpoint is still busy");
+    assert!(slow.max_in_flight.load(Ordering::SeqCst) <= 2, "at most endpoint_concurrency sends to one endpoint");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_dispatcher_killed_between_send_and_record_sends_again() {
+    let app = TestApp::spawn_with(&[Role::Api, Role::Worker], &[("PAYD_WEBHOOKS__TIMEOUT", "1s")]).await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.succeeded"]}))
+        .await
+        .1
+        .as_object()
+        .map(|o| (o["id"].as_str().unwrap().to_owned(), o["secret"].as_str().unwrap().to_owned()))
+        .unwrap();
+    let mut child = payd(&app, &["serve", "--role", "dispatcher"], &[("PAYD_FAULTS__CRASH_AT", "dispatcher.after_send"), ("PAYD_WEBHOOKS__TIMEOUT", "1s")])
+        .spawn()
+        .unwrap();
+    let p = app.create_payment("pm_test_success", 100).await;
+    let pid = p["id"].as_str().unwrap();
+    receiver.wait_for("payment.succeeded", pid).await;
+    let status = wait_exit(&mut child, WAIT).await;
+    assert!(!status.success());
+    let pending = deliveries(&app, &id).await;
+    assert_eq!(pending[0]["status"], "pending", "the send was never recorded");
+
+    let dispatcher = app.start_more_with(&[Role::Dispatcher], &[("PAYD_WEBHOOKS__TIMEOUT", "1s")]).await;
+    wait_delivery(&app, &id, "the delivery after the lease", |d| d["status"] == "succeeded").await;
+    let sends = receiver.all();
+    assert_eq!(sends.len(), 2, "at least once: sent again after the crash");
+    assert_eq!(sends[0].header("webhook-id"), sends[1].header("webhook-id"));
+    assert!(sends.iter().all(|r| verify_webhook(&secret, r)));
+    dispatcher.stop().await;
+    app.stop().await;
+}
