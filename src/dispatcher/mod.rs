@@ -67,11 +67,10 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
                             finished.notify_one();
                         });
                     }
-                    if !over_cap.is_empty() {
-                        if let Err(e) = webhooks::unclaim(&pool, &over_cap).await {
+                    if !over_cap.is_empty()
+                        && let Err(e) = webhooks::unclaim(&pool, &over_cap).await {
                             tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
                         }
-                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "dispatcher: claiming deliveries failed"),
             }

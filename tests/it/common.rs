@@ -261,6 +261,9 @@ impl Received {
     }
 }
 
+/// Headers and body a receiver adds to every answer.
+type Answer = (Vec<(String, String)>, String);
+
 /// A webhook receiver: records every request and answers with the
 /// programmed statuses (one per request, then the last one forever).
 #[derive(Clone)]
@@ -270,7 +273,7 @@ pub struct Receiver {
     statuses: Arc<Mutex<Vec<u16>>>,
     default_status: Arc<AtomicU16>,
     /// Extra response headers and body, for every answer.
-    extra: Arc<Mutex<(Vec<(String, String)>, String)>>,
+    extra: Arc<Mutex<Answer>>,
     delay_ms: Arc<AtomicU64>,
     in_flight: Arc<AtomicU64>,
     /// The most requests it ever had in flight at once.
