@@ -36,6 +36,18 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
         .connect_lazy_with(options.application_name("payd")))
 }
 
+/// A pool whose commits do not wait for the WAL flush. Only for writes whose
+/// loss in a Postgres crash is harmless by design: the dispatcher's claims and
+/// send records (a lost one means the webhook is sent once more, which
+/// at-least-once delivery allows).
+pub fn relaxed_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = settings.url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.application_name("payd-dispatcher").options([("synchronous_commit", "off")])))
+}
+
 /// Creates the database if it does not exist (development convenience).
 pub async fn create_database_if_missing(url: &str) -> Result<(), sqlx::Error> {
     if !Postgres::database_exists(url).await? {

@@ -329,28 +329,34 @@ pub async fn record(
     disable_endpoint: bool,
     disable_after: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&d.id)
-    .bind(result.status_code.map(i32::from))
-    .bind(&result.error)
-    .bind(result.duration_ms)
-    .bind(&result.response_body)
-    .execute(&mut *tx)
-    .await?;
     let (status, retry_secs) = match next {
         Next::Succeeded => ("succeeded", None),
         Next::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
         Next::Failed => ("failed", None),
     };
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries SET status = $3, last_status_code = $4, last_error = $5,
-             next_attempt_at = now() + make_interval(secs => $6),
-             delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END
-         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+    // One statement (one round trip, one commit): the log row, the delivery,
+    // and the endpoint's health — a success ends a failure streak; a streak
+    // longer than `disable_after` (or a 410) disables the endpoint. The
+    // endpoint row is only written when its state changes.
+    let (recorded, disabled): (i64, Option<bool>) = sqlx::query_as(
+        "WITH log AS (
+             INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
+             VALUES ($1, $4, $5, $7, $8)),
+         delivery AS (
+             UPDATE webhook_deliveries SET status = $3, last_status_code = $4, last_error = $5,
+                 next_attempt_at = now() + make_interval(secs => $6),
+                 delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END
+             WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING 1),
+         endpoint AS (
+             UPDATE webhook_endpoints SET
+                 failing_since = CASE WHEN $10 THEN NULL ELSE COALESCE(failing_since, now()) END,
+                 status = CASE WHEN $11 OR (NOT $10 AND COALESCE(failing_since, now()) < now() - make_interval(secs => $12))
+                               THEN 'disabled' ELSE status END,
+                 updated_at = now()
+             WHERE id = $9 AND (($10 AND failing_since IS NOT NULL) OR (NOT $10 AND failing_since IS NULL)
+                 OR (NOT $10 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $12)) OR $11)
+             RETURNING status = 'disabled' AS disabled)
+         SELECT (SELECT count(*) FROM delivery), (SELECT disabled FROM endpoint)",
     )
     .bind(&d.id)
     .bind(d.attempts)
@@ -358,30 +364,16 @@ pub async fn record(
     .bind(result.status_code.map(i32::from))
     .bind(&result.error)
     .bind(retry_secs)
-    .execute(&mut *tx)
-    .await?;
-    // The endpoint's health: a success ends a failure streak; a streak
-    // longer than `disable_after` (or a 410) disables the endpoint.
-    let succeeded = matches!(next, Next::Succeeded);
-    let disabled: Option<bool> = sqlx::query_scalar(
-        "UPDATE webhook_endpoints SET
-             failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, now()) END,
-             status = CASE WHEN $3 OR (NOT $2 AND COALESCE(failing_since, now()) < now() - make_interval(secs => $4))
-                           THEN 'disabled' ELSE status END,
-             updated_at = now()
-         WHERE id = $1 AND (($2 AND failing_since IS NOT NULL) OR (NOT $2 AND failing_since IS NULL)
-             OR (NOT $2 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $4)) OR $3)
-         RETURNING status = 'disabled'",
-    )
+    .bind(result.duration_ms)
+    .bind(&result.response_body)
     .bind(&d.endpoint_id)
-    .bind(succeeded)
+    .bind(matches!(next, Next::Succeeded))
     .bind(disable_endpoint)
     .bind(disable_after.as_secs_f64())
-    .fetch_optional(&mut *tx)
+    .fetch_one(pool)
     .await?;
     if disabled == Some(true) && d.endpoint_enabled {
         tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled");
     }
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(recorded == 1)
 }

@@ -202,9 +202,11 @@ impl TestApp {
     /// Stops payd and removes the test's queues and database.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
-            r.stop().await;
+            tokio::time::timeout(Duration::from_secs(30), r.stop()).await.expect("payd stops within 30 s");
         }
-        self.pool.close().await;
+        tokio::time::timeout(Duration::from_secs(10), self.pool.close())
+            .await
+            .expect("the test returned every pooled connection before stop()");
         cleanup(&self.vars, &self.db_name).await;
     }
 }

@@ -180,11 +180,40 @@ async fn conflicts_and_refusals() {
 #[tokio::test]
 async fn private_webhook_targets_are_refused_outside_development() {
     let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "false")]).await;
-    for url in ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.0.0.1/hook", "http://[::1]/hook", "http://169.254.169.254/latest"] {
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.0.0.1/hook",
+        "http://172.16.5.4/hook",
+        "http://192.168.1.1/hook",
+        "http://169.254.169.254/latest",
+        "http://100.64.0.1/hook",
+        "http://224.0.0.1/hook",
+        "http://192.0.2.10/hook",
+        "http://198.51.100.7/hook",
+        "http://203.0.113.9/hook",
+        "http://0.0.0.0/hook",
+        "http://[::1]/hook",
+        "http://[::]/hook",
+        "http://[fd00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[ff02::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[2001:db8::1]/hook",
+    ] {
         let (status, err) = app.post("/v1/webhook_endpoints", json!({"url": url, "enabled_events": ["*"]})).await;
         assert_error(status, &err, 422, "invalid_request_error", Some("url"), url);
         assert_eq!(err["error"]["code"], "url_not_allowed");
     }
+    // Live mode takes https only.
+    let live = payd::db::keys::generate_key(payd::db::keys::KeyKind::Secret, true);
+    let mut conn = app.pool.acquire().await.unwrap();
+    payd::db::keys::insert_key(&mut conn, Some(&app.merchant), payd::db::keys::KeyKind::Secret, true, &live).await.unwrap();
+    drop(conn);
+    let (status, err) = app
+        .call_as(&live, "POST", "/v1/webhook_endpoints", Some(json!({"url": "http://example.com/hook", "enabled_events": ["*"]})), &[])
+        .await;
+    assert_error(status, &err, 422, "invalid_request_error", Some("url"), "http in live mode");
     app.stop().await;
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod disruptive;
 mod errors;
 mod flow;
 mod gateway;

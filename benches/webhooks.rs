@@ -1,0 +1,183 @@
+//! Webhook dispatcher benchmark: deliveries per second from a backlog of
+//! queued events to local receivers, and the latency from the state change
+//! (the event's commit) to the receiver's 2xx when not saturated.
+//!
+//! `cargo bench --bench webhooks -- [EVENTS] [ENDPOINTS] [RATE]`
+//! (defaults 10000 events, 10 endpoints, 100 events/s for the latency phase).
+//! Needs PostgreSQL (PAYD_TEST_DATABASE_URL, default
+//! postgres://postgres:postgres@127.0.0.1:5432); creates and drops its own database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use payd::app::{self, Role};
+use payd::config::Settings;
+use payd::db::payments::{Payment, PaymentRow, Scope};
+use sqlx::{Connection, PgConnection, PgPool};
+
+type Arrivals = Arc<Mutex<HashMap<String, Vec<time::OffsetDateTime>>>>;
+
+async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> StatusCode {
+    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    arrivals.lock().unwrap().entry(id).or_default().push(time::OffsetDateTime::now_utc());
+    StatusCode::NO_CONTENT
+}
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Inserts `n` events (each fanned out to every endpoint) in batches.
+async fn queue_events(pool: &PgPool, scope: &Scope, payment: &Payment, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut tx = pool.begin().await.unwrap();
+        for _ in chunk {
+            payd::db::events::record(&mut tx, scope, payd::domain::EventType::PaymentSucceeded, payment).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+async fn delivered(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'").fetch_one(pool).await.unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let events = args.first().copied().unwrap_or(10_000);
+    let endpoints = args.get(1).copied().unwrap_or(10);
+    let rate = args.get(2).copied().unwrap_or(100);
+    payd::install_crypto();
+    payd::telemetry::init(payd::config::LogFormat::Text, "warn");
+
+    let admin = std::env::var("PAYD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
+    let db_name = format!("payd_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&format!("{admin}/postgres")).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut conn).await.unwrap();
+    let db_url = format!("{admin}/{db_name}");
+    let vars: HashMap<String, String> = [
+        ("PAYD_ENV", "bench"),
+        ("PAYD_DATABASE__URL", db_url.as_str()),
+        ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ("PAYD_HTTP__LISTEN", "127.0.0.1:0"),
+        ("PAYD_LOG_FILTER", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = Settings::load(&vars, std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))).unwrap();
+    app::migrate(&settings).await.unwrap();
+    let pool = PgPool::connect(&db_url).await.unwrap();
+
+    // Receivers and endpoints.
+    let arrivals: Arrivals = Arc::default();
+    let merchant = payd::db::keys::create_merchant(&pool, "Bench", None).await.unwrap();
+    let scope = Scope { merchant_id: merchant.id.clone(), livemode: false };
+    for _ in 0..endpoints {
+        let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+        let mut c = pool.acquire().await.unwrap();
+        let new = payd::db::webhooks::NewEndpoint {
+            url,
+            enabled_events: vec!["*".into()],
+            description: None,
+            metadata: serde_json::json!({}),
+            secret: payd::dispatcher::signing::generate_secret(),
+        };
+        payd::db::webhooks::create(&mut c, &scope, new).await.unwrap();
+    }
+    // A realistic event body: a payment object.
+    let row: PaymentRow = sqlx::query_as(
+        "INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, payment_method_id, provider, method, metadata)
+         VALUES ($1, $2, false, 1000, 'USD', 'succeeded', 'pm_test_success', 'sandbox', 'card', '{\"order_id\": \"12345\"}')
+         RETURNING *",
+    )
+    .bind(payd::domain::PaymentId::generate())
+    .bind(&merchant.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let payment = Payment::new(row, vec![]);
+
+    // Phase 1: throughput from a backlog.
+    queue_events(&pool, &scope, &payment, events).await;
+    let total = (events * endpoints) as i64;
+    println!("queued {events} events x {endpoints} endpoints = {total} deliveries; RSS {} MiB", rss_kib("VmRSS:") / 1024);
+    let start = Instant::now();
+    let running = app::start(settings.clone(), &[Role::Dispatcher]).await.unwrap();
+    let mut peak_rss = 0;
+    loop {
+        peak_rss = peak_rss.max(rss_kib("VmRSS:"));
+        let done = delivered(&pool).await;
+        if done >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "throughput: {total} deliveries in {secs:.1} s = {:.0} deliveries/s; peak RSS of the process {} MiB",
+        total as f64 / secs,
+        peak_rss / 1024
+    );
+
+    // Phase 2: latency at a steady, unsaturated rate.
+    arrivals.lock().unwrap().clear();
+    let latency_events = (rate * 10).min(events);
+    let gap = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut created: HashMap<String, time::OffsetDateTime> = HashMap::new();
+    let t0 = Instant::now();
+    for i in 0..latency_events {
+        let mut tx = pool.begin().await.unwrap();
+        let id = payd::db::events::record(&mut tx, &scope, payd::domain::EventType::PaymentSucceeded, &payment).await.unwrap();
+        tx.commit().await.unwrap();
+        created.insert(id.to_string(), time::OffsetDateTime::now_utc());
+        let next = t0 + gap * (i as u32 + 1);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let want = latency_events * endpoints;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.lock().unwrap().values().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lat: Vec<f64> = Vec::with_capacity(want);
+    for (id, times) in arrivals.lock().unwrap().iter() {
+        if let Some(c) = created.get(id) {
+            lat.extend(times.iter().map(|t| (*t - *c).as_seconds_f64() * 1000.0));
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "latency at {rate} events/s ({} deliveries/s), commit -> receiver: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        rate * endpoints,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+        lat.len()
+    );
+
+    running.stop().await;
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))).execute(&mut conn).await.ok();
+}

@@ -1,0 +1,118 @@
+//! Restarts of the real RabbitMQ and PostgreSQL under a running payd. These
+//! disturb every other test, so `scripts/test` runs them alone, one at a time,
+//! after the rest (their names start with `disruptive_`). Where the service
+//! cannot be restarted from here, the test says so and passes without it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, TestApp, eventually, verify_webhook};
+
+/// Outages take longer than the usual waits: reconnect backoff included.
+const OUTAGE_WAIT: Duration = Duration::from_secs(90);
+
+fn run(cmd: &str, args: &[&str]) -> bool {
+    match Command::new(cmd).args(args).status() {
+        Ok(s) => s.success(),
+        Err(_) => false,
+    }
+}
+
+async fn ready(app: &TestApp) -> Value {
+    match app.http.get(format!("{}/health/ready", app.base)).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let mut body: Value = r.json().await.unwrap_or(Value::Null);
+            body["http_status"] = json!(status);
+            body
+        }
+        Err(_) => json!({"http_status": 0}),
+    }
+}
+
+/// Creates a payment, retrying while payd answers 5xx (a dependency is down).
+async fn create_during_outage(app: &TestApp, key: &str) -> String {
+    eventually("a payment to be accepted", OUTAGE_WAIT, || async {
+        let (status, body) = app
+            .call_as(&app.key, "POST", "/v1/payments", Some(json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success"})), &[("Idempotency-Key", key)])
+            .await;
+        (status == 201).then(|| body["id"].as_str().unwrap().to_owned())
+    })
+    .await
+}
+
+async fn delivered(app: &TestApp, receiver: &Receiver, secret: &str, id: &str) {
+    app.wait_payment(id, "succeeded after the outage", |p| p["status"] == "succeeded").await;
+    let hook = eventually(&format!("payment.succeeded for {id}"), OUTAGE_WAIT, || async {
+        receiver.all().into_iter().find(|r| r.json()["type"] == "payment.succeeded" && r.json()["data"]["object"]["id"] == id)
+    })
+    .await;
+    assert!(verify_webhook(secret, &hook));
+}
+
+#[tokio::test]
+async fn disruptive_rabbitmq_restart_loses_nothing() {
+    if !run("rabbitmqctl", &["-q", "status"]) {
+        eprintln!("SKIPPED: rabbitmqctl cannot reach a local RabbitMQ, so the broker cannot be restarted here");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = app.add_endpoint(&receiver.url).await;
+    let before = app.create_payment("pm_test_success", 100).await;
+    delivered(&app, &receiver, &secret, before["id"].as_str().unwrap()).await;
+
+    assert!(run("rabbitmqctl", &["-q", "stop_app"]), "stopping RabbitMQ");
+    let outcome = async {
+        let down = eventually("/health/ready to say 503", OUTAGE_WAIT, || async {
+            let r = ready(&app).await;
+            (r["http_status"] == 503).then_some(r)
+        })
+        .await;
+        assert_eq!(down["rabbitmq"], "unavailable");
+        assert_eq!(down["postgres"], "ok");
+        // Intake keeps working: the payment waits in the outbox.
+        let during = create_during_outage(&app, "during-broker-outage").await;
+        let (_, p) = app.get(&format!("/v1/payments/{during}")).await;
+        assert_eq!(p["status"], "pending");
+        during
+    }
+    .await;
+    assert!(run("rabbitmqctl", &["-q", "start_app"]), "starting RabbitMQ");
+    delivered(&app, &receiver, &secret, &outcome).await;
+    eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    let after = create_during_outage(&app, "after-broker-outage").await;
+    delivered(&app, &receiver, &secret, &after).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn disruptive_postgres_restart_loses_nothing() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let Some(version) = version.filter(|_| run("pg_ctlcluster", &["--help"]) || Command::new("pg_ctlcluster").output().is_ok()) else {
+        eprintln!("SKIPPED: no local PostgreSQL cluster that pg_ctlcluster can restart here");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = app.add_endpoint(&receiver.url).await;
+    let before = app.create_payment("pm_test_success", 100).await;
+    // Its webhooks may be in flight while Postgres goes away.
+    let restarted = run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "restart", "-m", "fast"]);
+    if !restarted {
+        eprintln!("SKIPPED: pg_ctlcluster could not restart PostgreSQL {version} (not root?)");
+        app.stop().await;
+        return;
+    }
+    delivered(&app, &receiver, &secret, before["id"].as_str().unwrap()).await;
+    let after = create_during_outage(&app, "after-postgres-restart").await;
+    delivered(&app, &receiver, &secret, &after).await;
+    eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    app.stop().await;
+}
