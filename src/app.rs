@@ -20,9 +20,10 @@ use crate::config::Settings;
 use crate::faults::Faults;
 use crate::http::AppState;
 use crate::provider::Providers;
-use crate::queue::{Amqp, relay};
+use crate::queue::messages::{ATTEMPTS_QUEUE, COMMANDS_QUEUE};
+use crate::queue::{Amqp, consumer, relay};
 use crate::service::Ctx;
-use crate::worker::AttemptRunner;
+use crate::worker::{AttemptRunner, CommandIntake};
 use crate::{db, dispatcher, http, scheduler, worker};
 
 /// A role a process can run.
@@ -159,8 +160,12 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
-        let runner = Arc::new(AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults.clone()));
-        tasks.spawn(worker::run(runner, amqp.clone(), settings.amqp.prefetch, shutdown.clone()));
+        let runner = AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults.clone());
+        let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone() });
+        let prefetch = settings.amqp.prefetch;
+        tasks.spawn(consumer::run(attempts, amqp.clone(), ATTEMPTS_QUEUE, prefetch, shutdown.clone()));
+        let intake = Arc::new(CommandIntake::new(ctx.clone(), amqp.clone(), faults.clone()));
+        tasks.spawn(consumer::run(intake, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {
         tasks.spawn(scheduler::run(pool.clone(), shutdown.clone()));

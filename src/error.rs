@@ -153,7 +153,7 @@ impl From<Refusal> for ApiError {
         let message = r.to_string();
         match r {
             Refusal::AlreadyCanceled => Self::new(409, "payment_already_canceled", message),
-            Refusal::NotCancelable(_) | Refusal::NotRefundable(_) | Refusal::Processing => {
+            Refusal::NotCancelable(_) | Refusal::NotRefundable(_) | Refusal::NotCapturable(_) | Refusal::Processing => {
                 Self::new(400, "payment_unexpected_state", message)
             }
             Refusal::FullyRefunded => Self::new(409, "charge_already_refunded", message),

@@ -139,6 +139,9 @@ pub enum Refusal {
         /// Still refundable.
         available: i64,
     },
+    /// 400: nothing to capture (only `requires_capture` payments are).
+    #[error("a {} payment has nothing to capture", .0.as_str())]
+    NotCapturable(PaymentStatus),
     /// 400: a provider call for this payment is in flight right now.
     #[error("a provider call for this payment is in flight; retry shortly")]
     Processing,
@@ -221,6 +224,15 @@ pub fn refund(
     }
 }
 
+/// The merchant captures an authorized payment. Only `requires_capture`
+/// payments can be captured; capture itself comes with two-stage payments.
+pub fn capture(status: PaymentStatus) -> Result<(), Refusal> {
+    match status {
+        PaymentStatus::RequiresCapture => Ok(()),
+        other => Err(Refusal::NotCapturable(other)),
+    }
+}
+
 /// The provider confirmed a refund: the payment is (partly) refunded.
 pub fn refund_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
@@ -297,6 +309,13 @@ mod tests {
         );
         assert_eq!(refund(Refunded, balances(1000, 1000, 0), None), Err(Refusal::FullyRefunded));
         assert_eq!(refund(Succeeded, balances(1000, 600, 400), None), Err(Refusal::FullyRefunded));
+    }
+
+    #[test]
+    fn only_authorized_payments_can_be_captured() {
+        for s in PaymentStatus::ALL {
+            assert_eq!(capture(s).is_ok(), s == RequiresCapture);
+        }
     }
 
     #[test]

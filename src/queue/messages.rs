@@ -11,6 +11,13 @@ pub const ATTEMPTS_QUEUE: &str = "payd.attempts";
 /// Where work messages that cannot be parsed go, without the prefix.
 pub const ATTEMPTS_DEAD_QUEUE: &str = "payd.attempts.dead";
 
+/// The exchange queue producers publish commands to (topic), without the prefix.
+pub const COMMANDS_EXCHANGE: &str = "payd.commands";
+/// payd's command queue, bound to the exchange with `#`, without the prefix.
+pub const COMMANDS_QUEUE: &str = "payd.commands.intake";
+/// Commands that cannot be accepted, without the prefix.
+pub const COMMANDS_DEAD_QUEUE: &str = "payd.commands.dead";
+
 /// A message on the work queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]

@@ -2,18 +2,19 @@
 //! payd declares, and the outbox relay. RabbitMQ carries work, never state:
 //! every message can be rebuilt from Postgres rows.
 
+pub mod consumer;
 pub mod messages;
 pub mod relay;
 
 use std::sync::Arc;
 
-use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::config::AmqpSettings;
-use messages::{ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE};
+use messages::{ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE};
 
 /// Redeliveries after which the broker dead-letters a message that keeps
 /// failing (a crash loop), so it cannot block the queue forever.
@@ -86,17 +87,35 @@ impl Amqp {
         Ok(ch)
     }
 
-    /// Declares payd's queues, idempotently: durable quorum queues, the work
-    /// queue dead-lettering into its `.dead` queue.
+    /// Declares payd's topology, idempotently: durable quorum queues, each
+    /// dead-lettering into its `.dead` queue, and the producers' topic
+    /// exchange bound to the command queue with `#`.
     async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        self.declare_queue(ch, ATTEMPTS_QUEUE, ATTEMPTS_DEAD_QUEUE).await?;
+        self.declare_queue(ch, COMMANDS_QUEUE, COMMANDS_DEAD_QUEUE).await?;
+        let exchange = self.name(COMMANDS_EXCHANGE);
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        ch.exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        ch.queue_bind(
+            self.name(COMMANDS_QUEUE).as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn declare_queue(&self, ch: &Channel, queue: &str, dead_queue: &str) -> Result<(), lapin::Error> {
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        let dead = self.name(ATTEMPTS_DEAD_QUEUE);
+        let dead = self.name(dead_queue);
         ch.queue_declare(dead.as_str().into(), durable, quorum_args()).await?;
         let mut args = quorum_args();
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dead.as_str().into()));
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
-        ch.queue_declare(self.name(ATTEMPTS_QUEUE).as_str().into(), durable, args).await?;
+        ch.queue_declare(self.name(queue).as_str().into(), durable, args).await?;
         Ok(())
     }
 

@@ -284,3 +284,25 @@ pub async fn refund(
     tx.commit().await?;
     Ok(outcome)
 }
+
+/// `POST /v1/payments/{id}/capture` (and the `payment.capture` command).
+/// Only a `requires_capture` payment can be captured, and payd does not
+/// authorize without capturing yet, so this answers the state refusal.
+pub async fn capture(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["amount"])?;
+    f.optional_amount("amount")?;
+    let mut tx = ctx.db.begin().await?;
+    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
+        return Ok(replayed);
+    }
+    let row = locked(&mut tx, scope, &id).await?;
+    domain::payment::capture(row.status())?;
+    Err(ApiError::internal(anyhow::anyhow!("payment {id} is requires_capture, which payd never creates")))
+}

@@ -215,9 +215,12 @@ async fn cleanup(vars: &HashMap<String, String>, db_name: &str) {
     let prefix = &vars["PAYD_AMQP__PREFIX"];
     if let Ok(conn) = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await {
         if let Ok(ch) = conn.create_channel().await {
-            for q in ["payd.attempts", "payd.attempts.dead"] {
+            for q in ["payd.attempts", "payd.attempts.dead", "payd.commands.intake", "payd.commands.dead"] {
                 let _ = ch.queue_delete(format!("{prefix}{q}").as_str().into(), QueueDeleteOptions::default()).await;
             }
+            let _ = ch
+                .exchange_delete(format!("{prefix}payd.commands").as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+                .await;
         }
         let _ = conn.close(200, "bye".into()).await;
     }
