@@ -130,6 +130,15 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     let settings = Arc::new(settings);
     let amqp = Amqp::new(&settings.amqp);
     let faults = Faults::new(settings.faults.crash_at.clone());
+    if roles.contains(&Role::Relay) || roles.contains(&Role::Worker) {
+        // Declare the topology now, so producers find the exchange as soon as
+        // payd is up. A broker that is down is not fatal: the relay and the
+        // consumers connect (and declare) when it is back.
+        match tokio::time::timeout(Duration::from_secs(5), amqp.check()).await {
+            Ok(true) => {}
+            _ => tracing::warn!("RabbitMQ is not reachable yet; will keep trying"),
+        }
+    }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 

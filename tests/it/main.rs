@@ -10,6 +10,7 @@ mod gateway;
 mod idempotency;
 mod lifecycle;
 mod notifications;
+mod producers;
 mod queue;
 mod retries;
 mod webhooks;
