@@ -177,7 +177,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(consumer::run(intake, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {
-        tasks.spawn(scheduler::run(pool.clone(), shutdown.clone()));
+        tasks.spawn(scheduler::run(pool.clone(), settings.payments.requeue_after, shutdown.clone()));
     }
     if roles.contains(&Role::Dispatcher) {
         // Claims and send records may be lost in a Postgres crash without

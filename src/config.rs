@@ -114,6 +114,10 @@ pub struct PaymentSettings {
     /// before payd asks the provider again.
     #[serde(deserialize_with = "duration")]
     pub pending_timeout: Duration,
+    /// A due attempt whose queue message has not led to a claim for this
+    /// long is enqueued again (the message went missing).
+    #[serde(deserialize_with = "duration")]
+    pub requeue_after: Duration,
 }
 
 /// `[webhooks]`
@@ -250,6 +254,9 @@ impl Settings {
         }
         if self.webhooks.endpoint_concurrency == 0 {
             return invalid("webhooks.endpoint_concurrency", "must be at least 1");
+        }
+        if self.payments.requeue_after < Duration::from_secs(1) {
+            return invalid("payments.requeue_after", "must be at least 1s");
         }
         if self.payments.pending_timeout.is_zero() {
             return invalid("payments.pending_timeout", "must be longer than 0");

@@ -13,17 +13,14 @@ use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
 
 /// How often the scheduler looks.
 const TICK: Duration = Duration::from_millis(500);
-/// A due attempt whose message has not led to a claim for this long is
-/// enqueued again (its message was lost, e.g. a broker that lost its data).
-const REQUEUE_AFTER: Duration = Duration::from_secs(300);
 /// Rows per pass.
 const BATCH: i64 = 500;
 
 /// Runs until `shutdown`.
-pub async fn run(pool: PgPool, shutdown: CancellationToken) {
+pub async fn run(pool: PgPool, requeue_after: Duration, shutdown: CancellationToken) {
     let mut ticks = 0u64;
     loop {
-        if let Err(e) = tick(&pool, ticks.is_multiple_of(7200)).await {
+        if let Err(e) = tick(&pool, requeue_after, ticks.is_multiple_of(7200)).await {
             tracing::warn!(error = format!("{e:#}"), "scheduler pass failed; retrying");
         }
         ticks += 1;
@@ -36,13 +33,13 @@ pub async fn run(pool: PgPool, shutdown: CancellationToken) {
 }
 
 /// One pass; answers how many attempts were enqueued.
-pub async fn tick(pool: &PgPool, purge: bool) -> anyhow::Result<usize> {
+pub async fn tick(pool: &PgPool, requeue_after: Duration, purge: bool) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let mut ids = attempts::release_expired(&mut tx, BATCH).await?;
     for id in &ids {
         tracing::warn!(attempt_id = %id, "attempt lease expired (worker died?); running it again");
     }
-    ids.extend(attempts::take_due(&mut tx, REQUEUE_AFTER, BATCH).await?);
+    ids.extend(attempts::take_due(&mut tx, requeue_after, BATCH).await?);
     for attempt_id in &ids {
         let msg = serde_json::to_value(WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
         outbox::enqueue(&mut tx, ATTEMPTS_QUEUE, &msg).await?;

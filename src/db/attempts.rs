@@ -176,14 +176,21 @@ pub async fn release_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<
     .await
 }
 
-/// Due scheduled attempts whose message was never written or went missing
-/// `requeue_after` ago; marks them enqueued again.
+/// Due scheduled attempts that were never enqueued (retries coming due), and
+/// enqueued ones whose message has not led to a claim for `requeue_after`
+/// (it went missing); marks them enqueued now. Each half uses its own index,
+/// so a long backlog costs nothing per pass.
 pub async fn take_due(conn: &mut PgConnection, requeue_after: Duration, limit: i64) -> Result<Vec<AttemptId>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE attempts SET enqueued_at = now()
-         WHERE id IN (SELECT id FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()
-                        AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $1))
-                      ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+        "WITH fresh AS (
+             SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NULL AND scheduled_at <= now()
+             ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+         stale AS (
+             SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NOT NULL
+               AND enqueued_at < now() - make_interval(secs => $1)
+             ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         UPDATE attempts SET enqueued_at = now()
+         WHERE id IN (SELECT id FROM fresh UNION ALL SELECT id FROM stale)
          RETURNING id",
     )
     .bind(requeue_after.as_secs_f64())

@@ -206,7 +206,7 @@ async fn cancelling_a_payment_waiting_for_a_retry_cancels_the_retry() {
         .await
         .unwrap();
     eventually("the retry's due time to pass", WAIT, || async { (time::OffsetDateTime::now_utc() > due).then_some(()) }).await;
-    assert_eq!(payd::scheduler::tick(&app.pool, false).await.unwrap(), 0);
+    assert_eq!(payd::scheduler::tick(&app.pool, Duration::from_secs(3600), false).await.unwrap(), 0);
     let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
     assert_eq!(calls[0].calls, 1, "the canceled retry never reached the provider");
     app.stop().await;
@@ -222,6 +222,7 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
         retry_schedule: vec![],
         provider_timeout: Duration::from_secs(5),
         pending_timeout: Duration::from_secs(60),
+        requeue_after: Duration::from_secs(3600),
     };
     let runner = Arc::new(AttemptRunner::new(app.pool.clone(), ctx.providers.clone(), &payments, Faults::default()));
     let (mut ran, mut canceled) = (0, 0);
