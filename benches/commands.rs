@@ -6,6 +6,8 @@
 //! `cargo bench --bench commands -- [COMMANDS] [RATE]` (defaults 20000 and 50/s).
 //! Needs PostgreSQL and RabbitMQ (PAYD_TEST_DATABASE_URL, PAYD_TEST_AMQP_URL).
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +19,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use payd::app::{self, Role};
-use payd::config::Settings;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
+use support::{BenchDb, percentile, rss_kib};
 
 type Arrivals = Arc<Mutex<HashMap<String, time::OffsetDateTime>>>;
 
@@ -30,24 +32,6 @@ async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
         }
     }
     StatusCode::NO_CONTENT
-}
-
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    kib / 1024
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, external_key: &str) -> lapin::PublisherConfirm {
@@ -78,28 +62,19 @@ async fn main() {
     payd::install_crypto();
     payd::telemetry::init(payd::config::LogFormat::Text, "error");
 
-    let admin = std::env::var("PAYD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
     let amqp_url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let db_name = format!("payd_bench_{id}");
-    let mut admin_conn = PgConnection::connect(&format!("{admin}/postgres")).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin_conn).await.unwrap();
-    let db_url = format!("{admin}/{db_name}");
-    let prefix = format!("payd_bench_{}.", &id[..8]);
-    let vars: HashMap<String, String> = [
+    let db = BenchDb::create().await;
+    let prefix = format!("payd_bench_{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let settings = support::settings(&[
         ("PAYD_ENV", "bench"),
-        ("PAYD_DATABASE__URL", db_url.as_str()),
+        ("PAYD_DATABASE__URL", db.url.as_str()),
         ("PAYD_AMQP__URL", amqp_url.as_str()),
         ("PAYD_AMQP__PREFIX", prefix.as_str()),
         ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
         ("PAYD_HTTP__LISTEN", "127.0.0.1:0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = Settings::load(&vars, std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))).unwrap();
+    ]);
     app::migrate(&settings).await.unwrap();
-    let pool = PgPool::connect(&db_url).await.unwrap();
+    let pool = PgPool::connect(&db.url).await.unwrap();
     let merchant = payd::db::keys::create_merchant(&pool, "Bench", None).await.unwrap();
 
     // A receiver subscribed to payment.succeeded.
@@ -109,16 +84,7 @@ async fn main() {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.ok() });
     let scope = payd::db::payments::Scope { merchant_id: merchant.id.clone(), livemode: false };
-    let mut c = pool.acquire().await.unwrap();
-    let endpoint = payd::db::webhooks::NewEndpoint {
-        url,
-        enabled_events: vec!["payment.succeeded".into()],
-        description: None,
-        metadata: serde_json::json!({}),
-        secret: payd::dispatcher::signing::generate_secret(),
-    };
-    payd::db::webhooks::create(&mut c, &scope, endpoint).await.unwrap();
-    drop(c);
+    support::endpoint(&pool, &scope, url, &["payment.succeeded"]).await;
 
     // The relay declares the topology at start; the worker is not running yet,
     // so phase 1 measures acceptance alone and then the drain of a backlog.
@@ -144,12 +110,12 @@ async fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!("accepted: {commands} commands with publisher confirms in {secs:.1} s = {:.0} commands/s", commands as f64 / secs);
 
-    let rss_before = rss_mib();
+    let rss_before = rss_kib() / 1024;
     let start = Instant::now();
     let workers = app::start(settings.clone(), &[Role::Worker, Role::Dispatcher]).await.unwrap();
     let mut peak = rss_before;
     loop {
-        peak = peak.max(rss_mib());
+        peak = peak.max(rss_kib() / 1024);
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'succeeded'").fetch_one(&pool).await.unwrap();
         if done as usize >= commands {
             break;
@@ -200,5 +166,5 @@ async fn main() {
     let _ = ch.exchange_delete(exchange.as_str().into(), Default::default()).await;
     conn.close(200, "bye".into()).await.ok();
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))).execute(&mut admin_conn).await.ok();
+    db.drop_db().await;
 }

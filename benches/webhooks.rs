@@ -7,6 +7,8 @@
 //! Needs PostgreSQL (PAYD_TEST_DATABASE_URL, default
 //! postgres://postgres:postgres@127.0.0.1:5432); creates and drops its own database.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +16,9 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use payd::app::{self, Role};
-use payd::config::Settings;
 use payd::db::payments::{Payment, PaymentRow, Scope};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use support::{BenchDb, percentile, rss_kib};
 
 type Arrivals = Arc<Mutex<HashMap<String, Vec<time::OffsetDateTime>>>>;
 
@@ -24,24 +26,6 @@ async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> Status
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     arrivals.lock().unwrap().entry(id).or_default().push(time::OffsetDateTime::now_utc());
     StatusCode::NO_CONTENT
-}
-
-fn rss_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// Inserts `n` events (each fanned out to every endpoint) in batches.
@@ -68,24 +52,15 @@ async fn main() {
     payd::install_crypto();
     payd::telemetry::init(payd::config::LogFormat::Text, "warn");
 
-    let admin = std::env::var("PAYD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
-    let db_name = format!("payd_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&format!("{admin}/postgres")).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut conn).await.unwrap();
-    let db_url = format!("{admin}/{db_name}");
-    let vars: HashMap<String, String> = [
+    let db = BenchDb::create().await;
+    let settings = support::settings(&[
         ("PAYD_ENV", "bench"),
-        ("PAYD_DATABASE__URL", db_url.as_str()),
+        ("PAYD_DATABASE__URL", db.url.as_str()),
         ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
         ("PAYD_HTTP__LISTEN", "127.0.0.1:0"),
-        ("PAYD_LOG_FILTER", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = Settings::load(&vars, std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))).unwrap();
+    ]);
     app::migrate(&settings).await.unwrap();
-    let pool = PgPool::connect(&db_url).await.unwrap();
+    let pool = PgPool::connect(&db.url).await.unwrap();
 
     // Receivers and endpoints.
     let arrivals: Arrivals = Arc::default();
@@ -96,15 +71,7 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-        let mut c = pool.acquire().await.unwrap();
-        let new = payd::db::webhooks::NewEndpoint {
-            url,
-            enabled_events: vec!["*".into()],
-            description: None,
-            metadata: serde_json::json!({}),
-            secret: payd::dispatcher::signing::generate_secret(),
-        };
-        payd::db::webhooks::create(&mut c, &scope, new).await.unwrap();
+        support::endpoint(&pool, &scope, url, &["*"]).await;
     }
     // A realistic event body: a payment object.
     let row: PaymentRow = sqlx::query_as(
@@ -122,12 +89,12 @@ async fn main() {
     // Phase 1: throughput from a backlog.
     queue_events(&pool, &scope, &payment, events).await;
     let total = (events * endpoints) as i64;
-    println!("queued {events} events x {endpoints} endpoints = {total} deliveries; RSS {} MiB", rss_kib("VmRSS:") / 1024);
+    println!("queued {events} events x {endpoints} endpoints = {total} deliveries; RSS {} MiB", rss_kib() / 1024);
     let start = Instant::now();
     let running = app::start(settings.clone(), &[Role::Dispatcher]).await.unwrap();
     let mut peak_rss = 0;
     loop {
-        peak_rss = peak_rss.max(rss_kib("VmRSS:"));
+        peak_rss = peak_rss.max(rss_kib());
         let done = delivered(&pool).await;
         if done >= total {
             break;
@@ -179,5 +146,5 @@ async fn main() {
 
     running.stop().await;
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))).execute(&mut conn).await.ok();
+    db.drop_db().await;
 }
