@@ -259,18 +259,19 @@ pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Re
             $q.bind(merchant).bind(livemode).bind(&f.status).bind(&f.payment_id).bind(&f.merchant_id)
         };
     }
+    let mut tx = super::snapshot(pool).await?;
     let rows = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}
          ORDER BY a.created_at DESC, a.id DESC LIMIT $6 OFFSET $7"
     ))))
     .bind(f.limit)
     .bind(f.offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}"
     ))))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     Ok((rows, total))
 }

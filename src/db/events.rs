@@ -97,6 +97,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Event>, i64), sqlx::Error> {
+    let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(
         "SELECT id, 'event' AS object, type, created_at, livemode, data FROM events
          WHERE merchant_id = $1 AND livemode = $2 AND ($3::text IS NULL OR type = $3)
@@ -109,7 +110,7 @@ pub async fn list(
     .bind(payment)
     .bind(limit)
     .bind(offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE merchant_id = $1 AND livemode = $2
@@ -119,7 +120,7 @@ pub async fn list(
     .bind(scope.livemode)
     .bind(kind)
     .bind(payment)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     Ok((rows, total))
 }

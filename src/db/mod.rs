@@ -63,6 +63,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// A read-only transaction on one snapshot, so a page and its `total_count`
+/// agree even while rows are being added.
+pub async fn snapshot(pool: &PgPool) -> Result<Tx<'static>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
 /// True when the error is a unique-constraint violation on `constraint`.
 pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
     match e {

@@ -285,17 +285,18 @@ pub async fn list(pool: &PgPool, scope: &Scope, f: &ListFilter) -> Result<(Vec<P
                 .bind(&f.customer_id)
         };
     }
+    let mut tx = super::snapshot(pool).await?;
     let rows: Vec<PaymentRow> = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT * FROM payments WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $9 OFFSET $10"
     ))))
     .bind(f.limit)
     .bind(f.offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM payments WHERE {FILTER}"
     ))))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     Ok((rows, total))
 }

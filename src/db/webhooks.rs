@@ -75,6 +75,7 @@ pub async fn find(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<Optio
 
 /// Endpoints of a tenant, newest first, with the total.
 pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Result<(Vec<Endpoint>, i64), sqlx::Error> {
+    let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2
          ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
@@ -83,12 +84,12 @@ pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Resu
     .bind(scope.livemode)
     .bind(limit)
     .bind(offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2")
         .bind(&scope.merchant_id)
         .bind(scope.livemode)
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
     Ok((rows, total))
 }
@@ -215,6 +216,7 @@ pub async fn deliveries(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
+    let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{DELIVERY_SELECT} WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
          ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4"
@@ -223,14 +225,14 @@ pub async fn deliveries(
     .bind(status)
     .bind(limit)
     .bind(offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total = sqlx::query_scalar(
         "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)",
     )
     .bind(endpoint)
     .bind(status)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     Ok((rows, total))
 }
