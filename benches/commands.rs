@@ -26,11 +26,10 @@ type Arrivals = Arc<Mutex<HashMap<String, time::OffsetDateTime>>>;
 
 async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
     let now = time::OffsetDateTime::now_utc();
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-        if let Some(k) = v["data"]["object"]["external_key"].as_str() {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(k) = v["data"]["object"]["external_key"].as_str() {
             arrivals.lock().unwrap().insert(k.to_owned(), now);
         }
-    }
     StatusCode::NO_CONTENT
 }
 
