@@ -436,3 +436,32 @@ pub async fn wait_exit(child: &mut std::process::Child, within: Duration) -> std
     }
 }
 
+
+/// A child process that is killed when the test ends, even by a panic, so a
+/// failed test leaves no payd running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns a command under a [`ChildGuard`].
+pub fn spawn(cmd: &mut std::process::Command) -> ChildGuard {
+    ChildGuard(cmd.spawn().expect("the payd binary starts"))
+}

@@ -14,9 +14,7 @@ async fn worker_dies_at(point: &str) {
     let app = TestApp::spawn_with(&[Role::Api, Role::Dispatcher], &[]).await;
     let receiver = Receiver::start().await;
     let (endpoint, secret) = app.add_endpoint(&receiver.url).await;
-    let mut child = payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", point), ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "1s")])
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", point), ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "1s")]));
     let p = app.create_payment("pm_test_success", 1234).await;
     let id = p["id"].as_str().unwrap();
 
@@ -68,7 +66,7 @@ async fn sigterm_drains_and_exits_zero() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = payd(&app, &["serve"], &[("PAYD_HTTP__LISTEN", &listen)]).spawn().unwrap();
+    let mut child = crate::common::spawn(&mut payd(&app, &["serve"], &[("PAYD_HTTP__LISTEN", &listen)]));
     let http = reqwest::Client::new();
     let ready: Value = eventually("the child to be ready", WAIT, || async {
         let r = http.get(format!("http://{listen}/health/ready")).send().await.ok()?;

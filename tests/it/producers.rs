@@ -273,7 +273,7 @@ async fn poison_messages_are_answered_and_dead_lettered_once() {
 async fn a_consumer_killed_before_its_ack_processes_the_command_once() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let p = Producer::connect(&app).await;
-    let mut child = payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", "intake.before_ack")]).spawn().unwrap();
+    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", "intake.before_ack")]));
     let corr = p.command(&app.key, "kill-me", "payment.create", create_data("pm_test_success", 4321), true).await;
     let first = p.reply(&corr).await;
     assert!(!wait_exit(&mut child, WAIT).await.success(), "the worker died before acking");

@@ -236,9 +236,7 @@ async fn a_dispatcher_killed_between_send_and_record_sends_again() {
         .as_object()
         .map(|o| (o["id"].as_str().unwrap().to_owned(), o["secret"].as_str().unwrap().to_owned()))
         .unwrap();
-    let mut child = payd(&app, &["serve", "--role", "dispatcher"], &[("PAYD_FAULTS__CRASH_AT", "dispatcher.after_send"), ("PAYD_WEBHOOKS__TIMEOUT", "1s")])
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "dispatcher"], &[("PAYD_FAULTS__CRASH_AT", "dispatcher.after_send"), ("PAYD_WEBHOOKS__TIMEOUT", "1s")]));
     let p = app.create_payment("pm_test_success", 100).await;
     let pid = p["id"].as_str().unwrap();
     receiver.wait_for("payment.succeeded", pid).await;
