@@ -82,7 +82,7 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    let scope = payd::db::payments::Scope { merchant_id: merchant.id.clone(), livemode: false };
+    let scope = payd::db::payments::Scope::system(merchant.id.clone(), false);
     support::endpoint(&pool, &scope, url, &["payment.succeeded"]).await;
 
     // The relay declares the topology at start; the worker is not running yet,

@@ -65,7 +65,7 @@ async fn main() {
     // Receivers and endpoints.
     let arrivals: Arrivals = Arc::default();
     let merchant = payd::db::keys::create_merchant(&pool, "Bench", None).await.unwrap();
-    let scope = Scope { merchant_id: merchant.id.clone(), livemode: false };
+    let scope = Scope::system(merchant.id.clone(), false);
     for _ in 0..endpoints {
         let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

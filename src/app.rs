@@ -23,6 +23,7 @@ use crate::provider::Providers;
 use crate::queue::messages::{ATTEMPTS_QUEUE, COMMANDS_QUEUE};
 use crate::queue::{Amqp, consumer, relay};
 use crate::service::Ctx;
+use crate::service::wait::PaymentWatch;
 use crate::worker::{AttemptRunner, CommandIntake};
 use crate::{db, dispatcher, http, scheduler, worker};
 
@@ -156,7 +157,9 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     let ctx = Ctx { db: pool.clone(), providers: providers.clone(), settings: settings.clone() };
     if let Some(listener) = listener {
         tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
-        let app = http::router(AppState { ctx: ctx.clone(), amqp: amqp.clone() });
+        let watch = PaymentWatch::start(pool.clone(), shutdown.clone());
+        let state = AppState { ctx: ctx.clone(), amqp: amqp.clone(), watch, openapi: Arc::default() };
+        let app = http::router(state);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });

@@ -158,7 +158,7 @@ async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result
             service::attempts::list(&ctx, &Viewer::Operator, q).await
         }
         AttemptCommand::Cancel { id, reason } => {
-            service::attempts::cancel(&ctx, &Viewer::Operator, &id, json!({ "reason": reason })).await
+            service::attempts::cancel(&ctx, &Viewer::Operator, crate::db::audit::SYSTEM, &id, json!({ "reason": reason })).await
         }
     };
     match answer {

@@ -34,6 +34,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// The internal cause of a 5xx; logged, never shown.
     pub source: Option<anyhow::Error>,
+    /// With 402 (`Prefer: wait`): the failed payment, as `error.payment`.
+    pub payment: Option<Box<Value>>,
 }
 
 /// The serialized `{"error": {...}}` body.
@@ -54,7 +56,7 @@ pub struct ErrorBody<'a> {
 impl ApiError {
     /// Any status, code and message.
     pub fn new(status: u16, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), param: None, source: None }
+        Self { status, code: code.into(), message: message.into(), param: None, source: None, payment: None }
     }
 
     /// Names the input field at fault.
@@ -112,14 +114,26 @@ impl ApiError {
         error_type(self.status)
     }
 
+    /// 402: the payment a client waited for (`Prefer: wait`) failed; the
+    /// code is the payment's `error_code` and the body carries the payment.
+    pub fn payment_failed(code: String, message: String, payment: Value) -> Self {
+        let mut e = Self::new(402, code, message);
+        e.payment = Some(Box::new(payment));
+        e
+    }
+
     /// The `{"error": {...}}` body.
     pub fn body(&self) -> Value {
-        json!({ "error": ErrorBody {
+        let mut body = json!({ "error": ErrorBody {
             kind: self.kind(),
             code: &self.code,
             message: &self.message,
             param: self.param.as_deref(),
-        }})
+        }});
+        if let Some(p) = &self.payment {
+            body["error"]["payment"] = (**p).clone();
+        }
+        body
     }
 
     /// Logs a 5xx with its cause chain; 4xx are the client's business.
@@ -160,6 +174,8 @@ impl From<Refusal> for ApiError {
             Refusal::RefundTooLarge { .. } => {
                 Self::new(422, "amount_too_large", message).with_param("amount")
             }
+            Refusal::CaptureTooLarge { .. } => Self::new(400, "amount_too_large", message).with_param("amount"),
+            Refusal::AlreadyReversed => Self::new(409, "chargeback_already_reversed", message),
             Refusal::Stale(_) => Self::internal(anyhow::anyhow!(message)),
         }
     }

@@ -200,7 +200,7 @@ pub async fn take_due(conn: &mut PgConnection, requeue_after: Duration, limit: i
 }
 
 /// The attempt object (contract §4).
-#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Attempt {
     pub object: String,
     pub id: AttemptId,
@@ -220,23 +220,7 @@ pub struct Attempt {
 const ATTEMPT_COLUMNS: &str = "'attempt' AS object, a.id, a.payment_id, a.transaction_id, a.number, a.status,
     a.scheduled_at, a.started_at, a.finished_at, a.error_code";
 
-/// Who may see attempts: one tenant, or every merchant (operators).
-#[derive(Clone, Debug)]
-pub enum Viewer {
-    /// A merchant's secret key.
-    Merchant(crate::db::payments::Scope),
-    /// An operator key (`sk_ops_…`).
-    Operator,
-}
-
-impl Viewer {
-    fn merchant(&self) -> Option<(&crate::domain::MerchantId, bool)> {
-        match self {
-            Self::Merchant(s) => Some((&s.merchant_id, s.livemode)),
-            Self::Operator => None,
-        }
-    }
-}
+pub use super::payments::Viewer;
 
 /// Filters of `GET /v1/attempts`.
 #[derive(Clone, Debug, Default)]
@@ -253,7 +237,7 @@ pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Re
     const FILTER: &str = "($1::text IS NULL OR p.merchant_id = $1) AND ($2::boolean IS NULL OR p.livemode = $2)
         AND ($3::text IS NULL OR a.status = $3) AND ($4::text IS NULL OR a.payment_id = $4)
         AND ($5::text IS NULL OR p.merchant_id = $5)";
-    let (merchant, livemode) = viewer.merchant().map_or((None, None), |(m, l)| (Some(m), Some(l)));
+    let (merchant, livemode) = viewer.bounds();
     macro_rules! bind_filter {
         ($q:expr) => {
             $q.bind(merchant).bind(livemode).bind(&f.status).bind(&f.payment_id).bind(&f.merchant_id)
@@ -278,7 +262,7 @@ pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Re
 
 /// One attempt visible to `viewer`, with its payment's id.
 pub async fn find(conn: &mut PgConnection, viewer: &Viewer, id: &AttemptId) -> Result<Option<Attempt>, sqlx::Error> {
-    let (merchant, livemode) = viewer.merchant().map_or((None, None), |(m, l)| (Some(m), Some(l)));
+    let (merchant, livemode) = viewer.bounds();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id
          WHERE a.id = $1 AND ($2::text IS NULL OR p.merchant_id = $2) AND ($3::boolean IS NULL OR p.livemode = $3)"

@@ -14,13 +14,13 @@ use crate::timefmt;
 pub const NOTIFY_CHANNEL: &str = "payd_deliveries";
 
 /// `{"object": …}`
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventData {
     pub object: Value,
 }
 
 /// The event object (contract §6), exactly the body sent to endpoints.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Event {
     pub id: EventId,
     pub object: String,

@@ -3,13 +3,16 @@
 //! can commit state, events and outbox messages together.
 
 pub mod attempts;
+pub mod audit;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
 pub mod notify;
 pub mod outbox;
+pub mod payment_methods;
 pub mod payments;
 pub mod sandbox;
+pub mod transactions;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -6,20 +6,49 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::{Amount, Balances, MerchantId, PaymentId, PaymentStatus, RefundId, TransactionId};
+use crate::domain::{Amount, Balances, MerchantId, PaymentId, PaymentStatus, RefundId};
 use crate::timefmt;
 
-/// Which tenant and mode a query runs for.
+/// Which tenant and mode a change runs for, and who asks for it.
 #[derive(Clone, Debug)]
 pub struct Scope {
     /// The merchant.
     pub merchant_id: MerchantId,
     /// Live or test mode.
     pub livemode: bool,
+    /// The API key id acting, or `system` (the audit log's actor).
+    pub actor: String,
+}
+
+impl Scope {
+    /// A scope for changes no key asked for (workers, providers).
+    pub fn system(merchant_id: MerchantId, livemode: bool) -> Self {
+        Self { merchant_id, livemode, actor: crate::db::audit::SYSTEM.to_owned() }
+    }
+}
+
+/// Who may read payments and attempts: one tenant in one mode, or every
+/// merchant in both modes (operators).
+#[derive(Clone, Debug)]
+pub enum Viewer {
+    /// A merchant's secret key.
+    Merchant(Scope),
+    /// An operator key (`sk_ops_…`).
+    Operator,
+}
+
+impl Viewer {
+    /// The merchant and mode a query is limited to; `(None, None)` for operators.
+    pub fn bounds(&self) -> (Option<&MerchantId>, Option<bool>) {
+        match self {
+            Self::Merchant(s) => (Some(&s.merchant_id), Some(s.livemode)),
+            Self::Operator => (None, None),
+        }
+    }
 }
 
 /// A payments row; serialized, it is the payment object's fields.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PaymentRow {
     pub id: PaymentId,
     pub number: i64,
@@ -73,12 +102,13 @@ impl PaymentRow {
             captured: self.amount_captured,
             refunded: self.amount_refunded,
             refund_pending,
+            capturable: self.amount_capturable,
         })
     }
 }
 
 /// The refund object.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Refund {
     pub object: String,
     pub id: RefundId,
@@ -92,21 +122,22 @@ pub struct Refund {
 }
 
 /// `{"href": …}`
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Link {
     pub href: String,
 }
 
 /// `_links` of a payment.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentLinks {
     #[serde(rename = "self")]
     pub self_: Link,
 }
 
 /// The payment object (contract §4).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Payment {
+    /// Always `payment`.
     pub object: &'static str,
     #[serde(flatten)]
     pub row: PaymentRow,
@@ -201,6 +232,20 @@ pub async fn find(
         .await
 }
 
+/// A payment `viewer` may read.
+pub async fn find_visible(conn: &mut PgConnection, viewer: &Viewer, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
+    let (merchant, livemode) = viewer.bounds();
+    sqlx::query_as(
+        "SELECT * FROM payments WHERE id = $1 AND ($2::text IS NULL OR merchant_id = $2)
+             AND ($3::boolean IS NULL OR livemode = $3)",
+    )
+    .bind(id)
+    .bind(merchant)
+    .bind(livemode)
+    .fetch_optional(conn)
+    .await
+}
+
 /// A payment by id alone, locked (workers act for every tenant).
 pub async fn lock_by_id(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM payments WHERE id = $1 FOR UPDATE")
@@ -232,17 +277,6 @@ pub async fn refund(conn: &mut PgConnection, id: &RefundId) -> Result<Option<Ref
     .await
 }
 
-/// The sum of pending refunds of a payment.
-pub async fn pending_refunds(conn: &mut PgConnection, payment: &PaymentId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0)::bigint FROM transactions
-         WHERE payment_id = $1 AND type = 'refund' AND status = 'pending'",
-    )
-    .bind(payment)
-    .fetch_one(conn)
-    .await
-}
-
 /// The payment object from its row.
 pub async fn view(conn: &mut PgConnection, row: PaymentRow) -> Result<Payment, sqlx::Error> {
     let refunds = refunds(conn, &row.id).await?;
@@ -258,36 +292,63 @@ pub struct ListFilter {
     pub external_key: Option<String>,
     pub reference: Option<String>,
     pub customer_id: Option<String>,
+    /// Operators only: one merchant.
+    pub merchant_id: Option<MerchantId>,
+    /// `GET /v1/payments/search`: the id, or a substring of external_key,
+    /// reference, customer_id or description (case-insensitive).
+    pub search: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
 
-/// A page of payment rows, newest first, and the total matching.
-pub async fn list(pool: &PgPool, scope: &Scope, f: &ListFilter) -> Result<(Vec<PaymentRow>, i64), sqlx::Error> {
+/// `%text%` for ILIKE, with the pattern characters in `text` escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// A page of payment rows `viewer` may read, newest first, and the total matching.
+pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec<PaymentRow>, i64), sqlx::Error> {
     // One statement with optional filters keeps the SQL static; the planner
     // folds the `$n IS NULL` branches for each execution.
-    const FILTER: &str = "merchant_id = $1 AND livemode = $2
+    const FILTER: &str = "($1::text IS NULL OR merchant_id = $1) AND ($2::boolean IS NULL OR livemode = $2)
         AND ($3::text IS NULL OR status = $3)
         AND ($4::timestamptz IS NULL OR created_at > $4)
         AND ($5::timestamptz IS NULL OR created_at < $5)
         AND ($6::text IS NULL OR external_key = $6)
         AND ($7::text IS NULL OR reference = $7)
-        AND ($8::text IS NULL OR customer_id = $8)";
+        AND ($8::text IS NULL OR customer_id = $8)
+        AND ($9::text IS NULL OR merchant_id = $9)
+        AND ($10::text IS NULL OR id = $10 OR external_key ILIKE $11 OR reference ILIKE $11
+             OR customer_id ILIKE $11 OR description ILIKE $11)";
+    let (merchant, livemode) = viewer.bounds();
+    let pattern = f.search.as_deref().map(contains_pattern);
     macro_rules! bind_filter {
         ($q:expr) => {
-            $q.bind(&scope.merchant_id)
-                .bind(scope.livemode)
+            $q.bind(merchant)
+                .bind(livemode)
                 .bind(f.status.map(|s| s.as_str()))
                 .bind(f.created_after)
                 .bind(f.created_before)
                 .bind(&f.external_key)
                 .bind(&f.reference)
                 .bind(&f.customer_id)
+                .bind(&f.merchant_id)
+                .bind(&f.search)
+                .bind(&pattern)
         };
     }
     let mut tx = super::snapshot(pool).await?;
     let rows: Vec<PaymentRow> = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM payments WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $9 OFFSET $10"
+        "SELECT * FROM payments WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $12 OFFSET $13"
     ))))
     .bind(f.limit)
     .bind(f.offset)
@@ -301,82 +362,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, f: &ListFilter) -> Result<(Vec<P
     Ok((rows, total))
 }
 
-/// Inserts a transaction.
-pub async fn insert_transaction(
-    conn: &mut PgConnection,
-    payment: &PaymentId,
-    kind: &str,
-    amount: Amount,
-    currency: &str,
-) -> Result<TransactionId, sqlx::Error> {
-    let id = TransactionId::generate();
-    sqlx::query(
-        "INSERT INTO transactions (id, payment_id, type, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
-    )
-    .bind(&id)
-    .bind(payment)
-    .bind(kind)
-    .bind(amount.get())
-    .bind(currency)
-    .execute(conn)
-    .await?;
-    Ok(id)
-}
-
-/// A transaction row, as workers need it.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct TransactionRow {
-    pub id: TransactionId,
-    pub payment_id: PaymentId,
-    #[sqlx(rename = "type")]
-    pub kind: String,
-    pub amount: i64,
-    pub currency: String,
-    pub status: String,
-}
-
-/// Loads a transaction.
-pub async fn transaction(conn: &mut PgConnection, id: &TransactionId) -> Result<Option<TransactionRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, payment_id, type, amount, currency, status FROM transactions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// Settles a pending transaction; false when it was no longer pending.
-pub async fn settle_transaction(
-    conn: &mut PgConnection,
-    id: &TransactionId,
-    status: &str,
-    provider_reference: Option<&str>,
-    error: Option<(&str, &str)>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE transactions SET status = $2, provider_reference = $3, error_code = $4, failure_message = $5,
-             updated_at = now()
-         WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(provider_reference)
-    .bind(error.map(|e| e.0))
-    .bind(error.map(|e| e.1))
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// A payment by id alone, without a lock (workers act for every tenant).
 pub async fn find_any(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM payments WHERE id = $1").bind(id).fetch_optional(conn).await
-}
-
-/// Notes the provider's reference on a transaction still pending.
-pub async fn set_provider_reference(conn: &mut PgConnection, id: &TransactionId, reference: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'")
-        .bind(id)
-        .bind(reference)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

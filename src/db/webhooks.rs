@@ -10,7 +10,7 @@ use crate::domain::{DeliveryId, EndpointId, EventId};
 use crate::timefmt;
 
 /// The webhook endpoint object. `secret` is only filled on creation.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Endpoint {
     pub object: String,
     pub id: EndpointId,
@@ -184,7 +184,7 @@ pub async fn delete(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<boo
 }
 
 /// The delivery object.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Delivery {
     pub object: String,
     pub id: DeliveryId,

@@ -8,7 +8,10 @@ pub enum EventType {
     /// A payment was accepted.
     #[serde(rename = "payment.created")]
     PaymentCreated,
-    /// A payment was charged.
+    /// A `capture: false` payment was authorized and waits for a capture.
+    #[serde(rename = "payment.requires_capture")]
+    PaymentRequiresCapture,
+    /// A payment was charged (for a two-stage payment: its first capture).
     #[serde(rename = "payment.succeeded")]
     PaymentSucceeded,
     /// A payment failed for good.
@@ -24,8 +27,9 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, for validation of `enabled_events`.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         Self::PaymentCreated,
+        Self::PaymentRequiresCapture,
         Self::PaymentSucceeded,
         Self::PaymentFailed,
         Self::PaymentCanceled,
@@ -36,6 +40,7 @@ impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PaymentCreated => "payment.created",
+            Self::PaymentRequiresCapture => "payment.requires_capture",
             Self::PaymentSucceeded => "payment.succeeded",
             Self::PaymentFailed => "payment.failed",
             Self::PaymentCanceled => "payment.canceled",

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
         #[serde(transparent)]
         #[sqlx(transparent)]
         pub struct $name(String);
@@ -59,6 +59,9 @@ typed_id!(/// A refund (`ref_…`).
     RefundId, "ref_");
 typed_id!(/// One provider call for a transaction (`att_…`).
     AttemptId, "att_");
+typed_id!(/// A stored payment method (`pm_…`); the sandbox's built-in
+    /// `pm_test_…` methods are not stored and do not parse as one.
+    PaymentMethodId, "pm_");
 typed_id!(/// A webhook endpoint (`we_…`).
     EndpointId, "we_");
 typed_id!(/// An event (`evt_…`).

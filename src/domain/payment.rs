@@ -67,6 +67,8 @@ pub struct Balances {
     pub refunded: i64,
     /// Refunds accepted but not yet confirmed by the provider.
     pub refund_pending: i64,
+    /// Authorized and not captured yet (captures in flight are not).
+    pub capturable: i64,
 }
 
 impl Balances {
@@ -139,9 +141,20 @@ pub enum Refusal {
         /// Still refundable.
         available: i64,
     },
-    /// 400: nothing to capture (only `requires_capture` payments are).
+    /// 400: nothing to capture.
     #[error("a {} payment has nothing to capture", .0.as_str())]
     NotCapturable(PaymentStatus),
+    /// 400: more than is authorized and not captured yet.
+    #[error("capture amount {requested} exceeds the capturable amount {available}")]
+    CaptureTooLarge {
+        /// Asked for.
+        requested: i64,
+        /// Still capturable.
+        available: i64,
+    },
+    /// 409: this chargeback was reversed already.
+    #[error("this chargeback is already reversed")]
+    AlreadyReversed,
     /// 400: a provider call for this payment is in flight right now.
     #[error("a provider call for this payment is in flight; retry shortly")]
     Processing,
@@ -186,11 +199,24 @@ pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
     }
 }
 
-/// The merchant cancels.
-pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
+/// The provider authorized a `capture: false` payment: it waits for captures.
+pub fn authorize_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
         PaymentStatus::Pending => Ok(Transition {
             from: PaymentStatus::Pending,
+            to: PaymentStatus::RequiresCapture,
+            event: EventType::PaymentRequiresCapture,
+        }),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
+/// The merchant cancels: a pending payment is never sent to the provider
+/// afterwards; an authorized one is voided at the provider.
+pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
+    match status {
+        PaymentStatus::Pending | PaymentStatus::RequiresCapture => Ok(Transition {
+            from: status,
             to: PaymentStatus::Canceled,
             event: EventType::PaymentCanceled,
         }),
@@ -224,13 +250,50 @@ pub fn refund(
     }
 }
 
-/// The merchant captures an authorized payment. Only `requires_capture`
-/// payments can be captured; capture itself comes with two-stage payments.
-pub fn capture(status: PaymentStatus) -> Result<(), Refusal> {
-    match status {
-        PaymentStatus::RequiresCapture => Ok(()),
-        other => Err(Refusal::NotCapturable(other)),
+/// The merchant captures `requested` (default: all that is capturable) of
+/// an authorized payment. Several partial captures are allowed, also after
+/// the first one made the payment `succeeded`, never more than authorized.
+pub fn capture(status: PaymentStatus, balances: Balances, requested: Option<Amount>) -> Result<Amount, Refusal> {
+    let open = matches!(status, PaymentStatus::RequiresCapture | PaymentStatus::Succeeded | PaymentStatus::Refunded);
+    if !open || balances.capturable <= 0 {
+        return Err(Refusal::NotCapturable(status));
     }
+    match requested {
+        Some(amount) if amount.get() > balances.capturable => Err(Refusal::CaptureTooLarge {
+            requested: amount.get(),
+            available: balances.capturable,
+        }),
+        Some(amount) => Ok(amount),
+        None => Amount::new(balances.capturable).map_err(|_| Refusal::NotCapturable(status)),
+    }
+}
+
+/// The provider confirmed a capture. The first one makes the payment
+/// `succeeded` (and sends `payment.succeeded`); later ones change amounts only.
+pub fn capture_succeeded(status: PaymentStatus) -> Result<Option<Transition>, Refusal> {
+    match status {
+        PaymentStatus::RequiresCapture => Ok(Some(Transition {
+            from: status,
+            to: PaymentStatus::Succeeded,
+            event: EventType::PaymentSucceeded,
+        })),
+        PaymentStatus::Succeeded | PaymentStatus::Refunded => Ok(None),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
+/// The merchant records a chargeback of `amount`: money the cardholder's
+/// bank took back. It counts as refunded money, so it is bounded like a
+/// refund and leaves the payment `refunded`.
+pub fn chargeback(status: PaymentStatus, balances: Balances, amount: Amount) -> Result<PaymentStatus, Refusal> {
+    refund(status, balances, Some(amount))?;
+    Ok(PaymentStatus::Refunded)
+}
+
+/// The status once `refunded` of the captured money is refunded or charged
+/// back: `succeeded` again when nothing is (a reversed chargeback).
+pub fn status_after_refunds(refunded: i64) -> PaymentStatus {
+    if refunded > 0 { PaymentStatus::Refunded } else { PaymentStatus::Succeeded }
 }
 
 /// The provider confirmed a refund: the payment is (partly) refunded.
@@ -251,7 +314,7 @@ mod tests {
     use PaymentStatus::*;
 
     fn balances(captured: i64, refunded: i64, pending: i64) -> Balances {
-        Balances { amount: Amount::new(1000).unwrap(), captured, refunded, refund_pending: pending }
+        Balances { amount: Amount::new(1000).unwrap(), captured, refunded, refund_pending: pending, capturable: 0 }
     }
 
     #[test]
@@ -279,11 +342,11 @@ mod tests {
     }
 
     #[test]
-    fn cancel_is_allowed_from_pending_only() {
+    fn cancel_is_allowed_before_any_money_moved() {
         for s in PaymentStatus::ALL {
             let r = cancel(s);
             match s {
-                Pending => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
+                Pending | RequiresCapture => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
                 Canceled => assert_eq!(r, Err(Refusal::AlreadyCanceled)),
                 other => assert_eq!(r, Err(Refusal::NotCancelable(other))),
             }
@@ -312,10 +375,44 @@ mod tests {
     }
 
     #[test]
-    fn only_authorized_payments_can_be_captured() {
+    fn captures_are_bounded_by_what_is_authorized() {
+        let open = Balances { capturable: 700, ..balances(300, 0, 0) };
         for s in PaymentStatus::ALL {
-            assert_eq!(capture(s).is_ok(), s == RequiresCapture);
+            let ok = capture(s, open, None);
+            match s {
+                RequiresCapture | Succeeded | Refunded => assert_eq!(ok.unwrap().get(), 700),
+                other => assert_eq!(ok, Err(Refusal::NotCapturable(other))),
+            }
         }
+        assert_eq!(capture(Succeeded, open, Some(Amount::new(700).unwrap())).unwrap().get(), 700);
+        assert_eq!(
+            capture(RequiresCapture, open, Some(Amount::new(701).unwrap())),
+            Err(Refusal::CaptureTooLarge { requested: 701, available: 700 })
+        );
+        assert_eq!(capture(Succeeded, balances(1000, 0, 0), None), Err(Refusal::NotCapturable(Succeeded)));
+    }
+
+    #[test]
+    fn the_first_capture_succeeds_the_payment() {
+        assert_eq!(capture_succeeded(RequiresCapture).unwrap().unwrap().to, Succeeded);
+        assert_eq!(capture_succeeded(Succeeded), Ok(None));
+        assert_eq!(capture_succeeded(Refunded), Ok(None));
+        assert_eq!(capture_succeeded(Canceled), Err(Refusal::Stale(Canceled)));
+        assert_eq!(authorize_succeeded(Pending).unwrap().to, RequiresCapture);
+        assert_eq!(authorize_succeeded(Canceled), Err(Refusal::Stale(Canceled)));
+    }
+
+    #[test]
+    fn chargebacks_are_bounded_like_refunds() {
+        let b = balances(1000, 300, 200);
+        assert_eq!(chargeback(Succeeded, b, Amount::new(500).unwrap()), Ok(Refunded));
+        assert_eq!(
+            chargeback(Succeeded, b, Amount::new(501).unwrap()),
+            Err(Refusal::RefundTooLarge { requested: 501, available: 500 })
+        );
+        assert_eq!(chargeback(Pending, b, Amount::new(1).unwrap()), Err(Refusal::NotRefundable(Pending)));
+        assert_eq!(status_after_refunds(0), Succeeded);
+        assert_eq!(status_after_refunds(1), Refunded);
     }
 
     #[test]

@@ -37,7 +37,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
 
 fn merchant_scope(p: &Principal) -> Result<Scope, ApiError> {
     match &p.merchant_id {
-        Some(m) => Ok(Scope { merchant_id: m.clone(), livemode: p.livemode }),
+        Some(m) => Ok(Scope { merchant_id: m.clone(), livemode: p.livemode, actor: p.key_id.to_string() }),
         None => Err(ApiError::forbidden("operator keys cannot use merchant routes")),
     }
 }
@@ -58,18 +58,19 @@ impl FromRequestParts<AppState> for Merchant {
 }
 
 /// An operator key (every merchant) or a merchant's secret key (its own):
-/// who may list and cancel attempts.
-pub struct AttemptViewer(pub Viewer);
+/// who may read payments and attempts, and cancel attempts.
+pub struct Reader(pub Viewer, pub String);
 
-impl FromRequestParts<AppState> for AttemptViewer {
+impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let p = principal(parts, state).await?;
+        let actor = p.key_id.to_string();
         match p.kind {
-            KeyKind::Ops => Ok(Self(Viewer::Operator)),
+            KeyKind::Ops => Ok(Self(Viewer::Operator, actor)),
             KeyKind::Publishable => Err(ApiError::forbidden("publishable keys may only create payments")),
-            KeyKind::Secret => Ok(Self(Viewer::Merchant(merchant_scope(&p)?))),
+            KeyKind::Secret => Ok(Self(Viewer::Merchant(merchant_scope(&p)?), actor)),
         }
     }
 }
@@ -129,6 +130,24 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
             .await
             .map(|Query(q)| Self(q))
             .map_err(|_| ApiError::new(400, "query_invalid", "the query string is malformed"))
+    }
+}
+
+/// `Prefer: wait=N`, if sent (400 when N is not 0 to 30 seconds).
+pub struct PreferWait(pub Option<std::time::Duration>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut wait = None;
+        for v in parts.headers.get_all("prefer") {
+            let v = v.to_str().map_err(|_| ApiError::new(400, "prefer_invalid", "Prefer must be visible ASCII"))?;
+            if let Some(w) = crate::service::wait::parse_prefer(v)? {
+                wait = Some(w);
+            }
+        }
+        Ok(Self(wait))
     }
 }
 

@@ -5,7 +5,10 @@ mod attempts;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod openapi;
+mod payment_methods;
 mod payments;
+pub mod ratelimit;
 mod webhooks;
 
 use std::sync::Arc;
@@ -15,12 +18,17 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::queue::Amqp;
+use crate::service::wait::PaymentWatch;
 use crate::service::{Ctx, Outcome};
 
 /// What handlers share.
@@ -30,31 +38,62 @@ pub struct AppState {
     pub ctx: Ctx,
     /// The broker, for readiness.
     pub amqp: Arc<Amqp>,
+    /// Status changes, for `Prefer: wait`.
+    pub watch: PaymentWatch,
+    /// The OpenAPI document, generated once at start.
+    pub openapi: Arc<serde_json::Value>,
 }
 
-/// The whole router.
-pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/payments", post(payments::create).get(payments::list))
-        .route("/payments/{id}", get(payments::retrieve))
-        .route("/payments/{id}/cancel", post(payments::cancel))
-        .route("/payments/{id}/refund", post(payments::refund))
-        .route("/payments/{id}/attempts", get(attempts::of_payment))
-        .route("/attempts", get(attempts::list))
-        .route("/attempts/{id}/cancel", post(attempts::cancel))
-        .route("/webhook_endpoints", post(webhooks::create).get(webhooks::list))
-        .route("/webhook_endpoints/{id}", get(webhooks::retrieve).post(webhooks::update).delete(webhooks::delete))
-        .route("/webhook_endpoints/{id}/rotate_secret", post(webhooks::rotate_secret))
-        .route("/webhook_deliveries/{id}/retry", post(webhooks::retry_delivery))
-        .route("/webhook_endpoints/{id}/deliveries", get(webhooks::deliveries))
-        .route("/events", get(webhooks::list_events))
-        .route("/events/{id}", get(webhooks::retrieve_event))
-        .route("/provider_notifications/{provider}", post(notify))
-        .method_not_allowed_fallback(error::method_not_allowed);
+/// The `/v1` API: every route is registered through `routes!`, which takes
+/// its path and method from the handler's `#[utoipa::path]`, so a route
+/// cannot exist without its description (a test checks no route bypasses it).
+pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(payments::create, payments::list))
+        .routes(routes!(payments::search))
+        .routes(routes!(payments::retrieve, payments::update))
+        .routes(routes!(payments::cancel))
+        .routes(routes!(payments::capture))
+        .routes(routes!(payments::refund))
+        .routes(routes!(payments::chargeback))
+        .routes(routes!(payments::reverse_chargeback))
+        .routes(routes!(payments::add_tags))
+        .routes(routes!(payments::remove_tag))
+        .routes(routes!(payments::transactions))
+        .routes(routes!(payments::audit_log))
+        .routes(routes!(attempts::of_payment))
+        .routes(routes!(attempts::list))
+        .routes(routes!(attempts::cancel))
+        .routes(routes!(payment_methods::create, payment_methods::list))
+        .routes(routes!(payment_methods::retrieve, payment_methods::delete))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::retrieve, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(webhooks::list_events))
+        .routes(routes!(webhooks::retrieve_event))
+        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))
+        // Added after the layer: providers sign their notifications and have
+        // no API key to be limited by.
+        .routes(routes!(notify))
+}
+
+/// The OpenAPI document of [`api`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api(ratelimit::RateLimit::off()).split_for_parts().1
+}
+
+/// The whole router. `state.openapi` is filled from [`api`].
+pub fn router(mut state: AppState) -> Router {
+    let (v1, doc) = api(ratelimit::RateLimit::new(&state.ctx.settings.rate_limit)).split_for_parts();
+    state.openapi = Arc::new(serde_json::to_value(&doc).unwrap_or_default());
+    let v1 = v1.method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
-        .nest("/v1", v1)
+        .merge(v1)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
@@ -67,7 +106,16 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
-/// A provider's signed notification: no API key, the signature is the proof.
+/// A provider's signed notification about a call it answered "pending":
+/// no API key, the signature (`payd-provider-signature: t=…,v1=…`, HMAC-SHA256
+/// with the provider's secret) is the proof.
+#[utoipa::path(post, path = "/v1/provider_notifications/{provider}", tag = "providers", security(()),
+    params(("provider" = String, Path, description = "sandbox or a configured gateway")),
+    responses(
+        (status = 200, description = "Applied (or a duplicate, ignored)"),
+        (status = 400, description = "Bad signature or notification", body = openapi::ErrorResponse),
+        (status = 404, description = "Unknown provider or transaction", body = openapi::ErrorResponse),
+    ))]
 async fn notify(
     axum::extract::State(s): axum::extract::State<AppState>,
     extract::PathId(provider): extract::PathId,

@@ -1,39 +1,119 @@
 //! `/v1/payments` handlers.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{PathId, IdempotencyHeader, JsonBody, Merchant, PaymentCreator, QueryMap};
+use super::extract::{IdempotencyHeader, JsonBody, Merchant, PathId, PaymentCreator, PreferWait, QueryMap, Reader};
+use super::openapi::{
+    CancelBody, CaptureBody, ChargebackBody, ChargebackReversalBody, CommonErrors, CreatePaymentBody, ErrorResponse,
+    ListObject, Page, PaymentFilters, RefundBody, SearchQuery, TagsBody, UpdatePaymentBody,
+};
+use crate::db::payments::{Payment, Refund, Viewer};
+use crate::db::transactions::Transaction;
+use crate::domain::PaymentId;
 use crate::error::ApiError;
 use crate::service::payments::{self, CreatePayment};
-use crate::service::{IdempotencyKey, Outcome};
+use crate::service::{IdempotencyKey, Outcome, details, lifecycle};
 
 fn key(header: IdempotencyHeader, operation: &str, body: &Value) -> Result<Option<IdempotencyKey>, ApiError> {
     header.0.map(|k| IdempotencyKey::new(&k, operation, body)).transpose()
 }
 
+/// Creates a payment. With `Prefer: wait=N` the answer waits up to N seconds
+/// for the payment to leave `pending`: 201 with the payment, or 402 with the
+/// payment in `error.payment` when it failed.
+#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+    request_body = CreatePaymentBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a repeat within 24 h answers the first answer again"),
+        ("Prefer" = Option<String>, Header, description = "wait=N (0 to 30 seconds)"),
+    ),
+    responses(
+        (status = 201, description = "The payment (pending, or settled when waited for)", body = Payment),
+        (status = 402, description = "Prefer: wait and the payment failed", body = ErrorResponse),
+        (status = 409, description = "Idempotency-Key reused or in flight; external_key in use", body = ErrorResponse),
+        (status = 422, description = "A pending payment exists for this reference; provider not configured", body = ErrorResponse),
+        CommonErrors,
+    ))]
 pub async fn create(
     State(s): State<AppState>,
     PaymentCreator(scope): PaymentCreator,
     idem: IdempotencyHeader,
+    PreferWait(wait): PreferWait,
     JsonBody(body): JsonBody,
-) -> Result<Outcome, ApiError> {
+) -> Result<Response, ApiError> {
     let key = key(idem, "POST /v1/payments", &body)?;
     let req = CreatePayment::parse(body)?;
-    payments::create(&s.ctx, &scope, req, key.as_ref()).await
+    let outcome = payments::create(&s.ctx, &scope, req, key.as_ref()).await?;
+    let Some(wait) = wait else { return Ok(outcome.into_response()) };
+    let id = outcome.body["id"].as_str().and_then(PaymentId::parse);
+    let (Some(id), 201) = (id, outcome.status) else { return Ok(outcome.into_response()) };
+    let payment = s.watch.wait(&s.ctx, &Viewer::Merchant(scope), &id, wait).await?;
+    let mut resp = if payment.row.status == "failed" {
+        let code = payment.row.error_code.clone().unwrap_or_else(|| "payment_failed".into());
+        let message = payment.row.failure_message.clone().unwrap_or_else(|| "the payment failed".into());
+        let body = serde_json::to_value(&payment).map_err(ApiError::internal)?;
+        ApiError::payment_failed(code, message, body).into_response()
+    } else {
+        let body = serde_json::to_value(&payment).map_err(ApiError::internal)?;
+        Outcome { status: 201, body }.into_response()
+    };
+    let applied = HeaderValue::from_str(&format!("wait={}", wait.as_secs())).map_err(ApiError::internal)?;
+    resp.headers_mut().insert("preference-applied", applied);
+    Ok(resp)
 }
 
-pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    let payment = payments::retrieve(&s.ctx, &scope, &id).await?;
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
+pub async fn retrieve(State(s): State<AppState>, Reader(viewer, _): Reader, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    let payment = payments::retrieve(&s.ctx, &viewer, &id).await?;
     Ok(Json(serde_json::to_value(payment).map_err(ApiError::internal)?))
 }
 
-pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
-    payments::list(&s.ctx, &scope, q).await.map(Json)
+/// Payments, newest first. Operator keys see every merchant's.
+#[utoipa::path(get, path = "/v1/payments", tag = "payments", params(Page, PaymentFilters),
+    responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
+pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+    payments::list(&s.ctx, &viewer, q).await.map(Json)
 }
 
+/// Payments whose id is `query`, or whose external_key, reference,
+/// customer_id or description contain it (case-insensitive).
+#[utoipa::path(get, path = "/v1/payments/search", tag = "payments", params(SearchQuery, Page),
+    responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
+pub async fn search(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+    payments::search(&s.ctx, &viewer, q).await.map(Json)
+}
+
+/// Updates metadata (merged; `null` removes a key) and description.
+#[utoipa::path(post, path = "/v1/payments/{id}", tag = "payments", request_body = UpdatePaymentBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
+pub async fn update(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    idem: IdempotencyHeader,
+    JsonBody(body): JsonBody,
+) -> Result<Outcome, ApiError> {
+    let key = key(idem, &format!("POST /v1/payments/{id}"), &body)?;
+    details::update(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+/// Cancels a pending payment (no provider call afterwards) or voids an
+/// authorized one.
+#[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments", request_body = CancelBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses(
+        (status = 200, description = "The payment, canceled", body = Payment),
+        (status = 409, description = "Already canceled", body = ErrorResponse),
+        CommonErrors,
+    ))]
 pub async fn cancel(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
@@ -42,9 +122,33 @@ pub async fn cancel(
     JsonBody(body): JsonBody,
 ) -> Result<Outcome, ApiError> {
     let key = key(idem, &format!("POST /v1/payments/{id}/cancel"), &body)?;
-    payments::cancel(&s.ctx, &scope, &id, body, key.as_ref()).await
+    lifecycle::cancel(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
+/// Captures (part of) an authorized payment; several captures may follow
+/// one another, never more than authorized.
+#[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", request_body = CaptureBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment, with the capture pending", body = Payment), CommonErrors))]
+pub async fn capture(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    idem: IdempotencyHeader,
+    JsonBody(body): JsonBody,
+) -> Result<Outcome, ApiError> {
+    let key = key(idem, &format!("POST /v1/payments/{id}/capture"), &body)?;
+    lifecycle::capture(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+#[utoipa::path(post, path = "/v1/payments/{id}/refund", tag = "payments", request_body = RefundBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses(
+        (status = 200, description = "The refund, pending or succeeded", body = Refund),
+        (status = 409, description = "Already fully refunded", body = ErrorResponse),
+        (status = 422, description = "More than what is left to refund", body = ErrorResponse),
+        CommonErrors,
+    ))]
 pub async fn refund(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
@@ -53,5 +157,97 @@ pub async fn refund(
     JsonBody(body): JsonBody,
 ) -> Result<Outcome, ApiError> {
     let key = key(idem, &format!("POST /v1/payments/{id}/refund"), &body)?;
-    payments::refund(&s.ctx, &scope, &id, body, key.as_ref()).await
+    lifecycle::refund(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+/// Records a chargeback (no provider call). It counts toward
+/// `amount_refunded` and leaves the payment `refunded`.
+#[utoipa::path(post, path = "/v1/payments/{id}/chargebacks", tag = "payments", request_body = ChargebackBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses(
+        (status = 200, description = "The chargeback transaction", body = Transaction),
+        (status = 409, description = "Nothing left to charge back", body = ErrorResponse),
+        (status = 422, description = "More than what is left", body = ErrorResponse),
+        CommonErrors,
+    ))]
+pub async fn chargeback(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    idem: IdempotencyHeader,
+    JsonBody(body): JsonBody,
+) -> Result<Outcome, ApiError> {
+    let key = key(idem, &format!("POST /v1/payments/{id}/chargebacks"), &body)?;
+    lifecycle::chargeback(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+/// Reverses a chargeback: its amount is no longer refunded.
+#[utoipa::path(post, path = "/v1/payments/{id}/chargeback_reversals", tag = "payments",
+    request_body = ChargebackReversalBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses(
+        (status = 200, description = "The chargeback_reversal transaction", body = Transaction),
+        (status = 409, description = "Already reversed", body = ErrorResponse),
+        CommonErrors,
+    ))]
+pub async fn reverse_chargeback(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    idem: IdempotencyHeader,
+    JsonBody(body): JsonBody,
+) -> Result<Outcome, ApiError> {
+    let key = key(idem, &format!("POST /v1/payments/{id}/chargeback_reversals"), &body)?;
+    lifecycle::reverse_chargeback(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+#[utoipa::path(post, path = "/v1/payments/{id}/tags", tag = "payments", request_body = TagsBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
+pub async fn add_tags(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    idem: IdempotencyHeader,
+    JsonBody(body): JsonBody,
+) -> Result<Outcome, ApiError> {
+    let key = key(idem, &format!("POST /v1/payments/{id}/tags"), &body)?;
+    details::add_tags(&s.ctx, &scope, &id, body, key.as_ref()).await
+}
+
+#[utoipa::path(delete, path = "/v1/payments/{id}/tags/{tag}", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"), ("tag" = String, Path)),
+    responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
+pub async fn remove_tag(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<Outcome, ApiError> {
+    details::remove_tag(&s.ctx, &scope, &id, &tag).await
+}
+
+/// The payment's transactions, newest first.
+#[utoipa::path(get, path = "/v1/payments/{id}/transactions", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"), Page),
+    responses((status = 200, description = "A list of transactions", body = ListObject), CommonErrors))]
+pub async fn transactions(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    PathId(id): PathId,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    details::transactions(&s.ctx, &viewer, &id, q).await.map(Json)
+}
+
+/// Every change of the payment with its actor (a key id or `system`), oldest first.
+#[utoipa::path(get, path = "/v1/payments/{id}/audit_log", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"), Page),
+    responses((status = 200, description = "A list of audit log entries", body = ListObject), CommonErrors))]
+pub async fn audit_log(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    PathId(id): PathId,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    details::audit_log(&s.ctx, &viewer, &id, q).await.map(Json)
 }

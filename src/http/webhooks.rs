@@ -7,25 +7,50 @@ use serde_json::Value;
 
 use super::AppState;
 use super::extract::{PathId, JsonBody, Merchant, QueryMap};
+use super::openapi::{
+    CommonErrors, CreateEndpointBody, DeletedObject, ErrorResponse, EventFilters, ListObject, Page, RotateSecretBody,
+    StatusFilter, UpdateEndpointBody,
+};
+use crate::db::events::Event;
+use crate::db::webhooks::Endpoint;
 use crate::error::ApiError;
 use crate::service::webhooks as svc;
 
+/// Registers an endpoint; the answer is the only one (besides rotation) that shows `secret`.
+#[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", request_body = CreateEndpointBody,
+    responses(
+        (status = 201, description = "The endpoint, with its secret", body = Endpoint),
+        (status = 422, description = "URL not allowed", body = ErrorResponse),
+        CommonErrors,
+    ))]
 pub async fn create(State(s): State<AppState>, Merchant(scope): Merchant, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>), ApiError> {
     Ok((StatusCode::CREATED, Json(svc::create_endpoint(&s.ctx, &scope, body).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks", params(Page),
+    responses((status = 200, description = "A list of endpoints", body = ListObject), CommonErrors))]
 pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
     svc::list_endpoints(&s.ctx, &scope, q).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, description = "The endpoint", body = Endpoint), CommonErrors))]
 pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::retrieve_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
+#[utoipa::path(delete, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, description = "Deleted", body = DeletedObject), CommonErrors))]
 pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::delete_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
+/// The endpoint's deliveries, newest first.
+#[utoipa::path(get, path = "/v1/webhook_endpoints/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…"), StatusFilter, Page),
+    responses((status = 200, description = "A list of deliveries", body = ListObject), CommonErrors))]
 pub async fn deliveries(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
@@ -35,18 +60,34 @@ pub async fn deliveries(
     svc::list_deliveries(&s.ctx, &scope, &id, q).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "webhooks", params(EventFilters, Page),
+    responses((status = 200, description = "A list of events", body = ListObject), CommonErrors))]
 pub async fn list_events(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
     svc::list_events(&s.ctx, &scope, q).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "evt_…")),
+    responses((status = 200, description = "The event", body = Event), CommonErrors))]
 pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
 }
 
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", request_body = UpdateEndpointBody,
+    params(("id" = String, Path, description = "we_…")),
+    responses(
+        (status = 200, description = "The endpoint", body = Endpoint),
+        (status = 422, description = "URL not allowed", body = ErrorResponse),
+        CommonErrors,
+    ))]
 pub async fn update(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
     svc::update_endpoint(&s.ctx, &scope, &id, body).await.map(Json)
 }
 
+/// A new secret; the previous one keeps signing (second signature) for `expire_previous_in` seconds.
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "webhooks", request_body = RotateSecretBody,
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, description = "The endpoint with its new secret", body = Endpoint), CommonErrors))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
@@ -56,6 +97,10 @@ pub async fn rotate_secret(
     svc::rotate_secret(&s.ctx, &scope, &id, body).await.map(Json)
 }
 
+/// Sends the delivery again now.
+#[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", tag = "webhooks",
+    params(("id" = String, Path, description = "whd_…")),
+    responses((status = 202, description = "Queued for sending now", body = crate::db::webhooks::Delivery), CommonErrors))]
 pub async fn retry_delivery(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<(StatusCode, Json<Value>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(svc::retry_delivery(&s.ctx, &scope, &id).await?)))
 }

@@ -1,8 +1,10 @@
 //! The HTTP gateway adapter (`[providers.<name>]`): a provider reached over
 //! HTTP with reqwest.
 //!
-//! Wire protocol: `POST {base_url}/v1/charges` (or `/v1/refunds`) with
-//! `{"amount", "currency", "payment_method", "reference"}`, headers
+//! Wire protocol: `POST {base_url}/v1/charges` (with `"capture": false` for
+//! an authorization), `/v1/captures`, `/v1/voids` or `/v1/refunds`, with
+//! `{"amount", "currency", "payment_method", "reference"}` and, for the last
+//! three, `"charge"`: the gateway's id of the charge they act on; headers
 //! `Authorization: Bearer <secret>` and `Idempotency-Key: <transaction id>`.
 //! A 2xx answers `{"id", "status": "succeeded" | "pending" | "failed", "error_code"?}`;
 //! a 4xx answers `{"error": {"code", "message"}}` and is a hard decline; 408,
@@ -74,22 +76,31 @@ impl HttpGateway {
     }
 
     /// One call; never an error: every failure is an outcome.
-    pub async fn call(&self, req: &ProviderRequest, token: &str) -> ProviderOutcome {
+    pub async fn call(&self, req: &ProviderRequest) -> ProviderOutcome {
         let path = match req.operation {
-            Operation::Purchase => "charges",
+            Operation::Purchase | Operation::Authorize => "charges",
+            Operation::Capture => "captures",
+            Operation::Void => "voids",
             Operation::Refund => "refunds",
         };
+        let mut body = json!({
+            "amount": req.amount,
+            "currency": req.currency,
+            "payment_method": req.token,
+            "reference": req.idempotency_key,
+        });
+        if req.operation == Operation::Authorize {
+            body["capture"] = json!(false);
+        }
+        if let Some(parent) = &req.parent_reference {
+            body["charge"] = json!(parent);
+        }
         let sent = self
             .client
             .post(format!("{}/v1/{path}", self.base_url))
             .bearer_auth(&self.secret)
             .header("Idempotency-Key", &req.idempotency_key)
-            .json(&json!({
-                "amount": req.amount,
-                "currency": req.currency,
-                "payment_method": token,
-                "reference": req.idempotency_key,
-            }))
+            .json(&body)
             .send()
             .await;
         let resp = match sent {

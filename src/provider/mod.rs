@@ -23,26 +23,50 @@ pub use sandbox::{Sandbox, SandboxMethod};
 pub enum Operation {
     /// Charge and capture at once.
     Purchase,
+    /// Reserve the amount (`capture: false`); captured later.
+    Authorize,
+    /// Take (part of) an authorized amount.
+    Capture,
+    /// Release what is authorized and not captured.
+    Void,
     /// Give money back.
     Refund,
 }
 
 impl Operation {
+    const ALL: [Operation; 5] = [Self::Purchase, Self::Authorize, Self::Capture, Self::Void, Self::Refund];
+
     /// The transaction type it settles.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Purchase => "purchase",
+            Self::Authorize => "authorize",
+            Self::Capture => "capture",
+            Self::Void => "void",
             Self::Refund => "refund",
         }
     }
 
-    /// From a transaction type.
+    /// From a transaction type; chargebacks have no provider call.
     pub fn from_transaction_type(kind: &str) -> Option<Self> {
-        match kind {
-            "purchase" => Some(Self::Purchase),
-            "refund" => Some(Self::Refund),
-            _ => None,
+        Self::ALL.into_iter().find(|o| o.as_str() == kind)
+    }
+
+    /// The first word of a provider notification's type about it
+    /// (`charge.succeeded`, `authorization.failed`, …).
+    pub fn notification_name(self) -> &'static str {
+        match self {
+            Self::Purchase => "charge",
+            Self::Authorize => "authorization",
+            Self::Capture => "capture",
+            Self::Void => "void",
+            Self::Refund => "refund",
         }
+    }
+
+    /// From a notification's first word.
+    pub fn from_notification_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.notification_name() == name)
     }
 }
 
@@ -52,9 +76,14 @@ pub struct ProviderRequest {
     /// The same for every attempt of a transaction: the transaction id.
     pub idempotency_key: String,
     pub operation: Operation,
-    pub payment_method_id: String,
+    /// The provider's token for the payment method (for the sandbox, the
+    /// test method: `pm_test_…` or `tok_…`).
+    pub token: String,
     pub amount: i64,
     pub currency: String,
+    /// The provider's reference of the charge or authorization that a
+    /// capture, void or refund acts on.
+    pub parent_reference: Option<String>,
 }
 
 /// What the provider answered.
@@ -77,19 +106,6 @@ pub const SANDBOX_ASYNC_DELAY: Duration = Duration::from_secs(1);
 pub struct Providers {
     sandbox: Sandbox,
     gateways: Arc<HashMap<String, HttpGateway>>,
-}
-
-/// A payment method resolved for a new payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedMethod {
-    pub provider: String,
-    pub method: &'static str,
-}
-
-/// Splits `pm_<provider>_<token>` into provider and token.
-fn gateway_token(payment_method_id: &str) -> Option<(&str, &str)> {
-    let (name, token) = payment_method_id.strip_prefix("pm_")?.split_once('_')?;
-    (!name.is_empty() && !token.is_empty() && name != "test").then_some((name, token))
 }
 
 impl Providers {
@@ -121,17 +137,13 @@ impl Providers {
         Self { sandbox: Sandbox::new(pool, notify_url, secret, SANDBOX_ASYNC_DELAY), gateways: Arc::new(gateways) }
     }
 
-    /// Resolves a payment method id in a mode; `None` = no such method.
-    ///
-    /// The sandbox's `pm_test_*` methods exist in test mode only (contract
-    /// §5). Until stored payment methods exist, a gateway is addressed as
-    /// `pm_<provider>_<token>`, in either mode.
-    pub fn resolve(&self, payment_method_id: &str, livemode: bool) -> Option<ResolvedMethod> {
-        if !livemode && SandboxMethod::parse(payment_method_id).is_some() {
-            return Some(ResolvedMethod { provider: "sandbox".into(), method: "card" });
+    /// True when payments can be sent to `provider` in this mode: the
+    /// sandbox serves test mode only (contract §5).
+    pub fn serves(&self, provider: &str, livemode: bool) -> bool {
+        match provider {
+            "sandbox" => !livemode,
+            name => self.gateways.contains_key(name),
         }
-        let (name, _) = gateway_token(payment_method_id)?;
-        self.gateways.contains_key(name).then(|| ResolvedMethod { provider: name.to_owned(), method: "card" })
     }
 
     /// Calls the named provider.
@@ -139,9 +151,9 @@ impl Providers {
         if provider == "sandbox" {
             return self.sandbox.call(req).await;
         }
-        match (self.gateways.get(provider), gateway_token(&req.payment_method_id)) {
-            (Some(gateway), Some((_, token))) => gateway.call(req, token).await,
-            _ => ProviderOutcome::Failed {
+        match self.gateways.get(provider) {
+            Some(gateway) => gateway.call(req).await,
+            None => ProviderOutcome::Failed {
                 code: FailureCode::ProviderUnavailable,
                 message: format!("provider {provider} is not configured"),
             },

@@ -23,7 +23,8 @@ pub const TOLERANCE_SECS: i64 = 300;
 pub struct Notification {
     /// Unique per notification; a repeated id is ignored.
     pub id: String,
-    /// `charge.succeeded`, `charge.failed`, `refund.succeeded`, `refund.failed`.
+    /// `<operation>.succeeded` or `<operation>.failed`, where operation is
+    /// `charge`, `authorization`, `capture`, `void` or `refund`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The idempotency key of the call it answers (payd's transaction id).

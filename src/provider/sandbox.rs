@@ -37,16 +37,26 @@ pub enum SandboxMethod {
 }
 
 impl SandboxMethod {
-    /// Parses a test method id.
+    /// Parses a built-in test method id (`pm_test_success`).
     pub fn parse(id: &str) -> Option<Self> {
-        Some(match id {
-            "pm_test_success" => Self::Success,
-            "pm_test_decline" => Self::Decline,
-            "pm_test_insufficient_funds" => Self::InsufficientFunds,
-            "pm_test_expired" => Self::Expired,
-            "pm_test_flaky" => Self::Flaky,
-            "pm_test_unavailable" => Self::Unavailable,
-            "pm_test_async" => Self::Async,
+        Self::from_name(id.strip_prefix("pm_test_")?)
+    }
+
+    /// Parses a sandbox token: a built-in method id, or the same behaviour
+    /// as a token for a stored payment method (`tok_success`, `tok_decline`, …).
+    pub fn parse_token(token: &str) -> Option<Self> {
+        Self::parse(token).or_else(|| Self::from_name(token.strip_prefix("tok_")?))
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "success" => Self::Success,
+            "decline" => Self::Decline,
+            "insufficient_funds" => Self::InsufficientFunds,
+            "expired" => Self::Expired,
+            "flaky" => Self::Flaky,
+            "unavailable" => Self::Unavailable,
+            "async" => Self::Async,
             _ => return None,
         })
     }
@@ -94,10 +104,10 @@ impl Sandbox {
     /// Performs a call: computes the outcome, and records it unless the key
     /// was seen, in which case the first outcome is answered again.
     pub async fn call(&self, req: &ProviderRequest) -> ProviderOutcome {
-        let Some(method) = SandboxMethod::parse(&req.payment_method_id) else {
+        let Some(method) = SandboxMethod::parse_token(&req.token) else {
             return ProviderOutcome::Failed {
                 code: FailureCode::CardDeclined,
-                message: format!("unknown sandbox method {}", req.payment_method_id),
+                message: format!("unknown sandbox token {}", req.token),
             };
         };
         match self.ledger(req, method).await {
@@ -112,7 +122,7 @@ impl Sandbox {
         let call = db::sandbox::Call {
             key: &req.idempotency_key,
             operation: req.operation.as_str(),
-            payment_method_id: &req.payment_method_id,
+            payment_method_id: &req.token,
             amount: req.amount,
             currency: &req.currency,
         };
@@ -120,20 +130,24 @@ impl Sandbox {
         if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
             return Ok(first);
         }
+        let charge = matches!(req.operation, Operation::Purchase | Operation::Authorize);
         let outcome = match req.operation {
             // An async charge has settled once its delay has passed: asked
             // again (payd's janitor), the sandbox tells the final outcome.
-            Operation::Purchase if method == SandboxMethod::Async && age >= self.async_delay.as_secs_f64() => {
+            _ if charge && method == SandboxMethod::Async && age >= self.async_delay.as_secs_f64() => {
                 ProviderOutcome::Succeeded { reference: reference("ch", &req.idempotency_key) }
             }
-            Operation::Purchase if method == SandboxMethod::Async => {
+            _ if charge && method == SandboxMethod::Async => {
                 if number == 1 {
-                    self.notify_later(req.idempotency_key.clone());
+                    self.notify_later(req.idempotency_key.clone(), req.operation);
                 }
                 return Ok(method.charge_outcome(&req.idempotency_key, number));
             }
-            Operation::Purchase => method.charge_outcome(&req.idempotency_key, number),
-            Operation::Refund => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
+            _ if charge => method.charge_outcome(&req.idempotency_key, number),
+            // Captures, voids and refunds of a sandbox charge always work.
+            Operation::Capture => ProviderOutcome::Succeeded { reference: reference("cap", &req.idempotency_key) },
+            Operation::Void => ProviderOutcome::Succeeded { reference: reference("void", &req.idempotency_key) },
+            _ => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
         };
         if matches!(&outcome, ProviderOutcome::Failed { code, .. } if code.is_transient()) {
             return Ok(outcome);
@@ -146,7 +160,7 @@ impl Sandbox {
     /// After the async delay: settle the charge as succeeded and tell payd,
     /// retrying the post a few times. If this process dies first, payd's
     /// janitor asks again and gets the settled outcome.
-    fn notify_later(&self, key: String) {
+    fn notify_later(&self, key: String, operation: Operation) {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.async_delay).await;
@@ -162,7 +176,7 @@ impl Sandbox {
             }
             let note = Notification {
                 id: format!("ntf_{}", uuid::Uuid::now_v7().simple()),
-                kind: "charge.succeeded".into(),
+                kind: format!("{}.succeeded", operation.notification_name()),
                 idempotency_key: key,
                 reference: Some(reference),
                 error_code: None,
@@ -223,6 +237,9 @@ mod tests {
             }
         }
         assert_eq!(SandboxMethod::parse("pm_card_visa"), None);
+        assert_eq!(SandboxMethod::parse_token("tok_decline"), Some(SandboxMethod::Decline));
+        assert_eq!(SandboxMethod::parse_token("pm_test_async"), Some(SandboxMethod::Async));
+        assert_eq!(SandboxMethod::parse_token("tok_visa"), None);
     }
 
     #[test]

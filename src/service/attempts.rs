@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::params::{Fields, Query};
-use super::payments::{REASON_MAX, parse_id};
+use super::payments::{REASON_MAX, merchant_filter, parse_id};
 use super::{Ctx, list_body, to_json};
 use crate::db::attempts::{self, AttemptFilter, Viewer};
 use crate::db::payments::{self as store, PaymentRow, Scope};
-use crate::db::events;
-use crate::domain::{self, AttemptId, MerchantId};
+use crate::db::{events, transactions as txns};
+use crate::domain::{self, AttemptId};
 use crate::error::ApiError;
 
 /// The attempt statuses.
@@ -34,38 +34,31 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
         .string("payment_id")
         .map(|p| domain::PaymentId::parse(&p).ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)")))
         .transpose()?;
-    let merchant_id = match (q.string("merchant_id"), viewer) {
-        (None, _) => None,
-        (Some(_), Viewer::Merchant(_)) => {
-            return Err(ApiError::forbidden("merchant_id is for operator keys").with_param("merchant_id"));
-        }
-        (Some(m), Viewer::Operator) => Some(
-            MerchantId::parse(&m).ok_or_else(|| ApiError::invalid("merchant_id", "merchant_id must be a merchant id (mer_…)"))?,
-        ),
-    };
+    let merchant_id = merchant_filter(viewer, q.string("merchant_id"))?;
     let filter = AttemptFilter { status, payment_id, merchant_id, limit: q.limit()?, offset: q.offset()? };
     let (rows, total) = attempts::list(&ctx.db, viewer, &filter).await?;
     list_body(&rows, filter.offset, total)
 }
 
 /// `GET /v1/payments/{id}/attempts`
-pub async fn of_payment(ctx: &Ctx, scope: &Scope, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn of_payment(ctx: &Ctx, viewer: &Viewer, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let id = parse_id(id)?;
     let mut q = Query::new(query, &["limit", "offset"])?;
     let mut conn = ctx.db.acquire().await?;
-    store::find(&mut conn, scope, &id, false).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+    store::find_visible(&mut conn, viewer, &id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     drop(conn);
     let filter = AttemptFilter { payment_id: Some(id), limit: q.limit()?, offset: q.offset()?, ..AttemptFilter::default() };
-    let (rows, total) = attempts::list(&ctx.db, &Viewer::Merchant(scope.clone()), &filter).await?;
+    let (rows, total) = attempts::list(&ctx.db, viewer, &filter).await?;
     list_body(&rows, filter.offset, total)
 }
 
 /// `POST /v1/attempts/{id}/cancel` (and `payd attempts cancel`).
-pub async fn cancel(ctx: &Ctx, viewer: &Viewer, id: &str, body: Value) -> Result<Value, ApiError> {
+pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Value) -> Result<Value, ApiError> {
     let id = parse_attempt_id(id)?;
     let mut f = Fields::new(body, &["reason"])?;
     let reason = f.optional_string("reason", REASON_MAX)?;
     let mut tx = ctx.db.begin().await?;
+    crate::db::audit::act(&mut tx, actor, "attempt.cancel").await?;
     let found = attempts::find(&mut tx, viewer, &id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
     // Lock order everywhere: payment, then attempt.
     let payment = store::lock_by_id(&mut tx, &found.payment_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
@@ -74,9 +67,9 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, id: &str, body: Value) -> Result
         return Err(ApiError::new(409, "attempt_not_scheduled", format!("only a scheduled attempt can be canceled; this one is {now}")));
     };
     let message = reason.clone().unwrap_or_else(|| "the scheduled retry was canceled".to_owned());
-    store::settle_transaction(&mut tx, &canceled.transaction_id, "failed", None, Some(("retry_canceled", &message))).await?;
-    let txn = store::transaction(&mut tx, &canceled.transaction_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
-    if txn.kind == "purchase" {
+    txns::settle(&mut tx, &canceled.transaction_id, "failed", None, Some(("retry_canceled", &message))).await?;
+    let txn = txns::get(&mut tx, &canceled.transaction_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
+    if matches!(txn.kind.as_str(), "purchase" | "authorize") {
         let transition = domain::payment::charge_failed(payment.status())?;
         let row: PaymentRow = sqlx::query_as(
             "UPDATE payments SET status = $2, error_code = 'retry_canceled', failure_message = $3, next_attempt_at = NULL,
@@ -89,7 +82,7 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, id: &str, body: Value) -> Result
         .bind(transition.from.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        let scope = Scope { merchant_id: row.merchant_id.clone(), livemode: row.livemode };
+        let scope = Scope::system(row.merchant_id.clone(), row.livemode);
         let view = store::view(&mut tx, row).await?;
         events::record(&mut tx, &scope, transition.event, &view).await?;
     }

@@ -4,9 +4,13 @@
 //! so no rule exists twice.
 
 pub mod attempts;
+pub mod details;
+pub mod lifecycle;
 pub mod notifications;
 pub mod params;
+pub mod payment_methods;
 pub mod payments;
+pub mod wait;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -114,6 +118,51 @@ async fn remember(
         None => Ok(()),
     }
 }
+
+/// How a change begins: the first answer again for a repeated
+/// Idempotency-Key, or a fresh transaction whose payment changes the audit
+/// log records as `action` by the scope's actor.
+enum Begun {
+    Replay(Outcome),
+    Fresh(db::Tx<'static>),
+}
+
+async fn begin(
+    ctx: &Ctx,
+    scope: &db::payments::Scope,
+    key: Option<&IdempotencyKey>,
+    action: &str,
+) -> Result<Begun, ApiError> {
+    let mut tx = ctx.db.begin().await?;
+    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
+        return Ok(Begun::Replay(replayed));
+    }
+    db::audit::act(&mut tx, &scope.actor, action).await?;
+    Ok(Begun::Fresh(tx))
+}
+
+/// Stores a keyed request's answer with its effects and commits them.
+async fn finish(
+    mut tx: db::Tx<'static>,
+    scope: &db::payments::Scope,
+    key: Option<&IdempotencyKey>,
+    outcome: Outcome,
+) -> Result<Outcome, ApiError> {
+    remember(&mut tx, &scope.merchant_id, key, &outcome).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Opens a change, or answers the replayed outcome from the enclosing function.
+macro_rules! begin_or_replay {
+    ($ctx:expr, $scope:expr, $key:expr, $action:expr) => {
+        match $crate::service::begin($ctx, $scope, $key, $action).await? {
+            $crate::service::Begun::Replay(outcome) => return Ok(outcome),
+            $crate::service::Begun::Fresh(tx) => tx,
+        }
+    };
+}
+use begin_or_replay;
 
 /// A JSON value of something serializable (our own types never fail).
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {

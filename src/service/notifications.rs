@@ -28,16 +28,18 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
         .map_err(|e| ApiError::new(400, "notification_invalid", format!("the notification is malformed: {e}")))?;
     let reference = note.reference.clone().unwrap_or_default();
     let message = note.message.clone().unwrap_or_else(|| "the provider declined the operation".to_owned());
-    let (operation, outcome) = match note.kind.as_str() {
-        "charge.succeeded" => (Operation::Purchase, ProviderOutcome::Succeeded { reference }),
-        "refund.succeeded" => (Operation::Refund, ProviderOutcome::Succeeded { reference }),
-        "charge.failed" => (Operation::Purchase, ProviderOutcome::Failed { code: failure_code(note.error_code.as_deref()), message }),
-        "refund.failed" => (Operation::Refund, ProviderOutcome::Failed { code: failure_code(note.error_code.as_deref()), message }),
-        other => return Err(ApiError::invalid("type", format!("unknown notification type {other}"))),
+    let unknown = || ApiError::invalid("type", format!("unknown notification type {}", note.kind));
+    let (name, result) = note.kind.split_once('.').ok_or_else(unknown)?;
+    let operation = Operation::from_notification_name(name).ok_or_else(unknown)?;
+    let outcome = match result {
+        "succeeded" => ProviderOutcome::Succeeded { reference },
+        "failed" => ProviderOutcome::Failed { code: failure_code(note.error_code.as_deref()), message },
+        _ => return Err(unknown()),
     };
     let txn_id = TransactionId::parse(&note.idempotency_key).ok_or_else(|| ApiError::not_found("transaction"))?;
     let mut tx = ctx.db.begin().await?;
-    let txn = store::transaction(&mut tx, &txn_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
+    crate::db::audit::act(&mut tx, crate::db::audit::SYSTEM, "provider.notification").await?;
+    let txn = crate::db::transactions::get(&mut tx, &txn_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
     let payment = store::lock_by_id(&mut tx, &txn.payment_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
     if payment.provider != provider || Operation::from_transaction_type(&txn.kind) != Some(operation) {
         return Err(ApiError::not_found("transaction"));

@@ -132,8 +132,18 @@ impl Fields {
     /// Metadata: at most 50 keys of at most 40 characters, string values of
     /// at most 500 characters. Absent = `{}`.
     pub fn metadata(&mut self, name: &str) -> Result<Value, ApiError> {
+        self.metadata_map(name, false).map(Value::Object)
+    }
+
+    /// A metadata update: as [`Fields::metadata`], and a `null` value means
+    /// "remove this key". Absent = no change.
+    pub fn metadata_patch(&mut self, name: &str) -> Result<Map<String, Value>, ApiError> {
+        self.metadata_map(name, true)
+    }
+
+    fn metadata_map(&mut self, name: &str, nulls: bool) -> Result<Map<String, Value>, ApiError> {
         let map = match self.take(name) {
-            None => return Ok(Value::Object(Map::new())),
+            None => return Ok(Map::new()),
             Some(Value::Object(map)) => map,
             Some(_) => return Err(ApiError::invalid(name, format!("{name} must be an object"))),
         };
@@ -149,6 +159,7 @@ impl Fields {
             }
             match v {
                 Value::String(s) if s.chars().count() <= METADATA_VALUE_MAX => {}
+                Value::Null if nulls => {}
                 Value::String(_) => {
                     return Err(ApiError::invalid(
                         name,
@@ -158,7 +169,7 @@ impl Fields {
                 _ => return Err(ApiError::invalid(name, format!("{name} values must be strings ({k})"))),
             }
         }
-        Ok(Value::Object(map))
+        Ok(map)
     }
 }
 

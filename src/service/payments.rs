@@ -1,4 +1,6 @@
-//! Payment use cases: create, retrieve, list, cancel, refund.
+//! Payment use cases: create, retrieve, list and search. Changes of an
+//! existing payment are in [`super::lifecycle`] (money) and
+//! [`super::details`] (metadata, tags, history).
 
 use std::collections::HashMap;
 
@@ -6,10 +8,11 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::params::{Fields, Query};
-use super::{Ctx, IdempotencyKey, Outcome, list_body, remember, replay, to_json};
-use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope};
-use crate::db::{self, attempts, events, outbox};
-use crate::domain::{self, Amount, Currency, EventType, PaymentId, PaymentStatus, TransactionId};
+use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
+use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, Scope, Viewer};
+use crate::db::{self, attempts, events, outbox, payment_methods, transactions as txns};
+use crate::domain::{Amount, Currency, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId};
+use crate::provider::SandboxMethod;
 use crate::error::ApiError;
 use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
 
@@ -57,10 +60,6 @@ impl CreatePayment {
         let description = f.optional_string("description", DESCRIPTION_MAX)?;
         let metadata = f.metadata("metadata")?;
         let capture = f.optional_bool("capture")?.unwrap_or(true);
-        if !capture {
-            // Two-stage payments (authorize now, capture later) are not built yet.
-            return Err(ApiError::invalid("capture", "capture: false is not supported yet"));
-        }
         let reference = f.optional_string("reference", REFERENCE_MAX)?;
         let external_key = f.optional_string("external_key", EXTERNAL_KEY_MAX)?;
         let customer_id = f.optional_string("customer_id", REFERENCE_MAX)?;
@@ -68,23 +67,18 @@ impl CreatePayment {
     }
 }
 
-/// Creates a pending payment: the payment, its purchase transaction, its
-/// first attempt, the `payment.created` event and the work message, in one
-/// transaction. Answers 201 with the payment.
+/// Creates a pending payment: the payment, its purchase (or, with
+/// `capture: false`, authorize) transaction, its first attempt, the
+/// `payment.created` event and the work message, in one transaction.
+/// Answers 201 with the payment.
 pub async fn create(
     ctx: &Ctx,
     scope: &Scope,
     req: CreatePayment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
-    let method = ctx.providers.resolve(&req.payment_method_id, scope.livemode).ok_or_else(|| {
-        ApiError::new(404, "resource_missing", format!("no such payment method: {}", req.payment_method_id))
-            .with_param("payment_method_id")
-    })?;
-    let mut tx = ctx.db.begin().await?;
-    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
-        return Ok(replayed);
-    }
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.create");
+    let (provider, method) = resolve_method(ctx, &mut tx, scope, &req.payment_method_id).await?;
     if let Some(reference) = &req.reference
         && let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
             return Err(pending_exists(&pending));
@@ -96,8 +90,8 @@ pub async fn create(
         currency: req.currency.code().to_owned(),
         capture: req.capture,
         payment_method_id: req.payment_method_id,
-        provider: method.provider,
-        method: method.method.to_owned(),
+        provider,
+        method,
         description: req.description,
         reference: req.reference.clone(),
         external_key: req.external_key,
@@ -122,14 +116,34 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    let txn = store::insert_transaction(&mut tx, &row.id, "purchase", req.amount, &row.currency).await?;
+    let kind = if req.capture { "purchase" } else { "authorize" };
+    let txn = txns::insert(&mut tx, &row.id, kind, req.amount, &row.currency).await?;
     schedule_attempt(&mut tx, &row.id, &txn).await?;
     let payment = store::view(&mut tx, row).await?;
     events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
-    let outcome = Outcome { status: 201, body: to_json(&payment)? };
-    remember(&mut tx, &scope.merchant_id, key, &outcome).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    finish(tx, scope, key, Outcome { status: 201, body: to_json(&payment)? }).await
+}
+
+/// The provider and method type of a payment method usable in this mode:
+/// a sandbox test method (test mode only) or a stored method.
+async fn resolve_method(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, id: &str) -> Result<(String, String), ApiError> {
+    let missing = || {
+        ApiError::new(404, "resource_missing", format!("no such payment method: {id}")).with_param("payment_method_id")
+    };
+    if SandboxMethod::parse(id).is_some() {
+        return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), "card".into())) };
+    }
+    let id = PaymentMethodId::parse(id).ok_or_else(missing)?;
+    let method = payment_methods::find(conn, scope, &id).await?.ok_or_else(missing)?;
+    if !ctx.providers.serves(&method.provider, scope.livemode) {
+        return Err(ApiError::new(
+            422,
+            "provider_unavailable",
+            format!("provider {} is not configured on this payd", method.provider),
+        )
+        .with_param("payment_method_id"));
+    }
+    Ok((method.provider, method.kind))
 }
 
 fn pending_exists(pending: &PaymentId) -> ApiError {
@@ -142,7 +156,7 @@ fn pending_exists(pending: &PaymentId) -> ApiError {
 }
 
 /// Adds attempt #1 of a transaction and its work message.
-async fn schedule_attempt(conn: &mut PgConnection, payment: &PaymentId, txn: &TransactionId) -> Result<(), ApiError> {
+pub(super) async fn schedule_attempt(conn: &mut PgConnection, payment: &PaymentId, txn: &TransactionId) -> Result<(), ApiError> {
     let attempt_id = attempts::insert(conn, payment, txn, 1).await?;
     let msg = to_json(&WorkMessage::RunAttempt { attempt_id })?;
     outbox::enqueue(conn, ATTEMPTS_QUEUE, &msg).await?;
@@ -154,23 +168,22 @@ pub fn parse_id(raw: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse(raw).ok_or_else(|| ApiError::not_found("payment"))
 }
 
-async fn locked(conn: &mut PgConnection, scope: &Scope, id: &PaymentId) -> Result<PaymentRow, ApiError> {
-    store::find(conn, scope, id, true).await?.ok_or_else(|| ApiError::not_found("payment"))
-}
-
-/// `GET /v1/payments/{id}`
-pub async fn retrieve(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Payment, ApiError> {
+/// `GET /v1/payments/{id}` (merchants see their own, operators every one).
+pub async fn retrieve(ctx: &Ctx, viewer: &Viewer, id: &str) -> Result<Payment, ApiError> {
     let id = parse_id(id)?;
     let mut conn = ctx.db.acquire().await?;
-    let row = store::find(&mut conn, scope, &id, false).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+    let row = store::find_visible(&mut conn, viewer, &id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     Ok(store::view(&mut conn, row).await?)
 }
 
 /// `GET /v1/payments`
-pub async fn list(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let mut q = Query::new(
         query,
-        &["limit", "offset", "status", "created_after", "created_before", "external_key", "reference", "customer_id"],
+        &[
+            "limit", "offset", "status", "created_after", "created_before", "external_key", "reference", "customer_id",
+            "merchant_id",
+        ],
     )?;
     let status = match q.string("status") {
         None => None,
@@ -185,10 +198,47 @@ pub async fn list(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> R
         external_key: q.string("external_key"),
         reference: q.string("reference"),
         customer_id: q.string("customer_id"),
+        merchant_id: merchant_filter(viewer, q.string("merchant_id"))?,
+        search: None,
         limit: q.limit()?,
         offset: q.offset()?,
     };
-    let (rows, total) = store::list(&ctx.db, scope, &filter).await?;
+    page(ctx, viewer, &filter).await
+}
+
+/// `GET /v1/payments/search?query=…`: the payment with that id, or those
+/// whose external_key, reference, customer_id or description contain it.
+pub async fn search(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
+    let mut q = Query::new(query, &["query", "limit", "offset", "merchant_id"])?;
+    let text = q.string("query").filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::missing("query"))?;
+    if text.chars().count() > REFERENCE_MAX {
+        return Err(ApiError::invalid("query", format!("query must be at most {REFERENCE_MAX} characters")));
+    }
+    let filter = ListFilter {
+        merchant_id: merchant_filter(viewer, q.string("merchant_id"))?,
+        search: Some(text),
+        limit: q.limit()?,
+        offset: q.offset()?,
+        ..ListFilter::default()
+    };
+    page(ctx, viewer, &filter).await
+}
+
+/// `merchant_id=` narrows an operator's lists; merchants may not send it.
+pub fn merchant_filter(viewer: &Viewer, raw: Option<String>) -> Result<Option<MerchantId>, ApiError> {
+    match (raw, viewer) {
+        (None, _) => Ok(None),
+        (Some(_), Viewer::Merchant(_)) => {
+            Err(ApiError::forbidden("merchant_id is for operator keys").with_param("merchant_id"))
+        }
+        (Some(m), Viewer::Operator) => MerchantId::parse(&m)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("merchant_id", "merchant_id must be a merchant id (mer_…)")),
+    }
+}
+
+async fn page(ctx: &Ctx, viewer: &Viewer, filter: &ListFilter) -> Result<Value, ApiError> {
+    let (rows, total) = store::list(&ctx.db, viewer, filter).await?;
     let mut conn = ctx.db.acquire().await?;
     let mut data = Vec::with_capacity(rows.len());
     for row in rows {
@@ -199,110 +249,4 @@ pub async fn list(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> R
 
 fn status_names() -> String {
     PaymentStatus::ALL.map(PaymentStatus::as_str).join(", ")
-}
-
-/// `POST /v1/payments/{id}/cancel`: from `pending`, cancels the scheduled
-/// attempt so no provider call happens afterwards.
-pub async fn cancel(
-    ctx: &Ctx,
-    scope: &Scope,
-    id: &str,
-    body: Value,
-    key: Option<&IdempotencyKey>,
-) -> Result<Outcome, ApiError> {
-    let id = parse_id(id)?;
-    let mut f = Fields::new(body, &["reason"])?;
-    let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = ctx.db.begin().await?;
-    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
-        return Ok(replayed);
-    }
-    let row = locked(&mut tx, scope, &id).await?;
-    let transition = domain::payment::cancel(row.status())?;
-    if let Some(txn) = attempts::charge_transaction(&mut tx, &id).await? {
-        attempts::cancel_scheduled(&mut tx, &txn).await?;
-        // Checked after the cancel above took the row locks: a worker that
-        // claimed first is visible here, one that claims later finds nothing.
-        if attempts::running_exists(&mut tx, &txn).await? {
-            return Err(domain::Refusal::Processing.into());
-        }
-        store::settle_transaction(&mut tx, &txn, "canceled", None, None).await?;
-    }
-    let row: PaymentRow = sqlx::query_as(
-        "UPDATE payments SET status = $2, canceled_at = now(), cancellation_reason = $3, next_attempt_at = NULL,
-             updated_at = now()
-         WHERE id = $1 AND status = $4 RETURNING *",
-    )
-    .bind(&id)
-    .bind(transition.to.as_str())
-    .bind(&reason)
-    .bind(transition.from.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    let payment = store::view(&mut tx, row).await?;
-    events::record(&mut tx, scope, transition.event, &payment).await?;
-    let outcome = Outcome { status: 200, body: to_json(&payment)? };
-    remember(&mut tx, &scope.merchant_id, key, &outcome).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
-/// `POST /v1/payments/{id}/refund`: records a pending refund and queues the
-/// provider call; `payment.refunded` follows when the provider confirms.
-pub async fn refund(
-    ctx: &Ctx,
-    scope: &Scope,
-    id: &str,
-    body: Value,
-    key: Option<&IdempotencyKey>,
-) -> Result<Outcome, ApiError> {
-    let id = parse_id(id)?;
-    let mut f = Fields::new(body, &["amount", "reason"])?;
-    let requested = f.optional_amount("amount")?;
-    let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = ctx.db.begin().await?;
-    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
-        return Ok(replayed);
-    }
-    let row = locked(&mut tx, scope, &id).await?;
-    let pending = store::pending_refunds(&mut tx, &id).await?;
-    let balances = row.balances(pending).ok_or_else(|| ApiError::internal(anyhow::anyhow!("payment {id} has a bad amount")))?;
-    let amount = domain::payment::refund(row.status(), balances, requested)?;
-    let txn = store::insert_transaction(&mut tx, &id, "refund", amount, &row.currency).await?;
-    let refund_id = domain::RefundId::generate();
-    sqlx::query("INSERT INTO refunds (id, payment_id, transaction_id, reason) VALUES ($1, $2, $3, $4)")
-        .bind(&refund_id)
-        .bind(&id)
-        .bind(&txn)
-        .bind(&reason)
-        .execute(&mut *tx)
-        .await?;
-    schedule_attempt(&mut tx, &id, &txn).await?;
-    let refund = store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("refund vanished")))?;
-    let outcome = Outcome { status: 200, body: to_json(&refund)? };
-    remember(&mut tx, &scope.merchant_id, key, &outcome).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
-/// `POST /v1/payments/{id}/capture` (and the `payment.capture` command).
-/// Only a `requires_capture` payment can be captured, and payd does not
-/// authorize without capturing yet, so this answers the state refusal.
-pub async fn capture(
-    ctx: &Ctx,
-    scope: &Scope,
-    id: &str,
-    body: Value,
-    key: Option<&IdempotencyKey>,
-) -> Result<Outcome, ApiError> {
-    let id = parse_id(id)?;
-    let mut f = Fields::new(body, &["amount"])?;
-    f.optional_amount("amount")?;
-    let mut tx = ctx.db.begin().await?;
-    if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
-        return Ok(replayed);
-    }
-    let row = locked(&mut tx, scope, &id).await?;
-    domain::payment::capture(row.status())?;
-    Err(ApiError::internal(anyhow::anyhow!("payment {id} is requires_capture, which payd never creates")))
 }

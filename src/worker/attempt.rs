@@ -9,9 +9,10 @@ use sqlx::PgPool;
 
 use super::outcome;
 use crate::config::PaymentSettings;
-use crate::db::attempts;
 use crate::db::payments as store;
-use crate::domain::{self, AttemptId};
+use crate::db::{attempts, audit, payment_methods, transactions as txns};
+use crate::domain::{self, AttemptId, PaymentMethodId};
+use crate::service::payment_methods::is_expired;
 use crate::faults::Faults;
 use crate::provider::{Operation, ProviderOutcome, ProviderRequest, Providers};
 use crate::retry::Schedule;
@@ -55,28 +56,41 @@ impl AttemptRunner {
             tracing::debug!(attempt_id = %id, "attempt not claimable; nothing to do");
             return Ok(());
         };
-        let txn = store::transaction(&mut conn, &claimed.transaction_id).await?.context("attempt without transaction")?;
+        let txn = txns::get(&mut conn, &claimed.transaction_id).await?.context("attempt without transaction")?;
         let payment = store::find_any(&mut conn, &claimed.payment_id).await?.context("attempt without payment")?;
-        drop(conn);
         let operation = Operation::from_transaction_type(&txn.kind).context("transaction type without provider call")?;
+        let (token, expired) = method_token(&mut conn, &payment.payment_method_id).await?;
+        let parent_reference = match operation {
+            Operation::Purchase | Operation::Authorize => None,
+            _ => txns::charge_reference(&mut conn, &payment.id).await?,
+        };
+        drop(conn);
         let request = ProviderRequest {
             idempotency_key: txn.id.to_string(),
             operation,
-            payment_method_id: payment.payment_method_id.clone(),
+            token,
             amount: txn.amount,
             currency: txn.currency.clone(),
+            parent_reference,
         };
-        let outcome = match tokio::time::timeout(self.provider_timeout, self.providers.call(&payment.provider, &request)).await {
-            Ok(outcome) => outcome,
-            Err(_) => ProviderOutcome::Failed {
-                code: domain::FailureCode::Timeout,
-                message: "the provider did not answer in time".into(),
-            },
+        let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
+        let outcome = if expired && charges {
+            // Declined before asking the provider, as the card's issuer would.
+            ProviderOutcome::Failed { code: domain::FailureCode::ExpiredCard, message: "The payment method has expired.".into() }
+        } else {
+            match tokio::time::timeout(self.provider_timeout, self.providers.call(&payment.provider, &request)).await {
+                Ok(outcome) => outcome,
+                Err(_) => ProviderOutcome::Failed {
+                    code: domain::FailureCode::Timeout,
+                    message: "the provider did not answer in time".into(),
+                },
+            }
         };
         tracing::info!(payment_id = %payment.id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
         self.faults.crash_point("worker.after_provider_call");
 
         let mut tx = self.pool.begin().await?;
+        audit::act(&mut tx, audit::SYSTEM, "provider.outcome").await?;
         // Lock order everywhere: payment, then attempt (no deadlock with cancels).
         let payment = store::lock_by_id(&mut tx, &payment.id).await?.context("payment vanished")?;
         let (status, code) = match &outcome {
@@ -87,7 +101,7 @@ impl AttemptRunner {
                 // running, leased for `pending_timeout`, after which the
                 // scheduler hands it back and the provider is asked again.
                 if attempts::hold_pending(&mut tx, &claimed, self.pending_timeout).await? {
-                    store::set_provider_reference(&mut tx, &txn.id, reference).await?;
+                    txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
                 }
                 tx.commit().await?;
                 return Ok(());
@@ -102,4 +116,16 @@ impl AttemptRunner {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The provider token of a payment method, and whether it has expired: a
+/// built-in sandbox method is its own token; a stored one is looked up
+/// (deleted or not: payments made with it still complete).
+async fn method_token(conn: &mut sqlx::PgConnection, payment_method_id: &str) -> anyhow::Result<(String, bool)> {
+    let Some(id) = PaymentMethodId::parse(payment_method_id) else {
+        return Ok((payment_method_id.to_owned(), false));
+    };
+    let (token, expires_at) = payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
+    let today = time::OffsetDateTime::now_utc().date();
+    Ok((token, expires_at.is_some_and(|e| is_expired(&e, today))))
 }

@@ -23,7 +23,7 @@ use crate::queue::Amqp;
 use crate::queue::consumer::{self, Handler};
 use crate::queue::messages::COMMANDS_DEAD_QUEUE;
 use crate::service::payments::{self, CreatePayment};
-use crate::service::{Ctx, IdempotencyKey, Outcome};
+use crate::service::{Ctx, IdempotencyKey, Outcome, lifecycle};
 
 /// Largest accepted command body, as for HTTP.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -81,7 +81,7 @@ impl CommandIntake {
         let Some(merchant_id) = principal.merchant_id else {
             return Err(ApiError::forbidden("this key has no merchant"));
         };
-        let scope = Scope { merchant_id, livemode: principal.livemode };
+        let scope = Scope { merchant_id, livemode: principal.livemode, actor: principal.key_id.to_string() };
         let ctx = &self.ctx;
         match kind.as_str() {
             "payment.create" => {
@@ -95,9 +95,9 @@ impl CommandIntake {
                 let verb = kind.trim_start_matches("payment.");
                 let key = IdempotencyKey::new(&message_id, &format!("POST /v1/payments/{id}/{verb}"), &rest)?;
                 match verb {
-                    "cancel" => payments::cancel(ctx, &scope, &id, rest, Some(&key)).await,
-                    "capture" => payments::capture(ctx, &scope, &id, rest, Some(&key)).await,
-                    _ => payments::refund(ctx, &scope, &id, rest, Some(&key)).await,
+                    "cancel" => lifecycle::cancel(ctx, &scope, &id, rest, Some(&key)).await,
+                    "capture" => lifecycle::capture(ctx, &scope, &id, rest, Some(&key)).await,
+                    _ => lifecycle::refund(ctx, &scope, &id, rest, Some(&key)).await,
                 }
             }
             other => Err(ApiError::new(400, "command_unknown", format!("unknown command type {other}")).with_param("type")),

@@ -9,7 +9,8 @@ use sqlx::PgConnection;
 
 use crate::db::attempts;
 use crate::db::events;
-use crate::db::payments::{self as store, PaymentRow, Scope, TransactionRow};
+use crate::db::payments::{self as store, PaymentRow, Scope};
+use crate::db::transactions::{self as txns, TransactionRow};
 use crate::domain::{self, PaymentStatus, Transition};
 use crate::provider::{Operation, ProviderOutcome};
 use crate::retry::Schedule;
@@ -33,7 +34,9 @@ pub async fn record(
     };
     match (retry_in, operation) {
         (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, delay).await,
-        (None, Operation::Purchase) => apply_charge(conn, payment, txn, outcome).await,
+        (None, Operation::Purchase | Operation::Authorize) => apply_charge(conn, payment, txn, operation, outcome).await,
+        (None, Operation::Capture) => apply_capture(conn, payment, txn, outcome).await,
+        (None, Operation::Void) => apply_void(conn, payment, txn, outcome).await,
         (None, Operation::Refund) => apply_refund(conn, payment, txn, outcome).await,
     }
 }
@@ -51,7 +54,7 @@ async fn schedule_retry(
     let next = claimed.number.checked_add(1).context("attempt number overflow")?;
     let due = attempts::insert_later(conn, &claimed.payment_id, &claimed.transaction_id, next, delay).await?;
     tracing::info!(payment_id = %payment.id, attempt = next, ?delay, "transient failure; retry scheduled");
-    if operation == Operation::Purchase {
+    if matches!(operation, Operation::Purchase | Operation::Authorize) {
         sqlx::query(
             "UPDATE payments SET attempt_count = attempt_count + 1, next_attempt_at = $2, updated_at = now()
              WHERE id = $1",
@@ -65,18 +68,23 @@ async fn schedule_retry(
 }
 
 fn scope_of(p: &PaymentRow) -> Scope {
-    Scope { merchant_id: p.merchant_id.clone(), livemode: p.livemode }
+    Scope::system(p.merchant_id.clone(), p.livemode)
 }
 
-/// Applies a charge outcome to the transaction and the payment.
+/// Applies a charge (purchase or authorization) outcome to the transaction
+/// and the payment: a purchase captures at once, an authorization leaves the
+/// whole amount capturable.
 async fn apply_charge(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     txn: &TransactionRow,
+    operation: Operation,
     outcome: &ProviderOutcome,
 ) -> anyhow::Result<()> {
+    let authorize = operation == Operation::Authorize;
     // Here a failure is final: a hard decline, or the schedule is used up.
     let transition = match outcome {
+        ProviderOutcome::Succeeded { .. } if authorize => domain::payment::authorize_succeeded(payment.status()),
         ProviderOutcome::Succeeded { .. } => domain::payment::charge_succeeded(payment.status()),
         ProviderOutcome::Failed { .. } => domain::payment::charge_failed(payment.status()),
         ProviderOutcome::Pending { .. } => return Ok(()),
@@ -92,22 +100,24 @@ async fn apply_charge(
     };
     let row: PaymentRow = match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            store::settle_transaction(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            let (captured, capturable) = if authorize { (0, txn.amount) } else { (txn.amount, 0) };
             sqlx::query_as(
-                "UPDATE payments SET status = $2, amount_captured = $3, amount_capturable = 0, provider_reference = $4,
+                "UPDATE payments SET status = $2, amount_captured = $3, amount_capturable = $4, provider_reference = $5,
                      processed_at = now(), attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
-                 WHERE id = $1 AND status = $5 RETURNING *",
+                 WHERE id = $1 AND status = $6 RETURNING *",
             )
             .bind(&payment.id)
             .bind(transition.to.as_str())
-            .bind(txn.amount)
+            .bind(captured)
+            .bind(capturable)
             .bind(reference)
             .bind(transition.from.as_str())
             .fetch_one(&mut *conn)
             .await?
         }
         ProviderOutcome::Failed { code, message } => {
-            store::settle_transaction(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
             sqlx::query_as(
                 "UPDATE payments SET status = $2, error_code = $3, failure_message = $4, processed_at = now(),
                      attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
@@ -124,6 +134,78 @@ async fn apply_charge(
         ProviderOutcome::Pending { .. } => return Ok(()),
     };
     emit(conn, row, transition).await
+}
+
+/// Applies a capture outcome. A success adds to `amount_captured` (the first
+/// one makes the payment `succeeded`); a failure gives the amount back to
+/// `amount_capturable`, where the capture had reserved it.
+async fn apply_capture(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    txn: &TransactionRow,
+    outcome: &ProviderOutcome,
+) -> anyhow::Result<()> {
+    match outcome {
+        ProviderOutcome::Succeeded { reference } => {
+            let transition = match domain::payment::capture_succeeded(payment.status()) {
+                Ok(t) => t,
+                Err(refusal) => {
+                    tracing::error!(payment_id = %payment.id, %refusal, "capture outcome for a payment that cannot take it");
+                    return Ok(());
+                }
+            };
+            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            let captured = payment.amount_captured.checked_add(txn.amount).context("captured amount overflow")?;
+            let status = transition.map_or(payment.status(), |t| t.to);
+            let row: PaymentRow = sqlx::query_as(
+                "UPDATE payments SET status = $2, amount_captured = $3, processed_at = COALESCE(processed_at, now()),
+                     updated_at = now()
+                 WHERE id = $1 AND status = $4 RETURNING *",
+            )
+            .bind(&payment.id)
+            .bind(status.as_str())
+            .bind(captured)
+            .bind(&payment.status)
+            .fetch_one(&mut *conn)
+            .await?;
+            match transition {
+                Some(t) => emit(conn, row, t).await,
+                None => Ok(()),
+            }
+        }
+        ProviderOutcome::Failed { code, message } => {
+            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+            sqlx::query("UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1")
+                .bind(&payment.id)
+                .bind(txn.amount)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        ProviderOutcome::Pending { .. } => Ok(()),
+    }
+}
+
+/// Applies a void outcome. The payment was canceled (and its capturable
+/// amount zeroed) when the void was asked for; a void the provider refuses
+/// is recorded, and the authorization lapses at the provider by itself.
+async fn apply_void(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    txn: &TransactionRow,
+    outcome: &ProviderOutcome,
+) -> anyhow::Result<()> {
+    match outcome {
+        ProviderOutcome::Succeeded { reference } => {
+            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+        }
+        ProviderOutcome::Failed { code, message } => {
+            tracing::warn!(payment_id = %payment.id, code = code.as_str(), "the provider refused a void");
+            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+        }
+        ProviderOutcome::Pending { .. } => {}
+    }
+    Ok(())
 }
 
 /// Applies a refund outcome: the refund transaction, and on success the
@@ -143,7 +225,7 @@ async fn apply_refund(
                     return Ok(());
                 }
             };
-            store::settle_transaction(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
             let refunded = payment.amount_refunded.checked_add(txn.amount).context("refunded amount overflow")?;
             let row: PaymentRow = sqlx::query_as(
                 "UPDATE payments SET status = $2, amount_refunded = $3, updated_at = now()
@@ -160,7 +242,7 @@ async fn apply_refund(
         ProviderOutcome::Failed { code, message } => {
             // The refund failed; the payment is unchanged and the amount is
             // refundable again.
-            store::settle_transaction(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
             Ok(())
         }
         ProviderOutcome::Pending { .. } => Ok(()),

@@ -80,6 +80,8 @@ impl TestApp {
             ("PAYD_WEBHOOKS__TIMEOUT", "3s"),
             ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "2s"),
             ("PAYD_DATABASE__MAX_CONNECTIONS", "10"),
+            // Tests send bursts with one key; the rate-limit tests turn it on.
+            ("PAYD_RATE_LIMIT__PER_MINUTE", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -156,6 +158,57 @@ impl TestApp {
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["status"], "pending");
         body
+    }
+
+    /// Checks the invariant of amounts: the payment's `amount_captured`,
+    /// `amount_refunded` and `amount_capturable` are the sums of its
+    /// transactions as the API lists them. Answers the payment.
+    pub async fn assert_amounts(&self, id: &str) -> Value {
+        self.assert_amounts_as(&self.key, id).await
+    }
+
+    /// [`TestApp::assert_amounts`] with another key.
+    pub async fn assert_amounts_as(&self, key: &str, id: &str) -> Value {
+        // The payment and its transactions come from two requests: read the
+        // transactions on both sides of the payment until they agree, so a
+        // provider outcome landing in between cannot fake a mismatch.
+        let txn_path = format!("/v1/payments/{id}/transactions?limit=100");
+        let (p, list) = eventually(&format!("a stable read of {id}"), WAIT, || async {
+            let (status, before) = self.call_as(key, "GET", &txn_path, None, &[]).await;
+            assert_eq!(status, 200, "{before}");
+            let (status, p) = self.call_as(key, "GET", &format!("/v1/payments/{id}"), None, &[]).await;
+            assert_eq!(status, 200, "{p}");
+            let (_, after) = self.call_as(key, "GET", &txn_path, None, &[]).await;
+            (before == after).then_some((p, after))
+        })
+        .await;
+        let txns = list["data"].as_array().unwrap();
+        assert_eq!(list["total_count"].as_u64().unwrap() as usize, txns.len());
+        let sum = |kinds: &[&str], statuses: &[&str]| -> i64 {
+            txns.iter()
+                .filter(|t| kinds.contains(&t["type"].as_str().unwrap()) && statuses.contains(&t["status"].as_str().unwrap()))
+                .map(|t| t["amount"].as_i64().unwrap())
+                .sum()
+        };
+        let ok = ["succeeded"];
+        let captured = sum(&["purchase", "capture"], &ok);
+        let refunded = sum(&["refund", "chargeback"], &ok) - sum(&["chargeback_reversal"], &ok);
+        let open = match p["status"].as_str().unwrap() {
+            "canceled" | "failed" => 0,
+            _ => sum(&["authorize"], &ok) - sum(&["capture"], &["pending", "succeeded"]),
+        };
+        assert_eq!(p["amount_captured"].as_i64().unwrap(), captured, "amount_captured vs transactions: {p} {list}");
+        assert_eq!(p["amount_refunded"].as_i64().unwrap(), refunded, "amount_refunded vs transactions: {p} {list}");
+        assert_eq!(p["amount_capturable"].as_i64().unwrap(), open, "amount_capturable vs transactions: {p} {list}");
+        assert!(refunded <= captured && captured <= p["amount"].as_i64().unwrap(), "{p}");
+        p
+    }
+
+    /// Stores a payment method of `provider` with `token`; answers its id.
+    pub async fn payment_method(&self, provider: &str, token: &str) -> String {
+        let (status, body) = self.post("/v1/payment_methods", json!({"provider": provider, "token": token})).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
     }
 
     /// Sends a raw body with a content type; answers status and JSON body.

@@ -134,8 +134,10 @@ async fn the_cli_creates_merchants_and_keys_that_the_api_accepts() {
     let ops = run_json(&app, &["keys", "create", "--ops"]);
     let ops_key = ops["secret_key"].as_str().unwrap();
     assert!(ops_key.starts_with("sk_ops_"));
-    let (status, _) = app.call_as(ops_key, "GET", "/v1/payments", None, &[]).await;
-    assert_eq!(status, 403, "operator keys have no merchant routes yet");
+    let (status, seen) = app.call_as(ops_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    assert_eq!(status, 200, "operator keys read every merchant's payments: {seen}");
+    let (status, _) = app.call_as(ops_key, "POST", &format!("/v1/payments/{}/cancel", created["id"].as_str().unwrap()), None, &[]).await;
+    assert_eq!(status, 403, "but change none");
 
     let out = payd(&app, &["keys", "create", "--merchant", "mer_00000000000000000000000000000000"], &[]).output().unwrap();
     assert!(!out.status.success());

@@ -41,7 +41,7 @@ async fn a_gateway_charge_carries_the_secret_and_the_idempotency_key() {
         .mount(&gateway)
         .await;
     let app = app_with_gateway(&gateway).await;
-    let p = app.create_payment("pm_acme_tok_visa", 1500).await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 1500).await;
     let id = p["id"].as_str().unwrap();
     assert_eq!(p["provider"], "acme");
     let paid = app.wait_status(id, "succeeded").await;
@@ -73,7 +73,7 @@ async fn gateway_500s_and_slow_answers_are_retried_with_the_same_key() {
         .mount(&gateway)
         .await;
     let app = app_with_gateway(&gateway).await;
-    let p = app.create_payment("pm_acme_tok_visa", 2000).await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 2000).await;
     let id = p["id"].as_str().unwrap();
     let paid = app.wait_status(id, "succeeded").await;
     assert_eq!(paid["attempt_count"], 3);
@@ -99,8 +99,8 @@ async fn gateway_declines_fail_at_once() {
         .mount(&gateway)
         .await;
     let app = app_with_gateway(&gateway).await;
-    for (method_id, code) in [("pm_acme_tok_poor", "insufficient_funds"), ("pm_acme_tok_odd", "card_declined")] {
-        let p = app.create_payment(method_id, 100).await;
+    for (method_id, code) in [("tok_poor", "insufficient_funds"), ("tok_odd", "card_declined")] {
+        let p = app.create_payment(&app.payment_method("acme", method_id).await, 100).await;
         let failed = app.wait_status(p["id"].as_str().unwrap(), "failed").await;
         assert_eq!(failed["error_code"], code);
         assert_eq!(failed["attempt_count"], 1, "a decline is not retried");
@@ -117,7 +117,7 @@ async fn a_pending_gateway_charge_completes_from_its_notification() {
         .mount(&gateway)
         .await;
     let app = app_with_gateway(&gateway).await;
-    let p = app.create_payment("pm_acme_tok_visa", 990).await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 990).await;
     let id = p["id"].as_str().unwrap();
     let txn = transaction_of(&app, id).await;
     crate::common::eventually("the attempt to wait for the gateway", crate::common::WAIT, || async {

@@ -3,14 +3,18 @@
 
 mod common;
 mod crash;
+mod details;
 mod disruptive;
 mod errors;
 mod flow;
 mod gateway;
 mod idempotency;
 mod lifecycle;
+mod limits;
+mod methods;
 mod notifications;
 mod producers;
 mod queue;
 mod retries;
+mod two_stage;
 mod webhooks;

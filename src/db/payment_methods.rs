@@ -1,0 +1,127 @@
+//! Stored payment methods: a provider's token, per merchant and mode.
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::db::payments::Scope;
+use crate::domain::PaymentMethodId;
+use crate::timefmt;
+
+/// The payment method object (contract §5).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct PaymentMethod {
+    /// Always `payment_method`.
+    pub object: String,
+    /// `pm_…`
+    pub id: PaymentMethodId,
+    pub livemode: bool,
+    /// The provider that issued the token (`sandbox` or a configured gateway).
+    pub provider: String,
+    /// `card`, `bank_account` or `wallet`.
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// The provider's token: never a card number.
+    pub token: String,
+    /// `YYYY-MM`; after that month, payments with it fail with `expired_card`.
+    pub expires_at: Option<String>,
+    pub customer_id: Option<String>,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "'payment_method' AS object, id, livemode, provider, type, token, expires_at, customer_id, created_at";
+
+/// What a new payment method is made of (already checked).
+#[derive(Clone, Debug)]
+pub struct NewPaymentMethod {
+    pub provider: String,
+    pub kind: String,
+    pub token: String,
+    pub expires_at: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+/// Stores a payment method.
+pub async fn insert(conn: &mut PgConnection, scope: &Scope, m: &NewPaymentMethod) -> Result<PaymentMethod, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO payment_methods (id, merchant_id, livemode, provider, type, token, expires_at, customer_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    )))
+    .bind(PaymentMethodId::generate())
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(&m.provider)
+    .bind(&m.kind)
+    .bind(&m.token)
+    .bind(&m.expires_at)
+    .bind(&m.customer_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// A live (not deleted) payment method of this tenant.
+pub async fn find(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId) -> Result<Option<PaymentMethod>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM payment_methods
+         WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL"
+    )))
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of the tenant's payment methods, newest first, and the total.
+pub async fn list(
+    pool: &PgPool,
+    scope: &Scope,
+    customer_id: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<PaymentMethod>, i64), sqlx::Error> {
+    const FILTER: &str = "merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL AND ($3::text IS NULL OR customer_id = $3)";
+    let mut tx = super::snapshot(pool).await?;
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM payment_methods WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    )))
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .bind(customer_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *tx)
+    .await?;
+    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM payment_methods WHERE {FILTER}")))
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode)
+        .bind(customer_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Deletes (hides) a payment method; false when there was none to delete.
+pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE payment_methods SET deleted_at = now()
+         WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The token and expiry a provider call uses, deleted or not: a payment
+/// made before a delete still completes with its method.
+pub async fn for_call(conn: &mut PgConnection, id: &PaymentMethodId) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT token, expires_at FROM payment_methods WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

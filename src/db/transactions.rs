@@ -1,0 +1,204 @@
+//! Transactions: one row per money movement of a payment (authorize,
+//! capture, purchase, void, refund, chargeback, chargeback reversal). The
+//! payment's amounts are the sums of its succeeded transactions.
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::domain::{Amount, PaymentId, TransactionId};
+use crate::timefmt;
+
+/// The transaction object (contract §4).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Transaction {
+    /// Always `transaction`.
+    pub object: String,
+    pub id: TransactionId,
+    pub payment_id: PaymentId,
+    /// `authorize`, `capture`, `purchase`, `void`, `refund`, `chargeback` or `chargeback_reversal`.
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `pending`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    pub provider_reference: Option<String>,
+    pub error_code: Option<String>,
+    pub failure_message: Option<String>,
+    /// Why (refunds and chargebacks).
+    pub reason: Option<String>,
+    /// The chargeback a `chargeback_reversal` reverses.
+    pub source_transaction_id: Option<TransactionId>,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "timefmt::ser")]
+    pub updated_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "'transaction' AS object, id, payment_id, type, amount, currency, status, provider_reference,
+    error_code, failure_message, reason, source_transaction_id, created_at, updated_at";
+
+/// Inserts a pending transaction.
+pub async fn insert(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: &str,
+    amount: Amount,
+    currency: &str,
+) -> Result<TransactionId, sqlx::Error> {
+    let id = TransactionId::generate();
+    sqlx::query(
+        "INSERT INTO transactions (id, payment_id, type, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
+    )
+    .bind(&id)
+    .bind(payment)
+    .bind(kind)
+    .bind(amount.get())
+    .bind(currency)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Records a transaction that needs no provider call (chargebacks and their
+/// reversals): succeeded at once.
+pub async fn record(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: &str,
+    amount: i64,
+    currency: &str,
+    reason: Option<&str>,
+    source: Option<&TransactionId>,
+) -> Result<Transaction, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO transactions (id, payment_id, type, amount, currency, status, reason, source_transaction_id)
+         VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7) RETURNING {COLUMNS}"
+    )))
+    .bind(TransactionId::generate())
+    .bind(payment)
+    .bind(kind)
+    .bind(amount)
+    .bind(currency)
+    .bind(reason)
+    .bind(source)
+    .fetch_one(conn)
+    .await
+}
+
+/// A transaction row, as workers need it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct TransactionRow {
+    pub id: TransactionId,
+    pub payment_id: PaymentId,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+/// Loads a transaction.
+pub async fn get(conn: &mut PgConnection, id: &TransactionId) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, payment_id, type, amount, currency, status FROM transactions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One transaction object of a payment.
+pub async fn find(conn: &mut PgConnection, payment: &PaymentId, id: &TransactionId) -> Result<Option<Transaction>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM transactions WHERE id = $1 AND payment_id = $2")))
+        .bind(id)
+        .bind(payment)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A payment's transactions, newest first, and their number.
+pub async fn list(pool: &PgPool, payment: &PaymentId, limit: i64, offset: i64) -> Result<(Vec<Transaction>, i64), sqlx::Error> {
+    let mut tx = super::snapshot(pool).await?;
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM transactions WHERE payment_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    )))
+    .bind(payment)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *tx)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE payment_id = $1")
+        .bind(payment)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Settles a pending transaction; false when it was no longer pending.
+pub async fn settle(
+    conn: &mut PgConnection,
+    id: &TransactionId,
+    status: &str,
+    provider_reference: Option<&str>,
+    error: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE transactions SET status = $2, provider_reference = COALESCE($3, provider_reference), error_code = $4,
+             failure_message = $5, updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(provider_reference)
+    .bind(error.map(|e| e.0))
+    .bind(error.map(|e| e.1))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Notes the provider's reference on a transaction still pending.
+pub async fn set_provider_reference(conn: &mut PgConnection, id: &TransactionId, reference: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .bind(reference)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The sum of a payment's pending transactions of one type.
+pub async fn pending_sum(conn: &mut PgConnection, payment: &PaymentId, kind: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0)::bigint FROM transactions
+         WHERE payment_id = $1 AND type = $2 AND status = 'pending'",
+    )
+    .bind(payment)
+    .bind(kind)
+    .fetch_one(conn)
+    .await
+}
+
+/// True when a payment has a transaction of this type in flight.
+pub async fn pending_exists(conn: &mut PgConnection, payment: &PaymentId, kind: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2 AND status = 'pending')")
+        .bind(payment)
+        .bind(kind)
+        .fetch_one(conn)
+        .await
+}
+
+/// The provider's reference of the payment's succeeded charge
+/// (purchase or authorization): what captures, voids and refunds act on.
+pub async fn charge_reference(conn: &mut PgConnection, payment: &PaymentId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT provider_reference FROM transactions
+         WHERE payment_id = $1 AND type IN ('purchase', 'authorize') AND status = 'succeeded'
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(payment)
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}

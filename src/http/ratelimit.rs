@@ -1,0 +1,96 @@
+//! Rate limits per API key (contract §9: `rate_limit.per_minute`,
+//! `rate_limit.burst`; `0` turns them off), with governor's GCRA: a key may
+//! send `burst` requests at once and then `per_minute` per minute.
+//!
+//! Every limited answer carries `X-RateLimit-Limit` (requests per minute),
+//! `X-RateLimit-Remaining` (requests that may be sent at once right now) and
+//! `X-RateLimit-Reset` (seconds until one more may be sent); a refused one is
+//! 429 `rate_limit_error` with `Retry-After`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::config::RateLimitSettings;
+use crate::error::ApiError;
+
+type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
+
+/// Forget keys idle long enough to be full again, every this many requests,
+/// so random keys cannot grow the table without bound.
+const SWEEP_EVERY: u64 = 10_000;
+
+/// The per-key limiter; off when either setting is 0.
+#[derive(Clone)]
+pub struct RateLimit {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    limiter: Limiter,
+    per_minute: u32,
+    seen: AtomicU64,
+}
+
+impl RateLimit {
+    /// A limiter from the settings.
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let (Some(rate), Some(burst)) = (NonZeroU32::new(settings.per_minute), NonZeroU32::new(settings.burst)) else {
+            return Self::off();
+        };
+        let limiter = governor::RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)).with_middleware::<StateInformationMiddleware>();
+        Self { inner: Some(Arc::new(Inner { limiter, per_minute: rate.get(), seen: AtomicU64::new(0) })) }
+    }
+
+    /// No limits.
+    pub fn off() -> Self {
+        Self { inner: None }
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: u64) {
+    headers.insert(name, HeaderValue::from(value));
+}
+
+/// The middleware: counts the request against its key, or answers 429.
+/// Requests without a key pass; authentication answers them 401.
+pub async fn enforce(State(rl): State<RateLimit>, req: Request, next: Next) -> Response {
+    let Some(inner) = rl.inner.as_ref() else { return next.run(req).await };
+    let Some(key) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        return next.run(req).await;
+    };
+    if inner.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        inner.limiter.retain_recent();
+    }
+    match inner.limiter.check_key(&key) {
+        Ok(state) => {
+            let mut resp = next.run(req).await;
+            let h = resp.headers_mut();
+            set(h, "x-ratelimit-limit", inner.per_minute.into());
+            set(h, "x-ratelimit-remaining", state.remaining_burst_capacity().into());
+            set(h, "x-ratelimit-reset", 0);
+            resp
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Whole seconds, rounded up: a client that waits this long gets through.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut resp = ApiError::new(429, "rate_limited", format!("too many requests for this key; retry in {secs} s"))
+                .into_response();
+            let h = resp.headers_mut();
+            set(h, "retry-after", secs);
+            set(h, "x-ratelimit-limit", inner.per_minute.into());
+            set(h, "x-ratelimit-remaining", 0);
+            set(h, "x-ratelimit-reset", secs);
+            resp
+        }
+    }
+}

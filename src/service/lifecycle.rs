@@ -1,0 +1,198 @@
+//! Money operations on an existing payment: cancel (and void), capture,
+//! refund, chargebacks and their reversals. Each one locks the payment,
+//! asks the state machine, and commits the transaction row, the payment's
+//! amounts, the event and the provider call's work message together.
+
+use anyhow::anyhow;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::params::Fields;
+use super::payments::{REASON_MAX, parse_id, schedule_attempt};
+use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, to_json};
+use crate::db::payments::{self as store, PaymentRow, Scope};
+use crate::db::{attempts, events, transactions as txns};
+use crate::domain::{self, Balances, PaymentId, PaymentStatus, Refusal, TransactionId};
+use crate::error::ApiError;
+
+async fn locked(conn: &mut PgConnection, scope: &Scope, id: &PaymentId) -> Result<PaymentRow, ApiError> {
+    store::find(conn, scope, id, true).await?.ok_or_else(|| ApiError::not_found("payment"))
+}
+
+/// The payment's money, counting refunds still in flight.
+async fn balances(conn: &mut PgConnection, row: &PaymentRow) -> Result<Balances, ApiError> {
+    let pending = txns::pending_sum(conn, &row.id, "refund").await?;
+    row.balances(pending).ok_or_else(|| ApiError::internal(anyhow!("payment {} has a bad amount", row.id)))
+}
+
+/// `POST /v1/payments/{id}/cancel`. From `pending`, cancels the scheduled
+/// attempt so no provider call happens afterwards; from `requires_capture`,
+/// releases the authorization with a void at the provider.
+pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["reason"])?;
+    let reason = f.optional_string("reason", REASON_MAX)?;
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.cancel");
+    let row = locked(&mut tx, scope, &id).await?;
+    let transition = domain::payment::cancel(row.status())?;
+    match transition.from {
+        PaymentStatus::RequiresCapture => {
+            // A capture in flight may succeed at the provider: let it finish.
+            if txns::pending_exists(&mut tx, &id, "capture").await? {
+                return Err(Refusal::Processing.into());
+            }
+            if let Ok(open) = domain::Amount::new(row.amount_capturable) {
+                let void = txns::insert(&mut tx, &id, "void", open, &row.currency).await?;
+                schedule_attempt(&mut tx, &id, &void).await?;
+            }
+        }
+        _ => {
+            if let Some(txn) = attempts::charge_transaction(&mut tx, &id).await? {
+                attempts::cancel_scheduled(&mut tx, &txn).await?;
+                // Checked after the cancel above took the row locks: a worker that
+                // claimed first is visible here, one that claims later finds nothing.
+                if attempts::running_exists(&mut tx, &txn).await? {
+                    return Err(Refusal::Processing.into());
+                }
+                txns::settle(&mut tx, &txn, "canceled", None, None).await?;
+            }
+        }
+    }
+    let row: PaymentRow = sqlx::query_as(
+        "UPDATE payments SET status = $2, canceled_at = now(), cancellation_reason = $3, next_attempt_at = NULL,
+             amount_capturable = 0, updated_at = now()
+         WHERE id = $1 AND status = $4 RETURNING *",
+    )
+    .bind(&id)
+    .bind(transition.to.as_str())
+    .bind(&reason)
+    .bind(transition.from.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let payment = store::view(&mut tx, row).await?;
+    events::record(&mut tx, scope, transition.event, &payment).await?;
+    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+}
+
+/// `POST /v1/payments/{id}/capture`: takes `amount` (default: all that is
+/// capturable) of an authorized payment. The capture is recorded pending and
+/// reserved from `amount_capturable` at once, so concurrent captures can never
+/// exceed the authorization; the provider call follows on the worker, and the
+/// first capture that succeeds makes the payment `succeeded`.
+pub async fn capture(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["amount"])?;
+    let requested = f.optional_amount("amount")?;
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.capture");
+    let row = locked(&mut tx, scope, &id).await?;
+    let amount = domain::payment::capture(row.status(), balances(&mut tx, &row).await?, requested)?;
+    let txn = txns::insert(&mut tx, &id, "capture", amount, &row.currency).await?;
+    schedule_attempt(&mut tx, &id, &txn).await?;
+    let row: PaymentRow = sqlx::query_as(
+        "UPDATE payments SET amount_capturable = amount_capturable - $2, updated_at = now()
+         WHERE id = $1 AND amount_capturable >= $2 RETURNING *",
+    )
+    .bind(&id)
+    .bind(amount.get())
+    .fetch_one(&mut *tx)
+    .await?;
+    let payment = store::view(&mut tx, row).await?;
+    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+}
+
+/// `POST /v1/payments/{id}/refund`: records a pending refund and queues the
+/// provider call; `payment.refunded` follows when the provider confirms.
+pub async fn refund(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["amount", "reason"])?;
+    let requested = f.optional_amount("amount")?;
+    let reason = f.optional_string("reason", REASON_MAX)?;
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.refund");
+    let row = locked(&mut tx, scope, &id).await?;
+    let amount = domain::payment::refund(row.status(), balances(&mut tx, &row).await?, requested)?;
+    let txn = txns::insert(&mut tx, &id, "refund", amount, &row.currency).await?;
+    let refund_id = domain::RefundId::generate();
+    sqlx::query("INSERT INTO refunds (id, payment_id, transaction_id, reason) VALUES ($1, $2, $3, $4)")
+        .bind(&refund_id)
+        .bind(&id)
+        .bind(&txn)
+        .bind(&reason)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE transactions SET reason = $2 WHERE id = $1").bind(&txn).bind(&reason).execute(&mut *tx).await?;
+    schedule_attempt(&mut tx, &id, &txn).await?;
+    let refund = store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow!("refund vanished")))?;
+    finish(tx, scope, key, Outcome { status: 200, body: to_json(&refund)? }).await
+}
+
+/// `POST /v1/payments/{id}/chargebacks`: records money the cardholder's bank
+/// took back. No provider call: the provider told the merchant. It counts
+/// toward `amount_refunded` and leaves the payment `refunded`.
+pub async fn chargeback(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["amount", "reason"])?;
+    let amount = f.amount("amount")?;
+    let reason = f.optional_string("reason", REASON_MAX)?;
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback");
+    let row = locked(&mut tx, scope, &id).await?;
+    let status = domain::payment::chargeback(row.status(), balances(&mut tx, &row).await?, amount)?;
+    let txn = txns::record(&mut tx, &id, "chargeback", amount.get(), &row.currency, reason.as_deref(), None).await?;
+    let refunded = row.amount_refunded.checked_add(amount.get()).ok_or_else(|| ApiError::internal(anyhow!("overflow")))?;
+    set_refunded(&mut tx, &row, status, refunded).await?;
+    finish(tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
+}
+
+/// `POST /v1/payments/{id}/chargeback_reversals`: the merchant won the
+/// dispute; the chargeback's amount is no longer refunded.
+pub async fn reverse_chargeback(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
+    let id = parse_id(id)?;
+    let mut f = Fields::new(body, &["transaction_id"])?;
+    let raw = f.string("transaction_id", 64)?;
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback_reversal");
+    let row = locked(&mut tx, scope, &id).await?;
+    let missing = || ApiError::new(404, "resource_missing", format!("no such chargeback: {raw}")).with_param("transaction_id");
+    let source = TransactionId::parse(&raw).ok_or_else(missing)?;
+    let chargeback = txns::find(&mut tx, &id, &source).await?.ok_or_else(missing)?;
+    if chargeback.kind != "chargeback" {
+        return Err(ApiError::invalid("transaction_id", format!("{raw} is a {}, not a chargeback", chargeback.kind)));
+    }
+    let reversed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM transactions WHERE source_transaction_id = $1 AND type = 'chargeback_reversal')",
+    )
+    .bind(&source)
+    .fetch_one(&mut *tx)
+    .await?;
+    if reversed {
+        return Err(Refusal::AlreadyReversed.into());
+    }
+    let refunded = row
+        .amount_refunded
+        .checked_sub(chargeback.amount)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::internal(anyhow!("payment {id} refunds less than its chargeback")))?;
+    let txn =
+        txns::record(&mut tx, &id, "chargeback_reversal", chargeback.amount, &row.currency, None, Some(&source)).await?;
+    set_refunded(&mut tx, &row, domain::payment::status_after_refunds(refunded), refunded).await?;
+    finish(tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
+}
+
+/// Sets the refunded amount and the status it implies, guarded by the status
+/// the caller read under the row lock.
+async fn set_refunded(conn: &mut PgConnection, row: &PaymentRow, status: PaymentStatus, refunded: i64) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE payments SET status = $2, amount_refunded = $3, updated_at = now() WHERE id = $1 AND status = $4",
+    )
+    .bind(&row.id)
+    .bind(status.as_str())
+    .bind(refunded)
+    .bind(&row.status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
