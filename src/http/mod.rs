@@ -135,3 +135,51 @@ impl IntoResponse for Outcome {
 
 /// How long a graceful shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    /// `api()`'s source: the only place `/v1` routes are registered.
+    fn api_source() -> &'static str {
+        let src = include_str!("mod.rs");
+        &src[src.find("pub fn api(").unwrap()..src.find("/// The OpenAPI document of").unwrap()]
+    }
+
+    #[test]
+    fn no_v1_route_bypasses_its_openapi_description() {
+        // `routes!` registers a handler under the path and method of its
+        // `#[utoipa::path]`; a plain `.route(…)` would add an undescribed one.
+        assert!(!api_source().contains(".route("), "register /v1 routes with routes!(…) only");
+        let src = include_str!("mod.rs");
+        let router = &src[src.find("pub fn router(").unwrap()..src.find("#[cfg(test)]").unwrap()];
+        for line in router.lines().filter(|l| l.contains(".route(") || l.contains(".nest(")) {
+            assert!(!line.contains("\"/v1"), "a /v1 route outside api(): {line}");
+        }
+    }
+
+    #[test]
+    fn every_described_handler_is_routed() {
+        let files = [
+            ("payments", include_str!("payments.rs")),
+            ("attempts", include_str!("attempts.rs")),
+            ("webhooks", include_str!("webhooks.rs")),
+            ("payment_methods", include_str!("payment_methods.rs")),
+            ("", include_str!("mod.rs").split("#[cfg(test)]").next().unwrap()),
+        ];
+        let api = api_source();
+        let mut described = 0;
+        for (module, src) in files {
+            for chunk in src.split("#[utoipa::path(").skip(1) {
+                let name = chunk.split("async fn ").nth(1).and_then(|s| s.split('(').next()).unwrap();
+                let routed = if module.is_empty() { format!("routes!({name})") } else { format!("{module}::{name}") };
+                assert!(api.contains(&routed), "{routed} is described but not routed");
+                described += 1;
+            }
+        }
+        let doc = super::openapi_document();
+        let operations: usize = doc.paths.paths.values().map(|item| {
+            let v = serde_json::to_value(item).unwrap();
+            ["get", "post", "delete", "put", "patch"].iter().filter(|m| v.get(**m).is_some()).count()
+        }).sum();
+        assert_eq!(operations, described, "one operation per described handler");
+    }
+}
