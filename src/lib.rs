@@ -5,13 +5,16 @@
 //! - [`config`]: settings from `config/*.toml` and `PAYD_SECTION__KEY`.
 //! - [`domain`]: ids, money, the payment state machine, event types. Pure.
 //! - [`error`]: the one error answer and its contract body.
-//! - [`service`]: the use cases (create, cancel, refund, endpoints…), each one
+//! - [`service`]: the use cases (payments, their money operations and
+//!   details, payment methods, endpoints, `Prefer: wait`…), each one
 //!   transaction of state + events + outbox; shared by every intake.
-//! - [`http`]: the axum API: routes, extractors, error rendering.
-//! - [`db`]: Postgres queries, one module per table group; migrations.
+//! - [`http`]: the axum API: routes (each described for OpenAPI),
+//!   extractors, per-key rate limits, error rendering.
+//! - [`db`]: Postgres queries, one module per table group (payments,
+//!   transactions, attempts, audit log, payment methods…); migrations.
 //! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
 //! - [`worker`]: consumes the work queue, claims attempts, calls providers.
-//! - [`provider`]: payment providers (the built-in `sandbox`).
+//! - [`provider`]: payment providers (the built-in `sandbox`, HTTP gateways).
 //! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
 //! - [`webhooks`]: `verify`, for receivers of payd's webhooks.
