@@ -221,8 +221,9 @@ pub async fn add_tags(
 pub async fn remove_tag(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
-    Path((id, tag)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Outcome, ApiError> {
+    let Path((id, tag)) = path.map_err(|_| ApiError::not_found("payment"))?;
     details::remove_tag(&s.ctx, &scope, &id, &tag).await
 }
 

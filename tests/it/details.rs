@@ -193,7 +193,12 @@ async fn ten_concurrent_creates_for_one_reference_make_one_pending_payment() {
 
 #[tokio::test]
 async fn keys_publishable_live_and_operator() {
-    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    // A gateway for live mode; no worker runs, so it is never called.
+    let app = TestApp::spawn_with(
+        &[Role::Api],
+        &[("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:9"), ("PAYD_PROVIDERS__ACME__SECRET", "unused")],
+    )
+    .await;
     let m = run_json(&app, &["keys", "create", "--merchant", app.merchant.as_str()]);
     let pk = m["publishable_key"].as_str().unwrap().to_owned();
     let (status, p) = app.call_as(&pk, "POST", "/v1/payments", Some(json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[]).await;
@@ -222,6 +227,20 @@ async fn keys_publishable_live_and_operator() {
     assert_eq!(status, 404, "a test payment is invisible to a live key");
     let (status, err) = app.call_as(&sk_live, "POST", "/v1/payment_methods", Some(json!({"provider": "sandbox", "token": "tok_success"})), &[]).await;
     assert_eq!((status, err["error"]["param"].as_str()), (400, Some("provider")), "the sandbox is test mode only: {err}");
+    let (status, pm) = app.call_as(&sk_live, "POST", "/v1/payment_methods", Some(json!({"provider": "acme", "token": "tok_live"})), &[]).await;
+    assert_eq!((status, pm["livemode"].as_bool()), (201, Some(true)), "{pm}");
+    let live_pay = json!({"amount": 100, "currency": "USD", "payment_method_id": pm["id"]});
+    let (status, live_p) = app.call_as(&sk_live, "POST", "/v1/payments", Some(live_pay.clone()), &[]).await;
+    assert_eq!((status, live_p["livemode"].as_bool()), (201, Some(true)), "{live_p}");
+    let live_id = live_p["id"].as_str().unwrap();
+    let (status, _) = app.get(&format!("/v1/payments/{live_id}")).await;
+    assert_eq!(status, 404, "a live payment is invisible to a test key");
+    let (status, err) = app.post("/v1/payments", live_pay).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (404, Some("payment_method_id")), "a live method in test mode: {err}");
+    let (_, live_list) = app.call_as(&sk_live, "GET", "/v1/payments", None, &[]).await;
+    assert_eq!(ids(&live_list), [live_id]);
+    let (_, test_list) = app.get("/v1/payments").await;
+    assert_eq!(ids(&test_list), [id]);
 
     // Operators read every merchant's payments and their history, change none.
     let ops = run_json(&app, &["keys", "create", "--ops"]);
@@ -236,9 +255,9 @@ async fn keys_publishable_live_and_operator() {
         }
     }
     let (_, all) = app.call_as(&ops, "GET", "/v1/payments", None, &[]).await;
-    assert_eq!(all["total_count"], 2, "{all}");
+    assert_eq!(all["total_count"], 3, "both merchants, both modes: {all}");
     let (_, mine) = app.call_as(&ops, "GET", &format!("/v1/payments?merchant_id={}", app.merchant), None, &[]).await;
-    assert_eq!(ids(&mine), [id]);
+    assert_eq!(ids(&mine), [live_id, id]);
     let (_, found) = app.call_as(&ops, "GET", &format!("/v1/payments/search?query={theirs}"), None, &[]).await;
     assert_eq!(ids(&found), [theirs]);
     let (status, _) = app.get(&format!("/v1/payments?merchant_id={}", app.merchant)).await;

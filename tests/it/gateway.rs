@@ -144,3 +144,61 @@ async fn a_pending_gateway_charge_completes_from_its_notification() {
     assert_eq!(paid["provider_reference"], "gw_ch_9");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_capture_retry_frees_the_amount() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .and(body_partial_json(json!({"amount": 1000, "capture": false, "payment_method": "tok_visa"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_auth_1", "status": "succeeded"})))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/captures"))
+        .and(body_partial_json(json!({"amount": 400, "charge": "gw_auth_1"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_cap_1", "status": "succeeded"})))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/captures"))
+        .and(body_partial_json(json!({"amount": 600})))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&gateway)
+        .await;
+    // Retries far in the future: the failed capture waits, scheduled, for an operator.
+    let app = TestApp::spawn_with(
+        &[],
+        &[
+            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
+            ("PAYD_PROVIDERS__ACME__SECRET", SECRET),
+            ("PAYD_PAYMENTS__RETRY_SCHEDULE", "1h"),
+        ],
+    )
+    .await;
+    let pm = app.payment_method("acme", "tok_visa").await;
+    let (_, p) = app.post("/v1/payments", json!({"amount": 1000, "currency": "USD", "payment_method_id": pm, "capture": false})).await;
+    let id = p["id"].as_str().unwrap();
+    app.wait_status(id, "requires_capture").await;
+    let (status, _) = app.post(&format!("/v1/payments/{id}/capture"), json!({"amount": 400})).await;
+    assert_eq!(status, 200);
+    let paid = app.wait_payment(id, "first capture", |p| p["amount_captured"] == 400).await;
+    assert_eq!(paid["status"], "succeeded");
+    let (status, p) = app.post(&format!("/v1/payments/{id}/capture"), json!({"amount": 600})).await;
+    assert_eq!((status, p["amount_capturable"].as_i64()), (200, Some(0)), "{p}");
+
+    let (_, attempts) = crate::common::eventually("the capture retry is scheduled", crate::common::WAIT, || async {
+        let (s, list) = app.get(&format!("/v1/attempts?payment_id={id}&status=scheduled")).await;
+        // The retry: attempt 2 of the capture (attempt 1 is scheduled too, briefly, before it runs).
+        (list["total_count"] == 1 && list["data"][0]["number"] == 2).then_some((s, list))
+    })
+    .await;
+    let att = attempts["data"][0]["id"].as_str().unwrap();
+    let (status, canceled) = app.post(&format!("/v1/attempts/{att}/cancel"), json!({"reason": "merchant gave up"})).await;
+    assert_eq!(status, 200, "{canceled}");
+    let p = app.assert_amounts(id).await;
+    assert_eq!((p["status"].as_str(), p["amount_captured"].as_i64(), p["amount_capturable"].as_i64()), (Some("succeeded"), Some(400), Some(600)));
+    app.stop().await;
+}

@@ -176,7 +176,20 @@ async fn every_command_runs_with_and_without_a_reply() {
     p.command(&app.key, "cancel-2", "payment.cancel", json!({"payment_id": flaky}), false).await;
     app.wait_status(&flaky, "canceled").await;
 
-    // payment.capture: nothing is capturable, answered like HTTP would.
+    // payment.capture of an authorization, answered and not.
+    let mut two_stage = create_data("pm_test_success", 900);
+    two_stage["capture"] = json!(false);
+    let corr = p.command(&app.key, "create-5", "payment.create", two_stage, true).await;
+    let auth = p.reply(&corr).await["data"]["id"].as_str().unwrap().to_owned();
+    app.wait_status(&auth, "requires_capture").await;
+    let corr = p.command(&app.key, "capture-0", "payment.capture", json!({"payment_id": auth, "amount": 500}), true).await;
+    let reply = p.reply(&corr).await;
+    assert_eq!((reply["ok"].as_bool(), reply["data"]["amount_capturable"].as_i64()), (Some(true), Some(400)), "{reply}");
+    p.command(&app.key, "capture-00", "payment.capture", json!({"payment_id": auth}), false).await;
+    app.wait_payment(&auth, "fully captured", |p| p["amount_captured"] == 900).await;
+    app.assert_amounts(&auth).await;
+
+    // payment.capture of a purchase: nothing is capturable, answered like HTTP would.
     let corr = p.command(&app.key, "capture-1", "payment.capture", json!({"payment_id": id}), true).await;
     let reply = p.reply(&corr).await;
     assert_eq!((reply["ok"].as_bool(), reply["status"].as_i64()), (Some(false), Some(400)), "{reply}");
