@@ -142,6 +142,16 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    crate::observe::install();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(5)) => crate::observe::upkeep(),
+            }
+        }
+    });
 
     // Bind first: the sandbox posts its notifications to this address.
     let listener = if roles.contains(&Role::Api) {

@@ -19,7 +19,8 @@
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
 //! - [`webhooks`]: `verify`, for receivers of payd's webhooks.
 //! - [`app`]: starts and stops roles; [`cli`]: the command line.
-//! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs.
+//! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs;
+//!   [`observe`]: Prometheus metrics (`GET /metrics`).
 
 pub mod app;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod http;
+pub mod observe;
 pub mod provider;
 pub mod queue;
 pub mod retry;

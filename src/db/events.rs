@@ -72,6 +72,7 @@ pub async fn record(
     if fanned.rows_affected() > 0 {
         sqlx::query("SELECT pg_notify('payd_deliveries', '')").execute(conn).await?;
     }
+    tracing::info!(event_id = %id, payment_id = %payment.row.id, r#type = kind.as_str(), "event recorded");
     Ok(id)
 }
 

@@ -376,6 +376,7 @@ pub async fn record(
     .await?;
     if disabled == Some(true) && d.endpoint_enabled {
         tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled");
+        crate::observe::endpoint_disabled();
     }
     Ok(recorded == 1)
 }

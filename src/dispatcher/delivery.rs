@@ -41,6 +41,7 @@ impl Sender {
     }
 
     /// Sends one claimed delivery and records the attempt.
+    #[tracing::instrument(name = "delivery", skip_all, fields(delivery_id = %d.id, event_id = %d.event_id))]
     pub async fn send(&self, d: ClaimedDelivery) {
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
@@ -53,6 +54,12 @@ impl Sender {
         } else {
             next_after_failure(&self.schedule, d.attempts, retry_after)
         };
+        let outcome = match next {
+            Next::Succeeded => "succeeded",
+            Next::RetryIn(_) => "retry",
+            Next::Failed => "failed",
+        };
+        crate::observe::delivery(outcome, started.elapsed());
         tracing::info!(
             delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
             status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"

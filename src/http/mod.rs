@@ -94,9 +94,11 @@ pub fn router(mut state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(observe_requests))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(
@@ -104,6 +106,25 @@ pub fn router(mut state: AppState) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+}
+
+/// `GET /metrics`: Prometheus text (see [`crate::observe`] for the list).
+async fn metrics() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::render())
+}
+
+/// Counts every answer by route template (never the raw path: ids would
+/// make the label set unbounded) and status, and times it.
+async fn observe_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    crate::observe::http_request(&method, &route, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// A provider's signed notification about a call it answered "pending":

@@ -72,7 +72,11 @@ async fn consume<H: Handler>(
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
                     // Prefetch bounds how many run at once.
-                    tracker.spawn(async move { handler.handle(delivery).await });
+                    tracker.spawn(QUEUE.scope(queue, async move {
+                        let started = std::time::Instant::now();
+                        handler.handle(delivery).await;
+                        crate::observe::handled(queue, started.elapsed());
+                    }));
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
@@ -83,8 +87,18 @@ async fn consume<H: Handler>(
     }
 }
 
+tokio::task_local! {
+    /// The queue the current delivery came from, for the metrics of how it settled.
+    static QUEUE: &'static str;
+}
+
+fn settled(result: &'static str) {
+    crate::observe::consumed(QUEUE.try_with(|q| *q).unwrap_or("unknown"), result);
+}
+
 /// Acks a delivery whose effects are committed.
 pub async fn ack(delivery: &Delivery) {
+    settled("ack");
     if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
         // The channel died: the broker redelivers, and the claims make that harmless.
         tracing::warn!(error = %e, "ack failed; the message will be redelivered");
@@ -93,6 +107,7 @@ pub async fn ack(delivery: &Delivery) {
 
 /// Returns a delivery to the queue after a pause (nothing was committed).
 pub async fn requeue(delivery: &Delivery) {
+    settled("requeue");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
 }
@@ -101,6 +116,7 @@ pub async fn requeue(delivery: &Delivery) {
 /// `x-payd-error: <code>`, then acks the original. A crash in between leaves
 /// a duplicate in the dead queue, never a loop.
 pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, code: &str) {
+    settled("dead_letter");
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert("x-payd-error".into(), AMQPValue::LongString(code.into()));
     let mut props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
@@ -118,7 +134,11 @@ pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, cod
             .await
     };
     match published.await {
-        Ok(_) => ack(delivery).await,
+        Ok(_) => {
+            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+            }
+        }
         Err(e) => {
             // Let the broker dead-letter it instead of redelivering.
             tracing::warn!(error = %e, "dead-letter publish failed; rejecting");

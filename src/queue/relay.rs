@@ -58,6 +58,7 @@ async fn publish_batch(pool: &PgPool, amqp: &Amqp) -> anyhow::Result<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
+    let started = std::time::Instant::now();
     let channel = amqp.publisher().await?;
     let mut confirms = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -85,6 +86,10 @@ async fn publish_batch(pool: &PgPool, amqp: &Amqp) -> anyhow::Result<usize> {
         if confirmation.take_message().is_some() {
             anyhow::bail!("broker returned an unroutable message");
         }
+    }
+    crate::observe::publish_batch(started.elapsed());
+    for row in &rows {
+        crate::observe::published(&row.queue, 1);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     outbox::remove(&mut tx, &ids).await?;

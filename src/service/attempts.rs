@@ -85,6 +85,7 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Val
         let scope = Scope::system(row.merchant_id.clone(), row.livemode);
         let view = store::view(&mut tx, row).await?;
         events::record(&mut tx, &scope, transition.event, &view).await?;
+        crate::observe::transition(transition.from.as_str(), transition.to.as_str());
     } else if txn.kind == "capture" {
         // The capture will not happen: what it reserved is capturable again.
         sqlx::query("UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1")

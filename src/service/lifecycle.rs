@@ -71,6 +71,7 @@ pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     .await?;
     let payment = store::view(&mut tx, row).await?;
     events::record(&mut tx, scope, transition.event, &payment).await?;
+    crate::observe::transition(transition.from.as_str(), transition.to.as_str());
     finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
 
@@ -194,5 +195,8 @@ async fn set_refunded(conn: &mut PgConnection, row: &PaymentRow, status: Payment
     .bind(&row.status)
     .execute(conn)
     .await?;
+    if row.status != status.as_str() {
+        crate::observe::transition(&row.status, status.as_str());
+    }
     Ok(())
 }

@@ -121,6 +121,7 @@ pub async fn create(
     schedule_attempt(&mut tx, &row.id, &txn).await?;
     let payment = store::view(&mut tx, row).await?;
     events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
+    crate::observe::transition("new", "pending");
     finish(tx, scope, key, Outcome { status: 201, body: to_json(&payment)? }).await
 }
 

@@ -46,6 +46,7 @@ impl AttemptRunner {
 
     /// Runs the attempt if it can still be claimed. `Ok` means the message
     /// has nothing left to do (ack it); `Err` means nothing was committed.
+    #[tracing::instrument(name = "attempt", skip_all, fields(attempt_id = %id, payment_id = tracing::field::Empty))]
     pub async fn run(&self, id: &AttemptId) -> anyhow::Result<()> {
         // The lease outlives the provider call; if this process dies, the
         // scheduler hands the attempt back after it, and the provider answers
@@ -56,6 +57,7 @@ impl AttemptRunner {
             tracing::debug!(attempt_id = %id, "attempt not claimable; nothing to do");
             return Ok(());
         };
+        tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
         let txn = txns::get(&mut conn, &claimed.transaction_id).await?.context("attempt without transaction")?;
         let payment = store::find_any(&mut conn, &claimed.payment_id).await?.context("attempt without payment")?;
         let operation = Operation::from_transaction_type(&txn.kind).context("transaction type without provider call")?;
@@ -74,6 +76,7 @@ impl AttemptRunner {
             parent_reference,
         };
         let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
+        let started = std::time::Instant::now();
         let outcome = if expired && charges {
             // Declined before asking the provider, as the card's issuer would.
             ProviderOutcome::Failed { code: domain::FailureCode::ExpiredCard, message: "The payment method has expired.".into() }
@@ -86,6 +89,13 @@ impl AttemptRunner {
                 },
             }
         };
+        let kind = match &outcome {
+            ProviderOutcome::Succeeded { .. } => "succeeded",
+            ProviderOutcome::Pending { .. } => "pending",
+            ProviderOutcome::Failed { code, .. } if code.is_transient() => "transient",
+            ProviderOutcome::Failed { .. } => "declined",
+        };
+        crate::observe::attempt(&payment.provider, operation.as_str(), kind, started.elapsed());
         tracing::info!(payment_id = %payment.id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
         self.faults.crash_point("worker.after_provider_call");
 

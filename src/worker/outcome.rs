@@ -251,6 +251,7 @@ async fn apply_refund(
 
 async fn emit(conn: &mut PgConnection, row: PaymentRow, transition: Transition) -> anyhow::Result<()> {
     debug_assert!(transition.to != PaymentStatus::Pending);
+    crate::observe::transition(transition.from.as_str(), transition.to.as_str());
     let scope = scope_of(&row);
     let payment = store::view(conn, row).await?;
     events::record(conn, &scope, transition.event, &payment).await?;

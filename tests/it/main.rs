@@ -12,6 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod methods;
+mod observe;
 mod notifications;
 mod producers;
 mod queue;

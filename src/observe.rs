@@ -1,0 +1,126 @@
+//! Prometheus metrics (`GET /metrics`), with the `metrics` crate family.
+//! Every metric payd exports is named here, so the list is in one place:
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `payd_http_requests_total` | counter | `method`, `route`, `status` |
+//! | `payd_http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `payd_payment_transitions_total` | counter | `from`, `to` |
+//! | `payd_attempts_total` | counter | `provider`, `operation`, `outcome` |
+//! | `payd_provider_call_duration_seconds` | histogram | `provider`, `operation` |
+//! | `payd_queue_published_total` | counter | `queue` |
+//! | `payd_queue_publish_duration_seconds` | histogram (per batch, until confirmed) | |
+//! | `payd_queue_consumed_total` | counter | `queue`, `result` (`ack`, `requeue`, `dead_letter`) |
+//! | `payd_queue_handle_duration_seconds` | histogram | `queue` |
+//! | `payd_outbox_pending` · `payd_outbox_lag_seconds` | gauges | |
+//! | `payd_attempts_due` | gauge (scheduled attempts due now) | |
+//! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
+//! | `payd_webhook_delivery_duration_seconds` | histogram | |
+//! | `payd_webhook_endpoints_disabled_total` | counter | |
+//!
+//! Gauges read from Postgres (outbox, due attempts) are the whole
+//! deployment's; counters and histograms are this process's.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets, in seconds: 1 ms to 30 s.
+const BUCKETS: [f64; 15] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0];
+
+/// Installs the process-wide recorder (once; several payd instances in one
+/// process, as in tests, share it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(&BUCKETS).ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Trims histogram buffers; call every few seconds.
+pub fn upkeep() {
+    if let Some(h) = install() {
+        h.run_upkeep();
+    }
+}
+
+/// One HTTP answer.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    counter!("payd_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!("payd_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
+/// A payment changed status (`from` is `new` for a created payment).
+pub fn transition(from: &str, to: &str) {
+    counter!("payd_payment_transitions_total", "from" => from.to_owned(), "to" => to.to_owned()).increment(1);
+}
+
+/// One provider call and how it ended (`succeeded`, `pending`, `transient`, `declined`).
+pub fn attempt(provider: &str, operation: &str, outcome: &'static str, elapsed: Duration) {
+    let (provider, operation) = (provider.to_owned(), operation.to_owned());
+    counter!("payd_attempts_total", "provider" => provider.clone(), "operation" => operation.clone(), "outcome" => outcome)
+        .increment(1);
+    histogram!("payd_provider_call_duration_seconds", "provider" => provider, "operation" => operation)
+        .record(elapsed.as_secs_f64());
+}
+
+/// A batch of outbox rows published and confirmed.
+pub fn published(queue: &str, n: u64) {
+    counter!("payd_queue_published_total", "queue" => queue.to_owned()).increment(n);
+}
+
+/// How long a publish batch took until the broker confirmed it.
+pub fn publish_batch(elapsed: Duration) {
+    histogram!("payd_queue_publish_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// A message settled by a consumer.
+pub fn consumed(queue: &str, result: &'static str) {
+    counter!("payd_queue_consumed_total", "queue" => queue.to_owned(), "result" => result).increment(1);
+}
+
+/// How long a consumer took with one message.
+pub fn handled(queue: &str, elapsed: Duration) {
+    histogram!("payd_queue_handle_duration_seconds", "queue" => queue.to_owned()).record(elapsed.as_secs_f64());
+}
+
+/// The outbox: rows not yet published, and the age of the oldest.
+pub fn outbox(pending: i64, lag: f64) {
+    gauge!("payd_outbox_pending").set(pending as f64);
+    gauge!("payd_outbox_lag_seconds").set(lag);
+}
+
+/// Scheduled attempts that are due now.
+pub fn attempts_due(n: i64) {
+    gauge!("payd_attempts_due").set(n as f64);
+}
+
+/// One webhook send and what follows it (`succeeded`, `retry`, `failed`).
+pub fn delivery(outcome: &'static str, elapsed: Duration) {
+    counter!("payd_webhook_deliveries_total", "outcome" => outcome).increment(1);
+    histogram!("payd_webhook_delivery_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// An endpoint was disabled (410 Gone, or failing for `disable_after`).
+pub fn endpoint_disabled() {
+    counter!("payd_webhook_endpoints_disabled_total").increment(1);
+}
