@@ -36,6 +36,7 @@ async fn queue_events(pool: &PgPool, scope: &Scope, payment: &Payment, n: usize)
             payd::db::events::record(&mut tx, scope, payd::domain::EventType::PaymentSucceeded, payment).await.unwrap();
         }
         tx.commit().await.unwrap();
+        payd::db::notify::ring(pool, payd::db::notify::DELIVERIES);
     }
 }
 
@@ -118,6 +119,7 @@ async fn main() {
         let mut tx = pool.begin().await.unwrap();
         let id = payd::db::events::record(&mut tx, &scope, payd::domain::EventType::PaymentSucceeded, &payment).await.unwrap();
         tx.commit().await.unwrap();
+        payd::db::notify::ring(&pool, payd::db::notify::DELIVERIES);
         created.insert(id.to_string(), time::OffsetDateTime::now_utc());
         let next = t0 + gap * (i as u32 + 1);
         tokio::time::sleep_until(next.into()).await;

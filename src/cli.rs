@@ -50,6 +50,9 @@ pub enum Command {
         #[command(subcommand)]
         command: AttemptCommand,
     },
+    /// Measure throughput and latency: starts payd on a fresh database, creates
+    /// payments over HTTP and waits for their verified webhooks.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 /// `payd attempts …`
@@ -142,6 +145,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Attempts { command } => attempts(settings, command).await,
+        Command::Loadtest(args) => crate::loadtest::run(&settings, args).await,
     }
 }
 

@@ -18,7 +18,8 @@
 //! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
 //! - [`webhooks`]: `verify`, for receivers of payd's webhooks.
-//! - [`app`]: starts and stops roles; [`cli`]: the command line.
+//! - [`app`]: starts and stops roles; [`cli`]: the command line;
+//!   [`loadtest`]: `payd loadtest`, the load generator.
 //! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs;
 //!   [`observe`]: Prometheus metrics (`GET /metrics`).
 
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod http;
+pub mod loadtest;
 pub mod observe;
 pub mod provider;
 pub mod queue;

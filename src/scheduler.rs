@@ -70,5 +70,8 @@ pub async fn tick(pool: &PgPool, requeue_after: Duration, purge: bool) -> anyhow
         idempotency::purge_expired(&mut tx).await?;
     }
     tx.commit().await?;
+    if !ids.is_empty() {
+        crate::db::notify::ring(pool, crate::db::notify::OUTBOX);
+    }
     Ok(ids.len())
 }

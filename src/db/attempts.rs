@@ -81,6 +81,39 @@ pub async fn claim(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> 
     .await
 }
 
+/// A claimed attempt with what its provider call needs.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedCall {
+    #[sqlx(flatten)]
+    pub claimed: Claimed,
+    /// The transaction's type, amount and currency.
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The payment's provider and payment method.
+    pub provider: String,
+    pub payment_method_id: String,
+}
+
+/// [`claim`], answering in the same round trip the transaction and payment
+/// fields the provider call needs.
+pub async fn claim_call(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> Result<Option<ClaimedCall>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH c AS (
+             UPDATE attempts SET status = 'running', started_at = now(), claim_token = $2,
+                 lease_until = now() + make_interval(secs => $3)
+             WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= now()
+             RETURNING id, payment_id, transaction_id, number, claim_token)
+         SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id
+         FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id",
+    )
+    .bind(id)
+    .bind(Uuid::new_v4())
+    .bind(lease.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
 /// Records the outcome of a claimed attempt; false when the claim was lost
 /// (its lease ran out and the attempt was handed to another worker).
 pub async fn finish(

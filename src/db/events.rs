@@ -10,9 +10,6 @@ use crate::db::payments::{Payment, Scope};
 use crate::domain::{EventId, EventType, PaymentId};
 use crate::timefmt;
 
-/// The channel on which new deliveries wake the dispatcher.
-pub const NOTIFY_CHANNEL: &str = "payd_deliveries";
-
 /// `{"object": …}`
 #[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventData {
@@ -45,8 +42,17 @@ pub async fn record(
 ) -> Result<EventId, sqlx::Error> {
     let id = EventId::generate();
     let data = serde_json::json!({ "object": payment });
+    // One round trip: the event and its fan-out to every enabled endpoint
+    // subscribed to its type.
     sqlx::query(
-        "INSERT INTO events (id, merchant_id, livemode, type, payment_id, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        "WITH event AS (
+             INSERT INTO events (id, merchant_id, livemode, type, payment_id, data)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+         INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
+         SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), event.id, e.id, 'pending', now()
+         FROM webhook_endpoints e, event
+         WHERE e.merchant_id = $2 AND e.livemode = $3 AND e.status = 'enabled'
+           AND ($4 = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))",
     )
     .bind(&id)
     .bind(&scope.merchant_id)
@@ -56,22 +62,7 @@ pub async fn record(
     .bind(&data)
     .execute(&mut *conn)
     .await?;
-    let fanned = sqlx::query(
-        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
-         SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), $1, e.id, 'pending', now()
-         FROM webhook_endpoints e
-         WHERE e.merchant_id = $2 AND e.livemode = $3 AND e.status = 'enabled'
-           AND ($4 = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))",
-    )
-    .bind(&id)
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(kind.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if fanned.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify('payd_deliveries', '')").execute(conn).await?;
-    }
+    // The caller rings notify::DELIVERIES after the commit.
     tracing::info!(event_id = %id, payment_id = %payment.row.id, r#type = kind.as_str(), "event recorded");
     Ok(id)
 }

@@ -68,8 +68,37 @@ pub fn generate_key(kind: KeyKind, livemode: bool) -> String {
     format!("{}{body}", kind.prefix(livemode))
 }
 
-/// Looks a presented key up; `None` for unknown or revoked keys.
+/// How long a verified key is trusted without asking Postgres again: every
+/// request would otherwise cost a round trip. A revoked key stops working
+/// within this time.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Cached keys at most; the cache is emptied when full.
+const KEY_CACHE_MAX: usize = 10_000;
+
+type KeyCache = std::collections::HashMap<(String, Vec<u8>), (Principal, std::time::Instant)>;
+static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> = std::sync::LazyLock::new(Default::default);
+
+/// Looks a presented key up; `None` for unknown or revoked keys. Known keys
+/// are remembered for [`KEY_CACHE_TTL`] (per database).
 pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
+    let o = pool.connect_options();
+    let cache_key = (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), hash_key(key));
+    if let Some((p, at)) = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key)
+        && at.elapsed() < KEY_CACHE_TTL {
+            return Ok(Some(p.clone()));
+        }
+    let found = lookup(pool, key).await?;
+    if let Some(p) = &found {
+        let mut cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(cache_key, (p.clone(), std::time::Instant::now()));
+    }
+    Ok(found)
+}
+
+async fn lookup(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
     let row: Option<(ApiKeyId, String, Option<MerchantId>, bool)> = sqlx::query_as(
         "SELECT id, kind, merchant_id, livemode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )

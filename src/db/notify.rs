@@ -1,24 +1,144 @@
-//! Waking loops on `NOTIFY`: a committed outbox row or delivery notifies its
-//! channel, so the relay and the dispatcher react within milliseconds. A poll
-//! interval covers notifications lost while the listener reconnects.
+//! Waking loops when there is new work: the relay on new outbox rows, the
+//! dispatcher on new deliveries, `Prefer: wait` on status changes.
+//!
+//! Why not `NOTIFY` inside the transactions that write the rows: Postgres
+//! serializes the commits of notifying transactions on one global lock held
+//! through the WAL flush, which capped intake at about one commit per fsync.
+//! Instead, code that committed such rows calls [`ring`] *after* the commit:
+//! this wakes this process's waiters at once, and a per-database background
+//! task sends one coalesced `NOTIFY` (a transaction without writes, so no
+//! flush) for other processes. Waiters also poll, so a ring lost while a
+//! listener reconnects (or a process dies between commit and ring) costs
+//! latency, never work.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
 
-/// Waits for notifications on one channel, at most a poll interval at a time.
+/// Committed outbox rows (the relay listens).
+pub const OUTBOX: &str = "payd_outbox";
+/// Committed webhook deliveries (the dispatcher listens).
+pub const DELIVERIES: &str = "payd_deliveries";
+/// Payment status changes, payload: payment ids separated by commas
+/// (`Prefer: wait` listens).
+pub const PAYMENT_STATUS: &str = "payd_payment_status";
+
+/// Longest NOTIFY payload sent (Postgres allows just under 8000 bytes).
+const PAYLOAD_MAX: usize = 7000;
+
+/// One channel of one database, in this process.
+struct Bell {
+    /// Wakes this process's waiters.
+    local: Notify,
+    /// Wakes the broadcaster.
+    outgoing: Notify,
+    /// Payloads to send (ids); empty means "something changed".
+    payloads: Mutex<Vec<String>>,
+}
+
+type Key = (String, &'static str);
+
+static BELLS: LazyLock<Mutex<HashMap<Key, Arc<Bell>>>> = LazyLock::new(Mutex::default);
+
+fn key(pool: &PgPool, channel: &'static str) -> Key {
+    let o = pool.connect_options();
+    (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), channel)
+}
+
+/// The bell of `channel` on `pool`'s database, with its broadcaster.
+fn bell(pool: &PgPool, channel: &'static str) -> Arc<Bell> {
+    let key = key(pool, channel);
+    let mut bells = BELLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(b) = bells.get(&key) {
+        return b.clone();
+    }
+    let b = Arc::new(Bell { local: Notify::new(), outgoing: Notify::new(), payloads: Mutex::default() });
+    bells.insert(key.clone(), b.clone());
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(broadcast(pool.clone(), key, b.clone()));
+    }
+    b
+}
+
+/// Sends the bell's rings as NOTIFYs, coalescing those that pile up while one
+/// is sent. Ends when the pool is closed.
+async fn broadcast(pool: PgPool, key: Key, bell: Arc<Bell>) {
+    let channel = key.1;
+    loop {
+        tokio::select! {
+            () = bell.outgoing.notified() => {}
+            // Notice a closed pool even when nothing rings.
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                if pool.is_closed() { break } else { continue }
+            }
+        }
+        let taken = std::mem::take(&mut *bell.payloads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut payloads = chunks(&taken);
+        if payloads.is_empty() {
+            payloads.push(String::new());
+        }
+        for payload in payloads {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(&payload).execute(&pool).await {
+                if pool.is_closed() {
+                    BELLS.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    return;
+                }
+                tracing::debug!(error = %e, channel, "NOTIFY failed; other processes will poll");
+            }
+        }
+    }
+    BELLS.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+}
+
+/// Joins ids with commas into payloads of at most [`PAYLOAD_MAX`] bytes.
+fn chunks(ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in ids {
+        match out.last_mut() {
+            Some(last) if last.len() + 1 + id.len() <= PAYLOAD_MAX => {
+                last.push(',');
+                last.push_str(id);
+            }
+            _ => out.push(id.clone()),
+        }
+    }
+    out
+}
+
+/// After a commit that wrote rows for `channel`'s listeners: wake them.
+pub fn ring(pool: &PgPool, channel: &'static str) {
+    let b = bell(pool, channel);
+    b.local.notify_one();
+    b.local.notify_waiters();
+    b.outgoing.notify_one();
+}
+
+/// [`ring`] with a payload (a payment id) for the listeners to filter on.
+pub fn ring_with(pool: &PgPool, channel: &'static str, payload: &str) {
+    let b = bell(pool, channel);
+    b.payloads.lock().unwrap_or_else(|e| e.into_inner()).push(payload.to_owned());
+    b.outgoing.notify_one();
+}
+
+/// Waits for rings on one channel (from this process, or NOTIFYs from
+/// others), at most a poll interval at a time.
 pub struct Waiter {
     pool: PgPool,
     channel: &'static str,
     listener: Option<PgListener>,
+    local: Arc<Bell>,
     poll: Duration,
 }
 
 impl Waiter {
     /// Listens on `channel`; without a listener (Postgres down) it just polls.
     pub async fn new(pool: &PgPool, channel: &'static str, poll: Duration) -> Self {
-        let mut w = Self { pool: pool.clone(), channel, listener: None, poll };
+        let local = bell(pool, channel);
+        let mut w = Self { pool: pool.clone(), channel, listener: None, local, poll };
         w.listener = w.listen().await;
         w
     }
@@ -29,19 +149,43 @@ impl Waiter {
         Some(l)
     }
 
-    /// Returns on a notification or after the poll interval.
+    /// Returns on a ring, a notification, or after the poll interval.
     pub async fn wait(&mut self) {
+        let local = self.local.clone();
         match &mut self.listener {
             Some(l) => {
-                if let Ok(Err(_)) = tokio::time::timeout(self.poll, l.recv()).await {
-                    // The listener reconnects on its next call; don't spin meanwhile.
-                    tokio::time::sleep(self.poll).await;
+                tokio::select! {
+                    () = local.local.notified() => {}
+                    got = tokio::time::timeout(self.poll, l.recv()) => {
+                        if let Ok(Err(_)) = got {
+                            // The listener reconnects on its next call; don't spin meanwhile.
+                            tokio::time::sleep(self.poll).await;
+                        }
+                    }
                 }
             }
             None => {
-                tokio::time::sleep(self.poll).await;
+                tokio::select! {
+                    () = local.local.notified() => {}
+                    () = tokio::time::sleep(self.poll) => {}
+                }
                 self.listener = self.listen().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_packed_into_bounded_payloads() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("pay_{i:032}")).collect();
+        let payloads = chunks(&ids);
+        assert!(payloads.iter().all(|p| p.len() <= PAYLOAD_MAX));
+        let back: Vec<&str> = payloads.iter().flat_map(|p| p.split(',')).collect();
+        assert_eq!(back, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(chunks(&[]).is_empty());
     }
 }

@@ -4,9 +4,6 @@
 use serde_json::Value;
 use sqlx::PgConnection;
 
-/// The channel on which a committed outbox row wakes the relay.
-pub const NOTIFY_CHANNEL: &str = "payd_outbox";
-
 /// One message waiting to be published.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -16,15 +13,14 @@ pub struct OutboxRow {
     pub payload: Value,
 }
 
-/// Adds a message; it is published only if the transaction commits.
+/// Adds a message; it is published only if the transaction commits. The
+/// caller rings [`super::notify::OUTBOX`] after the commit.
 pub async fn enqueue(conn: &mut PgConnection, queue: &str, payload: &Value) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO outbox (queue, payload) VALUES ($1, $2)")
         .bind(queue)
         .bind(payload)
         .execute(&mut *conn)
         .await?;
-    // Delivered at commit, and folded with identical notifications in one transaction.
-    sqlx::query("SELECT pg_notify('payd_outbox', '')").execute(conn).await?;
     Ok(())
 }
 

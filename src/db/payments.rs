@@ -171,12 +171,15 @@ pub struct NewPayment {
     pub metadata: Value,
 }
 
-/// Inserts a pending payment.
-pub async fn insert(conn: &mut PgConnection, p: &NewPayment) -> Result<PaymentRow, sqlx::Error> {
+/// Inserts a pending payment. The same statement names the scope's actor
+/// and `action` for the audit log (see [`crate::db::audit::act`]), which the
+/// row's trigger reads.
+pub async fn insert(conn: &mut PgConnection, p: &NewPayment, action: &str) -> Result<PaymentRow, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO payments (id, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
              provider, method, description, reference, external_key, customer_id, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14)
+         SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14
+         FROM (SELECT set_config('payd.actor', $15, true), set_config('payd.action', $16, true)) AS audit
          RETURNING *",
     )
     .bind(&p.id)
@@ -193,6 +196,8 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPayment) -> Result<PaymentRo
     .bind(&p.external_key)
     .bind(&p.customer_id)
     .bind(&p.metadata)
+    .bind(&p.scope.actor)
+    .bind(action)
     .fetch_one(conn)
     .await
 }
@@ -242,6 +247,25 @@ pub async fn find_visible(conn: &mut PgConnection, viewer: &Viewer, id: &Payment
     .bind(id)
     .bind(merchant)
     .bind(livemode)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A payment by id alone, locked, naming the actor and action of the
+/// changes that follow for the audit log (one round trip for both).
+pub async fn lock_for_change(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    actor: &str,
+    action: &str,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.*, set_config('payd.actor', $2, true) AS _actor, set_config('payd.action', $3, true) AS _action
+         FROM payments p WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(actor)
+    .bind(action)
     .fetch_optional(conn)
     .await
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::{Amount, PaymentId, TransactionId};
+use crate::domain::{Amount, AttemptId, PaymentId, TransactionId};
 use crate::timefmt;
 
 /// The transaction object (contract §4).
@@ -40,23 +40,39 @@ pub struct Transaction {
 const COLUMNS: &str = "'transaction' AS object, id, payment_id, type, amount, currency, status, provider_reference,
     error_code, failure_message, reason, source_transaction_id, created_at, updated_at";
 
-/// Inserts a pending transaction.
-pub async fn insert(
+/// Inserts a pending transaction, its first attempt (scheduled now, marked
+/// enqueued) and the outbox message that runs it, in one round trip.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_scheduled(
     conn: &mut PgConnection,
     payment: &PaymentId,
     kind: &str,
     amount: Amount,
     currency: &str,
+    reason: Option<&str>,
+    attempt: &AttemptId,
+    queue: &str,
+    message: &serde_json::Value,
 ) -> Result<TransactionId, sqlx::Error> {
     let id = TransactionId::generate();
     sqlx::query(
-        "INSERT INTO transactions (id, payment_id, type, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
+        "WITH txn AS (
+             INSERT INTO transactions (id, payment_id, type, amount, currency, status, reason)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6)),
+         attempt AS (
+             INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, enqueued_at)
+             VALUES ($7, $2, $1, 1, 'scheduled', now(), now()))
+         INSERT INTO outbox (queue, payload) VALUES ($8, $9)",
     )
     .bind(&id)
     .bind(payment)
     .bind(kind)
     .bind(amount.get())
     .bind(currency)
+    .bind(reason)
+    .bind(attempt)
+    .bind(queue)
+    .bind(message)
     .execute(conn)
     .await?;
     Ok(id)

@@ -163,12 +163,12 @@ pub async fn retry_now(pool: &PgPool, scope: &Scope, id: &DeliveryId) -> Result<
     if found.is_none() {
         return Ok(None);
     }
-    sqlx::query("SELECT pg_notify('payd_deliveries', '')").execute(&mut *tx).await?;
     let delivery = sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELIVERY_SELECT} WHERE d.id = $1")))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
+    super::notify::ring(pool, super::notify::DELIVERIES);
     Ok(delivery)
 }
 

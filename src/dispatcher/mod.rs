@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookSettings;
 use crate::db::notify::Waiter;
-use crate::db::{events, webhooks};
+use crate::db::webhooks;
 use crate::domain::EndpointId;
 use crate::faults::Faults;
 use delivery::Sender;
@@ -42,7 +42,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
     // A claimed row becomes due again after this, should this process die
     // mid-send: a send (address check + request) takes at most 2 × timeout.
     let lease = settings.timeout * 2 + Duration::from_secs(5);
-    let mut waiter = Waiter::new(&pool, events::NOTIFY_CHANNEL, IDLE).await;
+    let mut waiter = Waiter::new(&pool, crate::db::notify::DELIVERIES, IDLE).await;
     while !shutdown.is_cancelled() {
         let free = slots.available_permits();
         let mut full_batch = false;

@@ -119,6 +119,19 @@ impl Amqp {
         Ok(())
     }
 
+    /// Deletes this prefix's queues and exchange (load tests and test
+    /// clean-up; never done by a running payd). Best effort.
+    pub async fn delete_topology(&self) {
+        let Ok(ch) = self.channel().await else { return };
+        for q in [ATTEMPTS_QUEUE, ATTEMPTS_DEAD_QUEUE, COMMANDS_QUEUE, COMMANDS_DEAD_QUEUE] {
+            let _ = ch.queue_delete(self.name(q).as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
+        }
+        let _ = ch
+            .exchange_delete(self.name(COMMANDS_EXCHANGE).as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+            .await;
+        self.close().await;
+    }
+
     /// Closes the connection (at shutdown).
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {

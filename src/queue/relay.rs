@@ -24,7 +24,7 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown`.
 pub async fn run(pool: PgPool, amqp: Arc<Amqp>, shutdown: CancellationToken) {
-    let mut waiter = Waiter::new(&pool, outbox::NOTIFY_CHANNEL, IDLE).await;
+    let mut waiter = Waiter::new(&pool, crate::db::notify::OUTBOX, IDLE).await;
     loop {
         match publish_pending(&pool, &amqp).await {
             Ok(_) => {}

@@ -95,5 +95,7 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Val
             .await?;
     }
     tx.commit().await?;
+    crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);
+    crate::db::notify::ring_with(&ctx.db, crate::db::notify::PAYMENT_STATUS, payment.id.as_str());
     to_json(&canceled)
 }

@@ -26,7 +26,7 @@ pub async fn update(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     let mut f = Fields::new(body, &["metadata", "description"])?;
     let patch = f.metadata_patch("metadata")?;
     let description = f.optional_string("description", DESCRIPTION_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.update");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.update"));
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     let mut metadata = match row.metadata.clone() {
         Value::Object(m) => m,
@@ -51,7 +51,7 @@ pub async fn update(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     .fetch_one(&mut *tx)
     .await?;
     let payment = store::view(&mut tx, row).await?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
 
 /// `POST /v1/payments/{id}/tags`: adds `tags` (those already there are kept
@@ -63,7 +63,7 @@ pub async fn add_tags(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Opti
     if let Some(bad) = new.iter().find(|t| t.trim().is_empty() || t.chars().count() > TAG_MAX) {
         return Err(ApiError::invalid("tags", format!("tags must be 1 to {TAG_MAX} characters: {bad:?}")));
     }
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.tag");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.tag"));
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     let mut tags = row.tags.clone();
     for t in new {
@@ -75,20 +75,20 @@ pub async fn add_tags(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Opti
         return Err(ApiError::invalid("tags", format!("a payment may have at most {TAGS_MAX} tags")));
     }
     let payment = set_tags(&mut tx, &id, &tags).await?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
 
 /// `DELETE /v1/payments/{id}/tags/{tag}`: 404 when the payment has no such tag.
 pub async fn remove_tag(ctx: &Ctx, scope: &Scope, id: &str, tag: &str) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
-    let mut tx = begin_or_replay!(ctx, scope, None, "payment.untag");
+    let mut tx = begin_or_replay!(ctx, scope, None, Some("payment.untag"));
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     if !row.tags.iter().any(|t| t == tag) {
         return Err(ApiError::new(404, "resource_missing", format!("the payment has no tag {tag:?}")).with_param("tag"));
     }
     let tags: Vec<String> = row.tags.into_iter().filter(|t| t != tag).collect();
     let payment = set_tags(&mut tx, &id, &tags).await?;
-    finish(tx, scope, None, Outcome { status: 200, body: to_json(&payment)? }).await
+    finish(ctx, tx, scope, None, Outcome { status: 200, body: to_json(&payment)? }).await
 }
 
 async fn set_tags(conn: &mut sqlx::PgConnection, id: &PaymentId, tags: &[String]) -> Result<store::Payment, ApiError> {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::params::Fields;
-use super::payments::{REASON_MAX, parse_id, schedule_attempt};
+use super::payments::{REASON_MAX, parse_id, schedule};
 use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, to_json};
 use crate::db::payments::{self as store, PaymentRow, Scope};
 use crate::db::{attempts, events, transactions as txns};
@@ -32,7 +32,7 @@ pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["reason"])?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.cancel");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.cancel"));
     let row = locked(&mut tx, scope, &id).await?;
     let transition = domain::payment::cancel(row.status())?;
     match transition.from {
@@ -42,8 +42,7 @@ pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
                 return Err(Refusal::Processing.into());
             }
             if let Ok(open) = domain::Amount::new(row.amount_capturable) {
-                let void = txns::insert(&mut tx, &id, "void", open, &row.currency).await?;
-                schedule_attempt(&mut tx, &id, &void).await?;
+                schedule(&mut tx, &id, "void", open, &row.currency, None).await?;
             }
         }
         _ => {
@@ -72,7 +71,9 @@ pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     let payment = store::view(&mut tx, row).await?;
     events::record(&mut tx, scope, transition.event, &payment).await?;
     crate::observe::transition(transition.from.as_str(), transition.to.as_str());
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+    let outcome = finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await?;
+    crate::db::notify::ring_with(&ctx.db, crate::db::notify::PAYMENT_STATUS, id.as_str());
+    Ok(outcome)
 }
 
 /// `POST /v1/payments/{id}/capture`: takes `amount` (default: all that is
@@ -84,11 +85,10 @@ pub async fn capture(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Optio
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["amount"])?;
     let requested = f.optional_amount("amount")?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.capture");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.capture"));
     let row = locked(&mut tx, scope, &id).await?;
     let amount = domain::payment::capture(row.status(), balances(&mut tx, &row).await?, requested)?;
-    let txn = txns::insert(&mut tx, &id, "capture", amount, &row.currency).await?;
-    schedule_attempt(&mut tx, &id, &txn).await?;
+    schedule(&mut tx, &id, "capture", amount, &row.currency, None).await?;
     let row: PaymentRow = sqlx::query_as(
         "UPDATE payments SET amount_capturable = amount_capturable - $2, updated_at = now()
          WHERE id = $1 AND amount_capturable >= $2 RETURNING *",
@@ -98,7 +98,7 @@ pub async fn capture(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Optio
     .fetch_one(&mut *tx)
     .await?;
     let payment = store::view(&mut tx, row).await?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
 
 /// `POST /v1/payments/{id}/refund`: records a pending refund and queues the
@@ -108,10 +108,10 @@ pub async fn refund(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let requested = f.optional_amount("amount")?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.refund");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.refund"));
     let row = locked(&mut tx, scope, &id).await?;
     let amount = domain::payment::refund(row.status(), balances(&mut tx, &row).await?, requested)?;
-    let txn = txns::insert(&mut tx, &id, "refund", amount, &row.currency).await?;
+    let txn = schedule(&mut tx, &id, "refund", amount, &row.currency, reason.as_deref()).await?;
     let refund_id = domain::RefundId::generate();
     sqlx::query("INSERT INTO refunds (id, payment_id, transaction_id, reason) VALUES ($1, $2, $3, $4)")
         .bind(&refund_id)
@@ -120,10 +120,8 @@ pub async fn refund(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
         .bind(&reason)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE transactions SET reason = $2 WHERE id = $1").bind(&txn).bind(&reason).execute(&mut *tx).await?;
-    schedule_attempt(&mut tx, &id, &txn).await?;
     let refund = store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow!("refund vanished")))?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&refund)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&refund)? }).await
 }
 
 /// `POST /v1/payments/{id}/chargebacks`: records money the cardholder's bank
@@ -134,13 +132,13 @@ pub async fn chargeback(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Op
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let amount = f.amount("amount")?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.chargeback"));
     let row = locked(&mut tx, scope, &id).await?;
     let status = domain::payment::chargeback(row.status(), balances(&mut tx, &row).await?, amount)?;
     let txn = txns::record(&mut tx, &id, "chargeback", amount.get(), &row.currency, reason.as_deref(), None).await?;
     let refunded = row.amount_refunded.checked_add(amount.get()).ok_or_else(|| ApiError::internal(anyhow!("overflow")))?;
     set_refunded(&mut tx, &row, status, refunded).await?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
 }
 
 /// `POST /v1/payments/{id}/chargeback_reversals`: the merchant won the
@@ -155,7 +153,7 @@ pub async fn reverse_chargeback(
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["transaction_id"])?;
     let raw = f.string("transaction_id", 64)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback_reversal");
+    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.chargeback_reversal"));
     let row = locked(&mut tx, scope, &id).await?;
     let missing = || ApiError::new(404, "resource_missing", format!("no such chargeback: {raw}")).with_param("transaction_id");
     let source = TransactionId::parse(&raw).ok_or_else(missing)?;
@@ -180,7 +178,7 @@ pub async fn reverse_chargeback(
     let txn =
         txns::record(&mut tx, &id, "chargeback_reversal", chargeback.amount, &row.currency, None, Some(&source)).await?;
     set_refunded(&mut tx, &row, domain::payment::status_after_refunds(refunded), refunded).await?;
-    finish(tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
 }
 
 /// Sets the refunded amount and the status it implies, guarded by the status

@@ -131,18 +131,22 @@ async fn begin(
     ctx: &Ctx,
     scope: &db::payments::Scope,
     key: Option<&IdempotencyKey>,
-    action: &str,
+    action: Option<&str>,
 ) -> Result<Begun, ApiError> {
     let mut tx = ctx.db.begin().await?;
     if let Some(replayed) = replay(&mut tx, &scope.merchant_id, key).await? {
         return Ok(Begun::Replay(replayed));
     }
-    db::audit::act(&mut tx, &scope.actor, action).await?;
+    // `None`: the caller names the actor in its first statement (a round trip saved).
+    if let Some(action) = action {
+        db::audit::act(&mut tx, &scope.actor, action).await?;
+    }
     Ok(Begun::Fresh(tx))
 }
 
 /// Stores a keyed request's answer with its effects and commits them.
 async fn finish(
+    ctx: &Ctx,
     mut tx: db::Tx<'static>,
     scope: &db::payments::Scope,
     key: Option<&IdempotencyKey>,
@@ -150,6 +154,9 @@ async fn finish(
 ) -> Result<Outcome, ApiError> {
     remember(&mut tx, &scope.merchant_id, key, &outcome).await?;
     tx.commit().await?;
+    // Whatever the change wrote for the relay and the dispatcher.
+    db::notify::ring(&ctx.db, db::notify::OUTBOX);
+    db::notify::ring(&ctx.db, db::notify::DELIVERIES);
     Ok(outcome)
 }
 

@@ -68,5 +68,7 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
             .map_err(ApiError::internal)?;
     }
     tx.commit().await?;
+    crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);
+    crate::db::notify::ring_with(&ctx.db, crate::db::notify::PAYMENT_STATUS, payment.id.as_str());
     Ok(json!({"received": true}))
 }

@@ -10,8 +10,10 @@ use sqlx::PgConnection;
 use super::params::{Fields, Query};
 use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
 use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, Scope, Viewer};
-use crate::db::{self, attempts, events, outbox, payment_methods, transactions as txns};
-use crate::domain::{Amount, Currency, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId};
+use crate::db::{self, events, payment_methods, transactions as txns};
+use crate::domain::{
+    Amount, AttemptId, Currency, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
+};
 use crate::provider::SandboxMethod;
 use crate::error::ApiError;
 use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
@@ -77,7 +79,7 @@ pub async fn create(
     req: CreatePayment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
-    let mut tx = begin_or_replay!(ctx, scope, key, "payment.create");
+    let mut tx = begin_or_replay!(ctx, scope, key, None);
     let (provider, method) = resolve_method(ctx, &mut tx, scope, &req.payment_method_id).await?;
     if let Some(reference) = &req.reference
         && let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
@@ -98,7 +100,7 @@ pub async fn create(
         customer_id: req.customer_id,
         metadata: req.metadata,
     };
-    let row = match store::insert(&mut tx, &new).await {
+    let row = match store::insert(&mut tx, &new, "payment.create").await {
         Ok(row) => row,
         Err(e) if db::is_unique_violation(&e, "payments_external_key") => {
             return Err(ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
@@ -117,12 +119,12 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     let kind = if req.capture { "purchase" } else { "authorize" };
-    let txn = txns::insert(&mut tx, &row.id, kind, req.amount, &row.currency).await?;
-    schedule_attempt(&mut tx, &row.id, &txn).await?;
-    let payment = store::view(&mut tx, row).await?;
+    schedule(&mut tx, &row.id, kind, req.amount, &row.currency, None).await?;
+    // A new payment has no refunds: no need to read them.
+    let payment = Payment::new(row, Vec::new());
     events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
     crate::observe::transition("new", "pending");
-    finish(tx, scope, key, Outcome { status: 201, body: to_json(&payment)? }).await
+    finish(ctx, tx, scope, key, Outcome { status: 201, body: to_json(&payment)? }).await
 }
 
 /// The provider and method type of a payment method usable in this mode:
@@ -156,12 +158,19 @@ fn pending_exists(pending: &PaymentId) -> ApiError {
     .with_param("reference")
 }
 
-/// Adds attempt #1 of a transaction and its work message.
-pub(super) async fn schedule_attempt(conn: &mut PgConnection, payment: &PaymentId, txn: &TransactionId) -> Result<(), ApiError> {
-    let attempt_id = attempts::insert(conn, payment, txn, 1).await?;
-    let msg = to_json(&WorkMessage::RunAttempt { attempt_id })?;
-    outbox::enqueue(conn, ATTEMPTS_QUEUE, &msg).await?;
-    Ok(())
+/// Adds a pending transaction, its attempt #1 and the attempt's work
+/// message (one round trip); answers the transaction.
+pub(super) async fn schedule(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: &str,
+    amount: Amount,
+    currency: &str,
+    reason: Option<&str>,
+) -> Result<TransactionId, ApiError> {
+    let attempt_id = AttemptId::generate();
+    let msg = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
+    Ok(txns::insert_scheduled(conn, payment, kind, amount, currency, reason, &attempt_id, ATTEMPTS_QUEUE, &msg).await?)
 }
 
 /// A payment id from a path; unknown shapes are simply not found.

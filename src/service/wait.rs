@@ -1,7 +1,8 @@
 //! `Prefer: wait=N`: a request that waits for its payment to leave `pending`.
 //!
-//! A trigger sends `NOTIFY payd_payment_status, '<payment id>'` on every
-//! status change (migration 0006), whichever process made it. One listener
+//! The code that commits a status change rings `payd_payment_status` with the
+//! payment's id (see [`crate::db::notify`]), whichever process made it; the
+//! ids reach every process as coalesced NOTIFYs. One listener
 //! per api process fans those out to the waiting requests over a broadcast
 //! channel; a request re-reads its payment only when woken for its id (or
 //! once a second, in case a notification was lost while the listener
@@ -19,8 +20,7 @@ use crate::db::payments::{self as store, Payment, Viewer};
 use crate::domain::{PaymentId, PaymentStatus};
 use crate::error::ApiError;
 
-/// The channel the status trigger notifies.
-pub const CHANNEL: &str = "payd_payment_status";
+use crate::db::notify::PAYMENT_STATUS as CHANNEL;
 /// Longest wait a client may ask for (contract §4).
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting request looks again without a notification.
@@ -99,7 +99,11 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<String>) {
         loop {
             match listener.recv().await {
                 // No receiver is fine: nobody waits right now.
-                Ok(n) => drop(tx.send(n.payload().to_owned())),
+                Ok(n) => {
+                    for id in n.payload().split(',') {
+                        drop(tx.send(id.to_owned()));
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "payment watch: connection lost; reconnecting");
                     break;

@@ -10,7 +10,8 @@ use sqlx::PgPool;
 use super::outcome;
 use crate::config::PaymentSettings;
 use crate::db::payments as store;
-use crate::db::{attempts, audit, payment_methods, transactions as txns};
+use crate::db::transactions::TransactionRow;
+use crate::db::{attempts, audit, notify, payment_methods, transactions as txns};
 use crate::domain::{self, AttemptId, PaymentMethodId};
 use crate::service::payment_methods::is_expired;
 use crate::faults::Faults;
@@ -53,20 +54,27 @@ impl AttemptRunner {
         // the repeated call from its idempotency record.
         let lease = self.provider_timeout * 2;
         let mut conn = self.pool.acquire().await?;
-        let Some(claimed) = attempts::claim(&mut conn, id, lease).await? else {
+        let Some(call) = attempts::claim_call(&mut conn, id, lease).await? else {
             tracing::debug!(attempt_id = %id, "attempt not claimable; nothing to do");
             return Ok(());
         };
+        let claimed = call.claimed.clone();
         tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
-        let txn = txns::get(&mut conn, &claimed.transaction_id).await?.context("attempt without transaction")?;
-        let payment = store::find_any(&mut conn, &claimed.payment_id).await?.context("attempt without payment")?;
-        let operation = Operation::from_transaction_type(&txn.kind).context("transaction type without provider call")?;
-        let (token, expired) = method_token(&mut conn, &payment.payment_method_id).await?;
+        let operation = Operation::from_transaction_type(&call.kind).context("transaction type without provider call")?;
+        let (token, expired) = method_token(&mut conn, &call.payment_method_id).await?;
         let parent_reference = match operation {
             Operation::Purchase | Operation::Authorize => None,
-            _ => txns::charge_reference(&mut conn, &payment.id).await?,
+            _ => txns::charge_reference(&mut conn, &claimed.payment_id).await?,
         };
         drop(conn);
+        let txn = TransactionRow {
+            id: claimed.transaction_id.clone(),
+            payment_id: claimed.payment_id.clone(),
+            kind: call.kind.clone(),
+            amount: call.amount,
+            currency: call.currency.clone(),
+            status: "pending".into(),
+        };
         let request = ProviderRequest {
             idempotency_key: txn.id.to_string(),
             operation,
@@ -81,7 +89,7 @@ impl AttemptRunner {
             // Declined before asking the provider, as the card's issuer would.
             ProviderOutcome::Failed { code: domain::FailureCode::ExpiredCard, message: "The payment method has expired.".into() }
         } else {
-            match tokio::time::timeout(self.provider_timeout, self.providers.call(&payment.provider, &request)).await {
+            match tokio::time::timeout(self.provider_timeout, self.providers.call(&call.provider, &request)).await {
                 Ok(outcome) => outcome,
                 Err(_) => ProviderOutcome::Failed {
                     code: domain::FailureCode::Timeout,
@@ -95,14 +103,15 @@ impl AttemptRunner {
             ProviderOutcome::Failed { code, .. } if code.is_transient() => "transient",
             ProviderOutcome::Failed { .. } => "declined",
         };
-        crate::observe::attempt(&payment.provider, operation.as_str(), kind, started.elapsed());
-        tracing::info!(payment_id = %payment.id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
+        crate::observe::attempt(&call.provider, operation.as_str(), kind, started.elapsed());
+        tracing::info!(payment_id = %claimed.payment_id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
         self.faults.crash_point("worker.after_provider_call");
 
         let mut tx = self.pool.begin().await?;
-        audit::act(&mut tx, audit::SYSTEM, "provider.outcome").await?;
         // Lock order everywhere: payment, then attempt (no deadlock with cancels).
-        let payment = store::lock_by_id(&mut tx, &payment.id).await?.context("payment vanished")?;
+        let payment = store::lock_for_change(&mut tx, &claimed.payment_id, audit::SYSTEM, "provider.outcome")
+            .await?
+            .context("payment vanished")?;
         let (status, code) = match &outcome {
             ProviderOutcome::Succeeded { .. } => ("succeeded", None),
             ProviderOutcome::Failed { code, .. } => ("failed", Some(code.as_str())),
@@ -124,6 +133,9 @@ impl AttemptRunner {
         outcome::record(&mut tx, &payment, &txn, &claimed, operation, &outcome, &self.retry).await?;
         self.faults.crash_point("worker.before_commit");
         tx.commit().await?;
+        notify::ring(&self.pool, notify::DELIVERIES);
+        notify::ring(&self.pool, notify::OUTBOX);
+        notify::ring_with(&self.pool, notify::PAYMENT_STATUS, payment.id.as_str());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use crate::db::attempts;
 use crate::db::events;
-use crate::db::payments::{self as store, PaymentRow, Scope};
+use crate::db::payments::{self as store, Payment, PaymentRow, Scope};
 use crate::db::transactions::{self as txns, TransactionRow};
 use crate::domain::{self, PaymentStatus, Transition};
 use crate::provider::{Operation, ProviderOutcome};
@@ -133,7 +133,8 @@ async fn apply_charge(
         }
         ProviderOutcome::Pending { .. } => return Ok(()),
     };
-    emit(conn, row, transition).await
+    // The payment was pending until now: it has no refunds to read.
+    emit_with(conn, Payment::new(row, Vec::new()), transition).await
 }
 
 /// Applies a capture outcome. A success adds to `amount_captured` (the first
@@ -250,10 +251,14 @@ async fn apply_refund(
 }
 
 async fn emit(conn: &mut PgConnection, row: PaymentRow, transition: Transition) -> anyhow::Result<()> {
+    let payment = store::view(conn, row).await?;
+    emit_with(conn, payment, transition).await
+}
+
+async fn emit_with(conn: &mut PgConnection, payment: Payment, transition: Transition) -> anyhow::Result<()> {
     debug_assert!(transition.to != PaymentStatus::Pending);
     crate::observe::transition(transition.from.as_str(), transition.to.as_str());
-    let scope = scope_of(&row);
-    let payment = store::view(conn, row).await?;
+    let scope = scope_of(&payment.row);
     events::record(conn, &scope, transition.event, &payment).await?;
     Ok(())
 }
