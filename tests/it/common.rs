@@ -336,6 +336,8 @@ pub struct Receiver {
     in_flight: Arc<AtomicU64>,
     /// The most requests it ever had in flight at once.
     pub max_in_flight: Arc<AtomicU64>,
+    /// Percent of requests answered 500 at random (after the programmed statuses).
+    fail_percent: Arc<AtomicU16>,
 }
 
 impl Receiver {
@@ -349,6 +351,7 @@ impl Receiver {
             delay_ms: Arc::default(),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
+            fail_percent: Arc::default(),
         };
         let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -370,6 +373,11 @@ impl Receiver {
     /// Sets the body of every answer.
     pub fn body(&self, body: &str) {
         self.extra.lock().unwrap().1 = body.to_owned();
+    }
+
+    /// Fails this percentage of requests with 500, at random.
+    pub fn fail_randomly(&self, percent: u16) {
+        self.fail_percent.store(percent, Ordering::SeqCst);
     }
 
     /// Answers only after this long.
@@ -411,7 +419,8 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
         let mut s = r.statuses.lock().unwrap();
         if s.is_empty() { None } else { Some(s.remove(0)) }
     };
-    let code = next.unwrap_or_else(|| r.default_status.load(Ordering::SeqCst));
+    let flaky = rand::random_range(0..100) < r.fail_percent.load(Ordering::SeqCst);
+    let code = next.unwrap_or_else(|| if flaky { 500 } else { r.default_status.load(Ordering::SeqCst) });
     let (extra_headers, body) = r.extra.lock().unwrap().clone();
     r.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut resp = (StatusCode::from_u16(code).unwrap(), body).into_response();
