@@ -131,7 +131,7 @@ pub async fn assert_promise_kept(app: &TestApp, ids: &[String], receivers: &[(&R
 }
 
 /// The sandbox's ledger as (key) rows of succeeded charges.
-const SANDBOX_CHARGES: &str = "SELECT idempotency_key AS key FROM sandbox_charges WHERE outcome->>'result' = 'succeeded'";
+pub const SANDBOX_CHARGES: &str = "SELECT idempotency_key AS key FROM sandbox_charges WHERE outcome->>'result' = 'succeeded'";
 
 struct Fleet {
     procs: HashMap<&'static str, Vec<ChildGuard>>,

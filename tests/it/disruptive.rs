@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::chaos::{SANDBOX_CHARGES, assert_promise_kept, burst};
 use crate::common::{Receiver, TestApp, eventually, verify_webhook};
 
 /// Outages take longer than the usual waits: reconnect backoff included.
@@ -53,7 +54,7 @@ async fn delivered(app: &TestApp, receiver: &Receiver, secret: &str, id: &str) {
 }
 
 #[tokio::test]
-async fn disruptive_rabbitmq_restart_loses_nothing() {
+async fn disruptive_rabbitmq_dropped_and_restarted_mid_load_loses_nothing() {
     if !run("rabbitmqctl", &["-q", "status"]) {
         eprintln!("SKIPPED: rabbitmqctl cannot reach a local RabbitMQ, so the broker cannot be restarted here");
         return;
@@ -64,8 +65,12 @@ async fn disruptive_rabbitmq_restart_loses_nothing() {
     let before = app.create_payment("pm_test_success", 100).await;
     delivered(&app, &receiver, &secret, before["id"].as_str().unwrap()).await;
 
-    assert!(run("rabbitmqctl", &["-q", "stop_app"]), "stopping RabbitMQ");
-    let outcome = async {
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // First every connection is dropped under payd's feet; then the broker goes away.
+        assert!(run("rabbitmqctl", &["-q", "close_all_connections", "payd test: connection dropped"]), "dropping connections");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(run("rabbitmqctl", &["-q", "stop_app"]), "stopping RabbitMQ");
         let down = eventually("/health/ready to say 503", OUTAGE_WAIT, || async {
             let r = ready(&app).await;
             (r["http_status"] == 503).then_some(r)
@@ -77,25 +82,27 @@ async fn disruptive_rabbitmq_restart_loses_nothing() {
         let during = create_during_outage(&app, "during-broker-outage").await;
         let (_, p) = app.get(&format!("/v1/payments/{during}")).await;
         assert_eq!(p["status"], "pending");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(run("rabbitmqctl", &["-q", "start_app"]), "starting RabbitMQ");
         during
-    }
-    .await;
-    assert!(run("rabbitmqctl", &["-q", "start_app"]), "starting RabbitMQ");
-    delivered(&app, &receiver, &secret, &outcome).await;
+    };
+    let (mut ids, during) = tokio::join!(burst(&app, "broker", 40, "pm_test_success"), outage);
+    ids.push(during);
     eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
     let after = create_during_outage(&app, "after-broker-outage").await;
-    delivered(&app, &receiver, &secret, &after).await;
+    ids.push(after);
+    assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     app.stop().await;
 }
 
 #[tokio::test]
-async fn disruptive_postgres_restart_loses_nothing() {
+async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
     let version = std::fs::read_dir("/etc/postgresql")
         .ok()
         .and_then(|mut d| d.next())
         .and_then(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned());
-    let Some(version) = version.filter(|_| run("pg_ctlcluster", &["--help"]) || Command::new("pg_ctlcluster").output().is_ok()) else {
+    let Some(version) = version.filter(|_| Command::new("pg_ctlcluster").output().is_ok()) else {
         eprintln!("SKIPPED: no local PostgreSQL cluster that pg_ctlcluster can restart here");
         return;
     };
@@ -103,16 +110,30 @@ async fn disruptive_postgres_restart_loses_nothing() {
     let receiver = Receiver::start().await;
     let (_, secret) = app.add_endpoint(&receiver.url).await;
     let before = app.create_payment("pm_test_success", 100).await;
-    // Its webhooks may be in flight while Postgres goes away.
-    let restarted = run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "restart", "-m", "fast"]);
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "stop", "-m", "fast"]) {
+            return false;
+        }
+        let down = eventually("/health/ready to say 503", OUTAGE_WAIT, || async {
+            let r = ready(&app).await;
+            (r["http_status"] == 503).then_some(r)
+        })
+        .await;
+        assert_eq!(down["postgres"], "unavailable");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "start"]), "starting PostgreSQL");
+        true
+    };
+    let (mut ids, restarted) = tokio::join!(burst(&app, "postgres", 40, "pm_test_success"), outage);
     if !restarted {
-        eprintln!("SKIPPED: pg_ctlcluster could not restart PostgreSQL {version} (not root?)");
+        eprintln!("SKIPPED: pg_ctlcluster could not stop PostgreSQL {version} (not root?)");
         app.stop().await;
         return;
     }
-    delivered(&app, &receiver, &secret, before["id"].as_str().unwrap()).await;
-    let after = create_during_outage(&app, "after-postgres-restart").await;
-    delivered(&app, &receiver, &secret, &after).await;
+    ids.push(before["id"].as_str().unwrap().to_owned());
+    ids.push(create_during_outage(&app, "after-postgres-restart").await);
     eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     app.stop().await;
 }
