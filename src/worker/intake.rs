@@ -44,7 +44,7 @@ impl CommandIntake {
     /// Authenticates, parses and executes one command.
     async fn execute(&self, d: &Delivery) -> Result<Outcome, ApiError> {
         if d.data.len() > MAX_BODY {
-            return Err(ApiError::new(413, "body_too_large", format!("the body must be at most {MAX_BODY} bytes")));
+            return Err(too_large());
         }
         let message_id = d
             .properties
@@ -54,24 +54,7 @@ impl CommandIntake {
             .filter(|m| !m.is_empty())
             .ok_or_else(|| ApiError::new(400, "message_id_missing", "message_id is required: it is the idempotency key"))?;
         let principal = self.authenticate(d).await?;
-        let body: Value = serde_json::from_slice(&d.data)
-            .map_err(|e| ApiError::new(400, "json_invalid", format!("the body is not valid JSON: {e}")))?;
-        let Value::Object(mut body) = body else {
-            return Err(ApiError::new(400, "parameter_invalid", "the body must be a JSON object"));
-        };
-        if let Some(unknown) = body.keys().find(|k| !["type", "data"].contains(&k.as_str())) {
-            return Err(ApiError::unknown_field(unknown));
-        }
-        let kind = match body.remove("type") {
-            Some(Value::String(t)) => t,
-            Some(_) => return Err(ApiError::invalid("type", "type must be a string")),
-            None => return Err(ApiError::missing("type")),
-        };
-        let data = match body.remove("data") {
-            Some(Value::Object(m)) => m,
-            None | Some(Value::Null) => Map::new(),
-            Some(_) => return Err(ApiError::invalid("data", "data must be an object")),
-        };
+        let CommandBody { kind, data } = parse_body(&d.data)?;
         if principal.kind == KeyKind::Ops {
             return Err(ApiError::forbidden("operator keys cannot submit payment commands"));
         }
@@ -137,7 +120,49 @@ impl CommandIntake {
     }
 }
 
-fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), ApiError> {
+fn too_large() -> ApiError {
+    ApiError::new(413, "body_too_large", format!("the body must be at most {MAX_BODY} bytes"))
+}
+
+/// A command's body: `{"type": …, "data": {…}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandBody {
+    /// `payment.create`, `payment.cancel`, …
+    pub kind: String,
+    /// The request it carries (`{}` when absent).
+    pub data: Map<String, Value>,
+}
+
+/// Parses a command's body (contract §7) without touching anything else;
+/// every refusal is a contract error. The fuzz target `amqp_command` feeds
+/// it arbitrary bytes.
+pub fn parse_body(bytes: &[u8]) -> Result<CommandBody, ApiError> {
+    if bytes.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(400, "json_invalid", format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::new(400, "parameter_invalid", "the body must be a JSON object"));
+    };
+    if let Some(unknown) = body.keys().find(|k| !["type", "data"].contains(&k.as_str())) {
+        return Err(ApiError::unknown_field(unknown));
+    }
+    let kind = match body.remove("type") {
+        Some(Value::String(t)) => t,
+        Some(_) => return Err(ApiError::invalid("type", "type must be a string")),
+        None => return Err(ApiError::missing("type")),
+    };
+    let data = match body.remove("data") {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(ApiError::invalid("data", "data must be an object")),
+    };
+    Ok(CommandBody { kind, data })
+}
+
+/// Splits `payment_id` off a change command's data.
+pub fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), ApiError> {
     match data.remove("payment_id") {
         Some(Value::String(id)) if !id.is_empty() => Ok((id, Value::Object(data))),
         Some(_) => Err(ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)")),

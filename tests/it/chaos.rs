@@ -24,7 +24,7 @@ use crate::common::{ChildGuard, Receiver, TestApp, eventually, payd, spawn, veri
 
 /// How long the end state may take: leases of killed workers (2 × provider
 /// timeout) and dispatchers (2 × webhook timeout + 5 s) must run out first.
-const SETTLE: Duration = Duration::from_secs(90);
+const SETTLE: Duration = Duration::from_secs(180);
 
 fn seed() -> u64 {
     let seed = std::env::var("PAYD_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
