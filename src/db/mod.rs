@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod audit;
 pub mod events;
 pub mod idempotency;
+pub mod intake;
 pub mod keys;
 pub mod notify;
 pub mod outbox;

@@ -10,9 +10,10 @@ use sqlx::PgConnection;
 use super::params::{Fields, Query};
 use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
 use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, Scope, Viewer};
+use crate::db::intake::{self, Companions};
 use crate::db::{self, events, payment_methods, transactions as txns};
 use crate::domain::{
-    Amount, AttemptId, Currency, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
+    Amount, AttemptId, Currency, EventId, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
 };
 use crate::provider::SandboxMethod;
 use crate::error::ApiError;
@@ -79,13 +80,68 @@ pub async fn create(
     req: CreatePayment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
-    let mut tx = begin_or_replay!(ctx, scope, key, None);
-    let (provider, method) = resolve_method(ctx, &mut tx, scope, &req.payment_method_id).await?;
-    if let Some(reference) = &req.reference
+    let Some(key) = key else { return create_at_once(ctx, scope, req).await };
+    let mut tx = begin_or_replay!(ctx, scope, Some(key), None);
+    let new = new_payment(ctx, &mut tx, scope, req).await?;
+    if let Some(reference) = &new.reference
         && let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
             return Err(pending_exists(&pending));
         }
-    let new = NewPayment {
+    let row = match store::insert(&mut tx, &new, "payment.create").await {
+        Ok(row) => row,
+        Err(e) => {
+            drop(tx);
+            return Err(insert_error(ctx, scope, &new, e).await);
+        }
+    };
+    schedule(&mut tx, &row.id, charge_kind(&new), new.amount, &row.currency, None).await?;
+    // A new payment has no refunds: no need to read them.
+    let payment = Payment::new(row, Vec::new());
+    events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
+    crate::observe::transition("new", "pending");
+    finish(ctx, tx, scope, Some(key), Outcome { status: 201, body: to_json(&payment)? }).await
+}
+
+/// A create without Idempotency-Key: everything in one statement
+/// (see [`crate::db::intake`]), so one round trip to Postgres.
+async fn create_at_once(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<Outcome, ApiError> {
+    let mut conn = ctx.db.acquire().await?;
+    let new = new_payment(ctx, &mut conn, scope, req).await?;
+    let (transaction_id, attempt_id, event_id) = (TransactionId::generate(), AttemptId::generate(), EventId::generate());
+    let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
+    let event_data = serde_json::json!({ "object": Payment::new(new.draft_row(), Vec::new()) });
+    let companions = Companions {
+        kind: charge_kind(&new),
+        transaction_id: &transaction_id,
+        attempt_id: &attempt_id,
+        queue: ATTEMPTS_QUEUE,
+        message: &message,
+        event_id: &event_id,
+        event_data: &event_data,
+    };
+    let row = match intake::create_payment(&mut conn, &new, &companions).await {
+        Ok(row) => row,
+        Err(e) => {
+            drop(conn);
+            return Err(insert_error(ctx, scope, &new, e).await);
+        }
+    };
+    drop(conn);
+    db::notify::ring(&ctx.db, db::notify::OUTBOX);
+    db::notify::ring(&ctx.db, db::notify::DELIVERIES);
+    tracing::info!(event_id = %event_id, payment_id = %row.id, r#type = "payment.created", "event recorded");
+    crate::observe::transition("new", "pending");
+    Ok(Outcome { status: 201, body: to_json(&Payment::new(row, Vec::new()))? })
+}
+
+fn charge_kind(new: &NewPayment) -> &'static str {
+    if new.capture { "purchase" } else { "authorize" }
+}
+
+/// The checked request as a row to insert, with its payment method resolved.
+async fn new_payment(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, req: CreatePayment) -> Result<NewPayment, ApiError> {
+    let (provider, method) = resolve_method(ctx, conn, scope, &req.payment_method_id).await?;
+    Ok(NewPayment {
         id: PaymentId::generate(),
         scope: scope.clone(),
         amount: req.amount,
@@ -95,36 +151,32 @@ pub async fn create(
         provider,
         method,
         description: req.description,
-        reference: req.reference.clone(),
+        reference: req.reference,
         external_key: req.external_key,
         customer_id: req.customer_id,
         metadata: req.metadata,
+    })
+}
+
+/// The contract's answer to a failed insert: 409 for a used external_key,
+/// 422 naming the pending payment when a concurrent create won the reference.
+async fn insert_error(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> ApiError {
+    if db::is_unique_violation(&e, "payments_external_key") {
+        return ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
+            .with_param("external_key");
+    }
+    if !db::is_unique_violation(&e, "payments_pending_reference") {
+        return e.into();
+    }
+    let pending = async {
+        let mut conn = ctx.db.acquire().await?;
+        store::pending_with_reference(&mut conn, scope, new.reference.as_deref().unwrap_or_default()).await
     };
-    let row = match store::insert(&mut tx, &new, "payment.create").await {
-        Ok(row) => row,
-        Err(e) if db::is_unique_violation(&e, "payments_external_key") => {
-            return Err(ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
-                .with_param("external_key"));
-        }
-        Err(e) if db::is_unique_violation(&e, "payments_pending_reference") => {
-            // A concurrent create won the race for this reference.
-            drop(tx);
-            let mut conn = ctx.db.acquire().await?;
-            let pending = store::pending_with_reference(&mut conn, scope, req.reference.as_deref().unwrap_or_default()).await?;
-            return Err(pending.map_or_else(
-                || ApiError::new(422, "pending_payment_exists", "a pending payment exists for this reference"),
-                |p| pending_exists(&p),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let kind = if req.capture { "purchase" } else { "authorize" };
-    schedule(&mut tx, &row.id, kind, req.amount, &row.currency, None).await?;
-    // A new payment has no refunds: no need to read them.
-    let payment = Payment::new(row, Vec::new());
-    events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
-    crate::observe::transition("new", "pending");
-    finish(ctx, tx, scope, key, Outcome { status: 201, body: to_json(&payment)? }).await
+    match pending.await {
+        Ok(Some(p)) => pending_exists(&p),
+        Ok(None) => ApiError::new(422, "pending_payment_exists", "a pending payment exists for this reference").with_param("reference"),
+        Err(e) => e.into(),
+    }
 }
 
 /// The provider and method type of a payment method usable in this mode:

@@ -35,6 +35,7 @@ async fn a_payment_succeeds_and_signed_webhooks_arrive() {
     assert!(paid["provider_reference"].as_str().unwrap().starts_with("ch_"));
 
     let created_hook = receiver.wait_for("payment.created", id).await;
+    assert_eq!(created_hook.json()["data"]["object"], created, "payment.created carries the payment exactly as created");
     let succeeded_hook = receiver.wait_for("payment.succeeded", id).await;
     for hook in [&created_hook, &succeeded_hook] {
         assert!(verify_webhook(&secret, hook), "signature must verify: {:?}", hook.headers);
