@@ -12,14 +12,14 @@ use crate::error::ApiError;
 use crate::service::attempts as svc;
 
 /// Attempts, newest first: an operator key sees every merchant's.
-#[utoipa::path(get, path = "/v1/attempts", tag = "attempts", params(AttemptFilters, Page),
+#[utoipa::path(get, path = "/v1/attempts", operation_id = "list_attempts", tag = "attempts", params(AttemptFilters, Page),
     responses((status = 200, description = "A list of attempts", body = ListObject), CommonErrors))]
 pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
     svc::list(&s.ctx, &viewer, q).await.map(Json)
 }
 
 /// The provider calls of one payment, newest first.
-#[utoipa::path(get, path = "/v1/payments/{id}/attempts", tag = "payments",
+#[utoipa::path(get, path = "/v1/payments/{id}/attempts", operation_id = "list_payment_attempts", tag = "payments",
     params(("id" = String, Path, description = "pay_…"), Page),
     responses((status = 200, description = "A list of attempts", body = ListObject), CommonErrors))]
 pub async fn of_payment(
@@ -33,7 +33,7 @@ pub async fn of_payment(
 
 /// Cancels a scheduled retry: it never runs, and its payment fails with
 /// `retry_canceled`.
-#[utoipa::path(post, path = "/v1/attempts/{id}/cancel", tag = "attempts", request_body = AttemptCancelBody,
+#[utoipa::path(post, path = "/v1/attempts/{id}/cancel", operation_id = "cancel_attempt", tag = "attempts", request_body = AttemptCancelBody,
     params(("id" = String, Path, description = "att_…")),
     responses(
         (status = 200, description = "The attempt, canceled", body = Attempt),

@@ -130,7 +130,7 @@ async fn observe_requests(req: axum::extract::Request, next: axum::middleware::N
 /// A provider's signed notification about a call it answered "pending":
 /// no API key, the signature (`payd-provider-signature: t=…,v1=…`, HMAC-SHA256
 /// with the provider's secret) is the proof.
-#[utoipa::path(post, path = "/v1/provider_notifications/{provider}", tag = "providers", security(()),
+#[utoipa::path(post, path = "/v1/provider_notifications/{provider}", operation_id = "receive_provider_notification", tag = "providers", security(()),
     params(("provider" = String, Path, description = "sandbox or a configured gateway")),
     responses(
         (status = 200, description = "Applied (or a duplicate, ignored)"),

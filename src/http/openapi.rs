@@ -93,12 +93,17 @@ pub struct DeletedObject {
 
 /// `POST /v1/payments`
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"amount": 1000, "currency": "USD", "payment_method_id": "pm_test_success",
+    "description": "Payment for order #12345", "metadata": {"order_id": "12345"}}))]
 pub struct CreatePaymentBody {
     /// Minor units of `currency`, positive.
+    #[schema(minimum = 1, maximum = 999_999_999_999_i64)]
     pub amount: i64,
     /// ISO 4217, any case.
+    #[schema(pattern = "^[A-Za-z]{3}$", min_length = 3, max_length = 3)]
     pub currency: String,
     /// `pm_test_…` (test mode) or a stored `pm_…`.
+    #[schema(pattern = "^pm_")]
     pub payment_method_id: String,
     pub description: Option<String>,
     /// Up to 50 keys of ≤ 40 characters; string values ≤ 500 characters.
@@ -164,6 +169,7 @@ pub struct TagsBody {
 
 /// `POST /v1/payment_methods`
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"provider": "sandbox", "token": "tok_success", "expires_at": "2030-12", "customer_id": "cust_abc123"}))]
 pub struct CreatePaymentMethodBody {
     /// `sandbox` (test mode) or a configured gateway.
     pub provider: String,
@@ -179,6 +185,7 @@ pub struct CreatePaymentMethodBody {
 
 /// `POST /v1/webhook_endpoints`
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"url": "https://example.com/hooks/payd", "enabled_events": ["*"]}))]
 pub struct CreateEndpointBody {
     pub url: String,
     /// Event types, or `["*"]`.
@@ -215,8 +222,10 @@ pub struct AttemptCancelBody {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -241,6 +250,7 @@ pub struct PaymentFilters {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// An id, or text found in external_key, reference, customer_id or description.
+    #[param(min_length = 1, max_length = 255, pattern = "\\S")]
     pub query: String,
 }
 

@@ -26,14 +26,24 @@ fn key(header: IdempotencyHeader, operation: &str, body: &Value) -> Result<Optio
 /// Creates a payment. With `Prefer: wait=N` the answer waits up to N seconds
 /// for the payment to leave `pending`: 201 with the payment, or 402 with the
 /// payment in `error.payment` when it failed.
-#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments", operation_id = "create_payment", tag = "payments",
     request_body = CreatePaymentBody,
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a repeat within 24 h answers the first answer again"),
         ("Prefer" = Option<String>, Header, description = "wait=N (0 to 30 seconds)"),
     ),
     responses(
-        (status = 201, description = "The payment (pending, or settled when waited for)", body = Payment),
+        (status = 201, description = "The payment (pending, or settled when waited for)", body = Payment,
+            links(("retrieve_payment" = (operation_id = "retrieve_payment", parameters(("id" = "$response.body#/id")))),
+            ("update_payment" = (operation_id = "update_payment", parameters(("id" = "$response.body#/id")))),
+            ("cancel_payment" = (operation_id = "cancel_payment", parameters(("id" = "$response.body#/id")))),
+            ("capture_payment" = (operation_id = "capture_payment", parameters(("id" = "$response.body#/id")))),
+            ("refund_payment" = (operation_id = "refund_payment", parameters(("id" = "$response.body#/id")))),
+            ("record_chargeback" = (operation_id = "record_chargeback", parameters(("id" = "$response.body#/id")))),
+            ("add_payment_tags" = (operation_id = "add_payment_tags", parameters(("id" = "$response.body#/id")))),
+            ("list_payment_transactions" = (operation_id = "list_payment_transactions", parameters(("id" = "$response.body#/id")))),
+            ("list_payment_attempts" = (operation_id = "list_payment_attempts", parameters(("id" = "$response.body#/id")))),
+            ("payment_audit_log" = (operation_id = "payment_audit_log", parameters(("id" = "$response.body#/id")))))),
         (status = 402, description = "Prefer: wait and the payment failed", body = ErrorResponse),
         (status = 409, description = "Idempotency-Key reused or in flight; external_key in use", body = ErrorResponse),
         (status = 422, description = "A pending payment exists for this reference; provider not configured", body = ErrorResponse),
@@ -67,7 +77,7 @@ pub async fn create(
     Ok(resp)
 }
 
-#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
+#[utoipa::path(get, path = "/v1/payments/{id}", operation_id = "retrieve_payment", tag = "payments",
     params(("id" = String, Path, description = "pay_…")),
     responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
 pub async fn retrieve(State(s): State<AppState>, Reader(viewer, _): Reader, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
@@ -76,7 +86,7 @@ pub async fn retrieve(State(s): State<AppState>, Reader(viewer, _): Reader, Path
 }
 
 /// Payments, newest first. Operator keys see every merchant's.
-#[utoipa::path(get, path = "/v1/payments", tag = "payments", params(Page, PaymentFilters),
+#[utoipa::path(get, path = "/v1/payments", operation_id = "list_payments", tag = "payments", params(Page, PaymentFilters),
     responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
 pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
     payments::list(&s.ctx, &viewer, q).await.map(Json)
@@ -84,14 +94,14 @@ pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap
 
 /// Payments whose id is `query`, or whose external_key, reference,
 /// customer_id or description contain it (case-insensitive).
-#[utoipa::path(get, path = "/v1/payments/search", tag = "payments", params(SearchQuery, Page),
+#[utoipa::path(get, path = "/v1/payments/search", operation_id = "search_payments", tag = "payments", params(SearchQuery, Page),
     responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
 pub async fn search(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
     payments::search(&s.ctx, &viewer, q).await.map(Json)
 }
 
 /// Updates metadata (merged; `null` removes a key) and description.
-#[utoipa::path(post, path = "/v1/payments/{id}", tag = "payments", request_body = UpdatePaymentBody,
+#[utoipa::path(post, path = "/v1/payments/{id}", operation_id = "update_payment", tag = "payments", request_body = UpdatePaymentBody,
     params(("id" = String, Path, description = "pay_…")),
     responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
 pub async fn update(
@@ -107,7 +117,7 @@ pub async fn update(
 
 /// Cancels a pending payment (no provider call afterwards) or voids an
 /// authorized one.
-#[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments", request_body = CancelBody,
+#[utoipa::path(post, path = "/v1/payments/{id}/cancel", operation_id = "cancel_payment", tag = "payments", request_body = CancelBody,
     params(("id" = String, Path, description = "pay_…")),
     responses(
         (status = 200, description = "The payment, canceled", body = Payment),
@@ -127,7 +137,7 @@ pub async fn cancel(
 
 /// Captures (part of) an authorized payment; several captures may follow
 /// one another, never more than authorized.
-#[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", request_body = CaptureBody,
+#[utoipa::path(post, path = "/v1/payments/{id}/capture", operation_id = "capture_payment", tag = "payments", request_body = CaptureBody,
     params(("id" = String, Path, description = "pay_…")),
     responses((status = 200, description = "The payment, with the capture pending", body = Payment), CommonErrors))]
 pub async fn capture(
@@ -141,7 +151,7 @@ pub async fn capture(
     lifecycle::capture(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
-#[utoipa::path(post, path = "/v1/payments/{id}/refund", tag = "payments", request_body = RefundBody,
+#[utoipa::path(post, path = "/v1/payments/{id}/refund", operation_id = "refund_payment", tag = "payments", request_body = RefundBody,
     params(("id" = String, Path, description = "pay_…")),
     responses(
         (status = 200, description = "The refund, pending or succeeded", body = Refund),
@@ -162,7 +172,7 @@ pub async fn refund(
 
 /// Records a chargeback (no provider call). It counts toward
 /// `amount_refunded` and leaves the payment `refunded`.
-#[utoipa::path(post, path = "/v1/payments/{id}/chargebacks", tag = "payments", request_body = ChargebackBody,
+#[utoipa::path(post, path = "/v1/payments/{id}/chargebacks", operation_id = "record_chargeback", tag = "payments", request_body = ChargebackBody,
     params(("id" = String, Path, description = "pay_…")),
     responses(
         (status = 200, description = "The chargeback transaction", body = Transaction),
@@ -182,7 +192,7 @@ pub async fn chargeback(
 }
 
 /// Reverses a chargeback: its amount is no longer refunded.
-#[utoipa::path(post, path = "/v1/payments/{id}/chargeback_reversals", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments/{id}/chargeback_reversals", operation_id = "reverse_chargeback", tag = "payments",
     request_body = ChargebackReversalBody,
     params(("id" = String, Path, description = "pay_…")),
     responses(
@@ -201,7 +211,7 @@ pub async fn reverse_chargeback(
     lifecycle::reverse_chargeback(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
-#[utoipa::path(post, path = "/v1/payments/{id}/tags", tag = "payments", request_body = TagsBody,
+#[utoipa::path(post, path = "/v1/payments/{id}/tags", operation_id = "add_payment_tags", tag = "payments", request_body = TagsBody,
     params(("id" = String, Path, description = "pay_…")),
     responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
 pub async fn add_tags(
@@ -215,7 +225,7 @@ pub async fn add_tags(
     details::add_tags(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
-#[utoipa::path(delete, path = "/v1/payments/{id}/tags/{tag}", tag = "payments",
+#[utoipa::path(delete, path = "/v1/payments/{id}/tags/{tag}", operation_id = "remove_payment_tag", tag = "payments",
     params(("id" = String, Path, description = "pay_…"), ("tag" = String, Path)),
     responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
 pub async fn remove_tag(
@@ -228,7 +238,7 @@ pub async fn remove_tag(
 }
 
 /// The payment's transactions, newest first.
-#[utoipa::path(get, path = "/v1/payments/{id}/transactions", tag = "payments",
+#[utoipa::path(get, path = "/v1/payments/{id}/transactions", operation_id = "list_payment_transactions", tag = "payments",
     params(("id" = String, Path, description = "pay_…"), Page),
     responses((status = 200, description = "A list of transactions", body = ListObject), CommonErrors))]
 pub async fn transactions(
@@ -241,7 +251,7 @@ pub async fn transactions(
 }
 
 /// Every change of the payment with its actor (a key id or `system`), oldest first.
-#[utoipa::path(get, path = "/v1/payments/{id}/audit_log", tag = "payments",
+#[utoipa::path(get, path = "/v1/payments/{id}/audit_log", operation_id = "payment_audit_log", tag = "payments",
     params(("id" = String, Path, description = "pay_…"), Page),
     responses((status = 200, description = "A list of audit log entries", body = ListObject), CommonErrors))]
 pub async fn audit_log(
