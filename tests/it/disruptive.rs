@@ -106,15 +106,21 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
         eprintln!("SKIPPED: no local PostgreSQL cluster that pg_ctlcluster can restart here");
         return;
     };
+    // Phase timings go to stderr: inside the full suite this test has taken
+    // 75 s instead of 10 s, and the log shows where.
+    let t0 = std::time::Instant::now();
+    let phase = |name: &str| eprintln!("disruptive postgres: {name} at {:?}", t0.elapsed());
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let (_, secret) = app.add_endpoint(&receiver.url).await;
     let before = app.create_payment("pm_test_success", 100).await;
     let outage = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        phase("stopping");
         if !run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "stop", "-m", "fast"]) {
             return false;
         }
+        phase("stopped");
         let down = eventually("/health/ready to say 503", OUTAGE_WAIT, || async {
             let r = ready(&app).await;
             (r["http_status"] == 503).then_some(r)
@@ -123,6 +129,7 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
         assert_eq!(down["postgres"], "unavailable");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "start"]), "starting PostgreSQL");
+        phase("started");
         true
     };
     let (mut ids, restarted) = tokio::join!(burst(&app, "postgres", 40, "pm_test_success"), outage);
@@ -131,9 +138,12 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
         app.stop().await;
         return;
     }
+    phase("burst answered");
     ids.push(before["id"].as_str().unwrap().to_owned());
     ids.push(create_during_outage(&app, "after-postgres-restart").await);
     eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    phase("ready again");
     assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
+    phase("promise kept");
     app.stop().await;
 }
