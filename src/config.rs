@@ -157,6 +157,17 @@ pub struct ProviderSettings {
     /// Sandbox only: where it posts notifications; empty = this process's API.
     #[serde(default)]
     pub notify_url: String,
+    /// ISO 4217 codes the provider takes, comma-separated; empty = every one.
+    /// A payment in another currency is refused with 422.
+    #[serde(default)]
+    pub currencies: String,
+}
+
+impl ProviderSettings {
+    /// True when the provider takes payments in `code` (upper case).
+    pub fn supports(&self, code: &str) -> bool {
+        self.currencies.trim().is_empty() || self.currencies.split(',').any(|c| c.trim().eq_ignore_ascii_case(code))
+    }
 }
 
 fn default_provider_timeout() -> Duration {

@@ -141,6 +141,15 @@ fn charge_kind(new: &NewPayment) -> &'static str {
 /// The checked request as a row to insert, with its payment method resolved.
 async fn new_payment(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, req: CreatePayment) -> Result<NewPayment, ApiError> {
     let (provider, method) = resolve_method(ctx, conn, scope, &req.payment_method_id).await?;
+    let currency = req.currency.code();
+    if ctx.settings.providers.get(&provider).is_some_and(|p| !p.supports(currency)) {
+        return Err(ApiError::new(
+            422,
+            "currency_not_supported",
+            format!("provider {provider} does not take payments in {currency}"),
+        )
+        .with_param("currency"));
+    }
     Ok(NewPayment {
         id: PaymentId::generate(),
         scope: scope.clone(),

@@ -9,6 +9,7 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::TestApp;
+use payd::app::Role;
 
 const SECRET: &str = "gw_secret_123";
 
@@ -200,5 +201,32 @@ async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_c
     assert_eq!(status, 200, "{canceled}");
     let p = app.assert_amounts(id).await;
     assert_eq!((p["status"].as_str(), p["amount_captured"].as_i64(), p["amount_capturable"].as_i64()), (Some("succeeded"), Some(400), Some(600)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
+    let gateway = MockServer::start().await;
+    let app = TestApp::spawn_with(
+        &[Role::Api],
+        &[
+            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
+            ("PAYD_PROVIDERS__ACME__SECRET", SECRET),
+            ("PAYD_PROVIDERS__ACME__CURRENCIES", "USD, eur"),
+        ],
+    )
+    .await;
+    let pm = app.payment_method("acme", "tok_visa").await;
+    for (currency, status) in [("USD", 201), ("EUR", 201), ("gbp", 422), ("JPY", 422)] {
+        let (got, body) = app.post("/v1/payments", json!({"amount": 100, "currency": currency, "payment_method_id": pm})).await;
+        assert_eq!(got, status, "{currency}: {body}");
+        if status == 422 {
+            assert_eq!((body["error"]["code"].as_str(), body["error"]["param"].as_str()), (Some("currency_not_supported"), Some("currency")));
+        }
+    }
+    // The sandbox takes every currency.
+    let (status, _) = app.post("/v1/payments", json!({"amount": 100, "currency": "JPY", "payment_method_id": "pm_test_success"})).await;
+    assert_eq!(status, 201);
+    assert!(gateway.received_requests().await.unwrap().is_empty());
     app.stop().await;
 }
