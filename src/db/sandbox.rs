@@ -46,6 +46,27 @@ pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32
     .await
 }
 
+/// Counts a call whose outcome is known up front and records it unless an
+/// earlier call recorded one; answers the outcome the provider stands by.
+/// One round trip instead of [`count_call`] + [`settle`].
+pub async fn call_once(conn: &mut PgConnection, call: &Call<'_>, outcome: &Value) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO sandbox_charges (idempotency_key, operation, payment_method_id, amount, currency, outcome)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (idempotency_key) DO UPDATE
+             SET calls = sandbox_charges.calls + 1, outcome = COALESCE(sandbox_charges.outcome, EXCLUDED.outcome)
+         RETURNING outcome",
+    )
+    .bind(call.key)
+    .bind(call.operation)
+    .bind(call.payment_method_id)
+    .bind(call.amount)
+    .bind(call.currency)
+    .bind(outcome)
+    .fetch_one(conn)
+    .await
+}
+
 /// Records the final outcome unless one is there already; answers the one
 /// the provider stands by.
 pub async fn settle(conn: &mut PgConnection, key: &str, outcome: &Value) -> Result<Value, sqlx::Error> {

@@ -126,11 +126,24 @@ impl Sandbox {
             amount: req.amount,
             currency: &req.currency,
         };
+        // Methods whose every call ends the same way: count and record at once.
+        let charge = matches!(req.operation, Operation::Purchase | Operation::Authorize);
+        let fixed = match (charge, method) {
+            (false, _) => Some(self.settled_outcome(req.operation, &req.idempotency_key)),
+            (true, SandboxMethod::Success | SandboxMethod::Decline | SandboxMethod::InsufficientFunds | SandboxMethod::Expired) => {
+                Some(method.charge_outcome(&req.idempotency_key, 1))
+            }
+            _ => None,
+        };
+        if let Some(outcome) = fixed {
+            let json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+            let stood_by = db::sandbox::call_once(&mut conn, &call, &json).await?;
+            return Ok(serde_json::from_value(stood_by).unwrap_or(outcome));
+        }
         let (number, first, age) = db::sandbox::count_call(&mut conn, &call).await?;
         if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
             return Ok(first);
         }
-        let charge = matches!(req.operation, Operation::Purchase | Operation::Authorize);
         let outcome = match req.operation {
             // An async charge has settled once its delay has passed: asked
             // again (payd's janitor), the sandbox tells the final outcome.
@@ -144,10 +157,7 @@ impl Sandbox {
                 return Ok(method.charge_outcome(&req.idempotency_key, number));
             }
             _ if charge => method.charge_outcome(&req.idempotency_key, number),
-            // Captures, voids and refunds of a sandbox charge always work.
-            Operation::Capture => ProviderOutcome::Succeeded { reference: reference("cap", &req.idempotency_key) },
-            Operation::Void => ProviderOutcome::Succeeded { reference: reference("void", &req.idempotency_key) },
-            _ => ProviderOutcome::Succeeded { reference: reference("re", &req.idempotency_key) },
+            op => self.settled_outcome(op, &req.idempotency_key),
         };
         if matches!(&outcome, ProviderOutcome::Failed { code, .. } if code.is_transient()) {
             return Ok(outcome);
@@ -155,6 +165,17 @@ impl Sandbox {
         let json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
         let stood_by = db::sandbox::settle(&mut conn, &req.idempotency_key, &json).await?;
         Ok(serde_json::from_value(stood_by).unwrap_or(outcome))
+    }
+
+    /// Captures, voids and refunds of a sandbox charge always work.
+    fn settled_outcome(&self, op: Operation, key: &str) -> ProviderOutcome {
+        let prefix = match op {
+            Operation::Capture => "cap",
+            Operation::Void => "void",
+            Operation::Refund => "re",
+            Operation::Purchase | Operation::Authorize => "ch",
+        };
+        ProviderOutcome::Succeeded { reference: reference(prefix, key) }
     }
 
     /// After the async delay: settle the charge as succeeded and tell payd,

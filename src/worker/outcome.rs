@@ -100,10 +100,14 @@ async fn apply_charge(
     };
     let row: PaymentRow = match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
             let (captured, capturable) = if authorize { (0, txn.amount) } else { (txn.amount, 0) };
+            // The transaction and the payment in one statement (a round trip saved).
             sqlx::query_as(
-                "UPDATE payments SET status = $2, amount_captured = $3, amount_capturable = $4, provider_reference = $5,
+                "WITH txn AS (
+                     UPDATE transactions SET status = 'succeeded', provider_reference = $5, error_code = NULL,
+                         failure_message = NULL, updated_at = now()
+                     WHERE id = $7 AND status = 'pending')
+                 UPDATE payments SET status = $2, amount_captured = $3, amount_capturable = $4, provider_reference = $5,
                      processed_at = now(), attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
                  WHERE id = $1 AND status = $6 RETURNING *",
             )
@@ -113,13 +117,16 @@ async fn apply_charge(
             .bind(capturable)
             .bind(reference)
             .bind(transition.from.as_str())
+            .bind(&txn.id)
             .fetch_one(&mut *conn)
             .await?
         }
         ProviderOutcome::Failed { code, message } => {
-            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
             sqlx::query_as(
-                "UPDATE payments SET status = $2, error_code = $3, failure_message = $4, processed_at = now(),
+                "WITH txn AS (
+                     UPDATE transactions SET status = 'failed', error_code = $3, failure_message = $4, updated_at = now()
+                     WHERE id = $6 AND status = 'pending')
+                 UPDATE payments SET status = $2, error_code = $3, failure_message = $4, processed_at = now(),
                      attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
                  WHERE id = $1 AND status = $5 RETURNING *",
             )
@@ -128,6 +135,7 @@ async fn apply_charge(
             .bind(code.as_str())
             .bind(message)
             .bind(transition.from.as_str())
+            .bind(&txn.id)
             .fetch_one(&mut *conn)
             .await?
         }
