@@ -43,11 +43,12 @@ run_schemathesis() {
   done
   if (( ready )); then
     payd_log "running schemathesis against http://127.0.0.1:$port/openapi.json"
-    target/schemathesis-venv/bin/schemathesis run "http://127.0.0.1:$port/openapi.json" \
+    # From target/, so its cache directory (.schemathesis) lands there.
+    (cd target && schemathesis-venv/bin/schemathesis run "http://127.0.0.1:$port/openapi.json" \
       -H "Authorization: Bearer sk_test_1234567890abcdefghijklmnop" \
       --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
       --max-examples "${PAYD_SCHEMATHESIS_EXAMPLES:-20}" --seed "${PAYD_SCHEMATHESIS_SEED:-1}" \
-      --generation-database none --no-color || status=$?
+      --generation-database none --no-color) || status=$?
   else
     payd_log "payd did not become ready for schemathesis; see target/schemathesis-payd.log"
     status=1

@@ -10,7 +10,9 @@ use crate::common::{TestApp, run_json};
 
 #[tokio::test]
 async fn rate_limits_are_per_key_with_retry_after() {
-    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "60"), ("PAYD_RATE_LIMIT__BURST", "3")]).await;
+    // 12 per minute: one more every 5 s, slow enough that a busy machine
+    // cannot refill the bucket between the test's requests.
+    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "12"), ("PAYD_RATE_LIMIT__BURST", "3")]).await;
     let url = format!("{}/v1/payments", app.base);
     let get = |key: String| {
         let http = app.http.clone();
@@ -20,13 +22,13 @@ async fn rate_limits_are_per_key_with_retry_after() {
     for remaining in [2, 1, 0] {
         let resp = get(app.key.clone()).await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["x-ratelimit-limit"], "60");
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "12");
         assert_eq!(resp.headers()["x-ratelimit-remaining"], remaining.to_string().as_str());
     }
     let resp = get(app.key.clone()).await;
     assert_eq!(resp.status(), 429);
     let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry_after), "one request per second refills: {retry_after}");
+    assert!((1..=5).contains(&retry_after), "one request per 5 s refills: {retry_after}");
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "rate_limit_error");
