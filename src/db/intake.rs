@@ -7,8 +7,10 @@
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use time::OffsetDateTime;
+
 use super::payments::{NewPayment, PaymentRow};
-use crate::domain::{AttemptId, EventId, TransactionId};
+use crate::domain::{AttemptId, EventId, PaymentStatus, TransactionId};
 
 /// The ids and messages that go with a new payment.
 pub struct Companions<'a> {
@@ -83,3 +85,45 @@ pub async fn create_payment(conn: &mut PgConnection, p: &NewPayment, c: &Compani
     .fetch_one(conn)
     .await
 }
+
+impl NewPayment {
+    /// The row as it will be once inserted, but for what the database
+    /// assigns (`number`, timestamps): to render the event before the insert.
+    pub fn draft_row(&self) -> PaymentRow {
+        let now = OffsetDateTime::now_utc();
+        PaymentRow {
+            id: self.id.clone(),
+            number: 0,
+            merchant_id: self.scope.merchant_id.clone(),
+            livemode: self.scope.livemode,
+            amount: self.amount.get(),
+            currency: self.currency.clone(),
+            capture: self.capture,
+            amount_capturable: 0,
+            amount_captured: 0,
+            amount_refunded: 0,
+            status: PaymentStatus::Pending.as_str().to_owned(),
+            payment_method_id: self.payment_method_id.clone(),
+            provider: self.provider.clone(),
+            method: self.method.clone(),
+            description: self.description.clone(),
+            reference: self.reference.clone(),
+            external_key: self.external_key.clone(),
+            customer_id: self.customer_id.clone(),
+            metadata: self.metadata.clone(),
+            tags: Vec::new(),
+            fee: 0,
+            provider_reference: None,
+            error_code: None,
+            failure_message: None,
+            attempt_count: 0,
+            next_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+            processed_at: None,
+            canceled_at: None,
+            cancellation_reason: None,
+        }
+    }
+}
+

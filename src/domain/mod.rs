@@ -2,6 +2,7 @@
 //! no I/O, so every rule is unit-tested without a database.
 
 pub mod events;
+pub mod failure;
 pub mod ids;
 pub mod money;
 pub mod payment;
@@ -9,4 +10,5 @@ pub mod payment;
 pub use events::EventType;
 pub use ids::*;
 pub use money::{Amount, Currency};
-pub use payment::{Balances, FailureCode, PaymentStatus, Refusal, Transition};
+pub use failure::FailureCode;
+pub use payment::{Balances, PaymentStatus, Refusal, Transition};
