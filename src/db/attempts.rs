@@ -19,28 +19,6 @@ pub struct Claimed {
     pub claim_token: Uuid,
 }
 
-/// Inserts a scheduled attempt, marked as enqueued (the caller writes its
-/// outbox message in the same transaction).
-pub async fn insert(
-    conn: &mut PgConnection,
-    payment: &PaymentId,
-    transaction: &TransactionId,
-    number: i32,
-) -> Result<AttemptId, sqlx::Error> {
-    let id = AttemptId::generate();
-    sqlx::query(
-        "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, enqueued_at)
-         VALUES ($1, $2, $3, $4, 'scheduled', now(), now())",
-    )
-    .bind(&id)
-    .bind(payment)
-    .bind(transaction)
-    .bind(number)
-    .execute(conn)
-    .await?;
-    Ok(id)
-}
-
 /// Inserts attempt `number`, due after `delay` and not enqueued yet (the
 /// scheduler enqueues it when due); answers when it is due.
 pub async fn insert_later(
@@ -64,23 +42,6 @@ pub async fn insert_later(
     .await
 }
 
-/// Claims a due scheduled attempt for `lease`. `None`: it is running
-/// elsewhere, finished, canceled, not due yet, or unknown — in every case the
-/// message that asked for it has nothing left to do.
-pub async fn claim(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE attempts SET status = 'running', started_at = now(), claim_token = $2,
-             lease_until = now() + make_interval(secs => $3)
-         WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= now()
-         RETURNING id, payment_id, transaction_id, number, claim_token",
-    )
-    .bind(id)
-    .bind(Uuid::new_v4())
-    .bind(lease.as_secs_f64())
-    .fetch_optional(conn)
-    .await
-}
-
 /// A claimed attempt with what its provider call needs.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ClaimedCall {
@@ -95,8 +56,10 @@ pub struct ClaimedCall {
     pub payment_method_id: String,
 }
 
-/// [`claim`], answering in the same round trip the transaction and payment
-/// fields the provider call needs.
+/// Claims a due scheduled attempt for `lease`, answering in the same round
+/// trip the transaction and payment fields the provider call needs. `None`:
+/// it is running elsewhere, finished, canceled, not due yet, or unknown — in
+/// every case the message that asked for it has nothing left to do.
 pub async fn claim_call(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> Result<Option<ClaimedCall>, sqlx::Error> {
     sqlx::query_as(
         "WITH c AS (

@@ -171,37 +171,6 @@ pub struct NewPayment {
     pub metadata: Value,
 }
 
-/// Inserts a pending payment. The same statement names the scope's actor
-/// and `action` for the audit log (see [`crate::db::audit::act`]), which the
-/// row's trigger reads.
-pub async fn insert(conn: &mut PgConnection, p: &NewPayment, action: &str) -> Result<PaymentRow, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO payments (id, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
-             provider, method, description, reference, external_key, customer_id, metadata)
-         SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14
-         FROM (SELECT set_config('payd.actor', $15, true), set_config('payd.action', $16, true)) AS audit
-         RETURNING *",
-    )
-    .bind(&p.id)
-    .bind(&p.scope.merchant_id)
-    .bind(p.scope.livemode)
-    .bind(p.amount.get())
-    .bind(&p.currency)
-    .bind(p.capture)
-    .bind(&p.payment_method_id)
-    .bind(&p.provider)
-    .bind(&p.method)
-    .bind(&p.description)
-    .bind(&p.reference)
-    .bind(&p.external_key)
-    .bind(&p.customer_id)
-    .bind(&p.metadata)
-    .bind(&p.scope.actor)
-    .bind(action)
-    .fetch_one(conn)
-    .await
-}
-
 /// The pending payment holding `reference`, if any.
 pub async fn pending_with_reference(
     conn: &mut PgConnection,
@@ -384,9 +353,4 @@ pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec
     .fetch_one(&mut *tx)
     .await?;
     Ok((rows, total))
-}
-
-/// A payment by id alone, without a lock (workers act for every tenant).
-pub async fn find_any(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM payments WHERE id = $1").bind(id).fetch_optional(conn).await
 }

@@ -11,9 +11,9 @@ use super::params::{Fields, Query};
 use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
 use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, Scope, Viewer};
 use crate::db::intake::{self, Companions};
-use crate::db::{self, events, payment_methods, transactions as txns};
+use crate::db::{self, payment_methods, transactions as txns};
 use crate::domain::{
-    Amount, AttemptId, Currency, EventId, EventType, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
+    Amount, AttemptId, Currency, EventId, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
 };
 use crate::provider::SandboxMethod;
 use crate::error::ApiError;
@@ -80,38 +80,31 @@ pub async fn create(
     req: CreatePayment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
-    let Some(key) = key else { return create_at_once(ctx, scope, req).await };
+    let Some(key) = key else {
+        // Without a key there is nothing to replay: the insert alone is the
+        // whole transaction, one round trip.
+        let mut conn = ctx.db.acquire().await?;
+        let new = new_payment(ctx, &mut conn, scope, req).await?;
+        let payment = insert(ctx, &mut conn, scope, &new).await?;
+        drop(conn);
+        db::notify::ring(&ctx.db, db::notify::OUTBOX);
+        db::notify::ring(&ctx.db, db::notify::DELIVERIES);
+        return Ok(Outcome { status: 201, body: to_json(&payment)? });
+    };
     let mut tx = begin_or_replay!(ctx, scope, Some(key), None);
     let new = new_payment(ctx, &mut tx, scope, req).await?;
-    if let Some(reference) = &new.reference
-        && let Some(pending) = store::pending_with_reference(&mut tx, scope, reference).await? {
-            return Err(pending_exists(&pending));
-        }
-    let row = match store::insert(&mut tx, &new, "payment.create").await {
-        Ok(row) => row,
-        Err(e) => {
-            drop(tx);
-            return Err(insert_error(ctx, scope, &new, e).await);
-        }
-    };
-    schedule(&mut tx, &row.id, charge_kind(&new), new.amount, &row.currency, None).await?;
-    // A new payment has no refunds: no need to read them.
-    let payment = Payment::new(row, Vec::new());
-    events::record(&mut tx, scope, EventType::PaymentCreated, &payment).await?;
-    crate::observe::transition("new", "pending");
+    let payment = insert(ctx, &mut tx, scope, &new).await?;
     finish(ctx, tx, scope, Some(key), Outcome { status: 201, body: to_json(&payment)? }).await
 }
 
-/// A create without Idempotency-Key: everything in one statement
-/// (see [`crate::db::intake`]), so one round trip to Postgres.
-async fn create_at_once(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<Outcome, ApiError> {
-    let mut conn = ctx.db.acquire().await?;
-    let new = new_payment(ctx, &mut conn, scope, req).await?;
+/// Inserts the payment with its transaction, attempt, work message, event
+/// and deliveries in one statement (see [`crate::db::intake`]).
+async fn insert(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, new: &NewPayment) -> Result<Payment, ApiError> {
     let (transaction_id, attempt_id, event_id) = (TransactionId::generate(), AttemptId::generate(), EventId::generate());
     let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
     let event_data = serde_json::json!({ "object": Payment::new(new.draft_row(), Vec::new()) });
     let companions = Companions {
-        kind: charge_kind(&new),
+        kind: charge_kind(new),
         transaction_id: &transaction_id,
         attempt_id: &attempt_id,
         queue: ATTEMPTS_QUEUE,
@@ -119,19 +112,14 @@ async fn create_at_once(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<
         event_id: &event_id,
         event_data: &event_data,
     };
-    let row = match intake::create_payment(&mut conn, &new, &companions).await {
+    let row = match intake::create_payment(conn, new, &companions).await {
         Ok(row) => row,
-        Err(e) => {
-            drop(conn);
-            return Err(insert_error(ctx, scope, &new, e).await);
-        }
+        Err(e) => return Err(insert_error(ctx, scope, new, e).await),
     };
-    drop(conn);
-    db::notify::ring(&ctx.db, db::notify::OUTBOX);
-    db::notify::ring(&ctx.db, db::notify::DELIVERIES);
     tracing::info!(event_id = %event_id, payment_id = %row.id, r#type = "payment.created", "event recorded");
     crate::observe::transition("new", "pending");
-    Ok(Outcome { status: 201, body: to_json(&Payment::new(row, Vec::new()))? })
+    // A new payment has no refunds: no need to read them.
+    Ok(Payment::new(row, Vec::new()))
 }
 
 fn charge_kind(new: &NewPayment) -> &'static str {
