@@ -85,24 +85,40 @@ pub async fn create(
         // whole transaction, one round trip.
         let mut conn = ctx.db.acquire().await?;
         let new = new_payment(ctx, &mut conn, scope, req).await?;
-        let payment = insert(ctx, &mut conn, scope, &new).await?;
+        let inserted = insert(&mut conn, &new).await;
         drop(conn);
+        let payment = match inserted {
+            Ok(p) => p,
+            Err(e) => return Err(refused(ctx, scope, &new, e).await),
+        };
         db::notify::ring(&ctx.db, db::notify::OUTBOX);
         db::notify::ring(&ctx.db, db::notify::DELIVERIES);
         return Ok(Outcome { status: 201, body: to_json(&payment)? });
     };
     let mut tx = begin_or_replay!(ctx, scope, Some(key), None);
     let new = new_payment(ctx, &mut tx, scope, req).await?;
-    let payment = insert(ctx, &mut tx, scope, &new).await?;
+    let payment = match insert(&mut tx, &new).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Give the aborted transaction's connection back before looking up.
+            drop(tx);
+            return Err(refused(ctx, scope, &new, e).await);
+        }
+    };
     finish(ctx, tx, scope, Some(key), Outcome { status: 201, body: to_json(&payment)? }).await
 }
 
 /// Inserts the payment with its transaction, attempt, work message, event
-/// and deliveries in one statement (see [`crate::db::intake`]).
-async fn insert(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, new: &NewPayment) -> Result<Payment, ApiError> {
+/// and deliveries in one statement (see [`crate::db::intake`]). On failure
+/// the caller releases its connection, then asks [`refused`] for the answer:
+/// looking up the winner of a reference race needs a second connection, and
+/// holding the first meanwhile could starve the pool under a burst.
+async fn insert(conn: &mut PgConnection, new: &NewPayment) -> Result<Payment, sqlx::Error> {
     let (transaction_id, attempt_id, event_id) = (TransactionId::generate(), AttemptId::generate(), EventId::generate());
-    let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
-    let event_data = serde_json::json!({ "object": Payment::new(new.draft_row(), Vec::new()) });
+    let json = |v: serde_json::Result<Value>| v.map_err(|e| sqlx::Error::Encode(Box::new(e)));
+    let message = json(serde_json::to_value(WorkMessage::RunAttempt { attempt_id: attempt_id.clone() }))?;
+    let event_data = json(serde_json::to_value(Payment::new(new.draft_row(), Vec::new())))?;
+    let event_data = serde_json::json!({ "object": event_data });
     let companions = Companions {
         kind: charge_kind(new),
         transaction_id: &transaction_id,
@@ -112,10 +128,7 @@ async fn insert(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, new: &NewPaym
         event_id: &event_id,
         event_data: &event_data,
     };
-    let row = match intake::create_payment(conn, new, &companions).await {
-        Ok(row) => row,
-        Err(e) => return Err(insert_error(ctx, scope, new, e).await),
-    };
+    let row = intake::create_payment(conn, new, &companions).await?;
     tracing::info!(event_id = %event_id, payment_id = %row.id, r#type = "payment.created", "event recorded");
     crate::observe::transition("new", "pending");
     // A new payment has no refunds: no need to read them.
@@ -157,7 +170,7 @@ async fn new_payment(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, req: Cre
 
 /// The contract's answer to a failed insert: 409 for a used external_key,
 /// 422 naming the pending payment when a concurrent create won the reference.
-async fn insert_error(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> ApiError {
+async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> ApiError {
     if db::is_unique_violation(&e, "payments_external_key") {
         return ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
             .with_param("external_key");
