@@ -14,6 +14,9 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::config::AmqpSettings;
+/// Longest wait for connecting (handshake and topology) or closing.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 use messages::{ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE};
 
 /// Redeliveries after which the broker dead-letters a message that keeps
@@ -67,9 +70,21 @@ impl Amqp {
         if let Some(conn) = guard.as_ref().filter(|c| c.status().connected()) {
             return conn.create_channel().await;
         }
-        let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
-        let channel = conn.create_channel().await?;
-        self.declare(&channel).await?;
+        // Bounded: a broker that is starting up can accept the TCP connection
+        // and stall the handshake, and every user of the connection (relay,
+        // consumers, readiness, shutdown) waits on this lock meanwhile.
+        let connect = async {
+            let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            self.declare(&channel).await?;
+            Ok::<_, lapin::Error>((conn, channel))
+        };
+        let (conn, channel) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await.map_err(|_| {
+            lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to RabbitMQ timed out",
+            ))))
+        })??;
         tracing::info!("connected to RabbitMQ");
         *guard = Some(conn);
         Ok(channel)
@@ -135,7 +150,8 @@ impl Amqp {
     /// Closes the connection (at shutdown).
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
-            let _ = conn.close(200, ShortString::from("shutdown")).await;
+            // A half-dead connection may never answer close-ok.
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close(200, ShortString::from("shutdown"))).await;
         }
     }
 }

@@ -16,6 +16,8 @@ use super::Amqp;
 use crate::db::notify::Waiter;
 use crate::db::outbox;
 
+/// Longest wait for the broker to confirm a batch.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 /// Rows published per transaction.
 const BATCH: i64 = 256;
 /// Poll interval when no notification arrives (and the retry pace when the
@@ -78,15 +80,21 @@ async fn publish_batch(pool: &PgPool, amqp: &Amqp) -> anyhow::Result<usize> {
             .await?;
         confirms.push(confirm);
     }
-    for confirm in confirms {
-        let confirmation = confirm.await?;
-        if !confirmation.is_ack() {
-            anyhow::bail!("broker refused a message (nack)");
+    // Bounded: a confirm from a connection that died half-way may never come;
+    // the rows stay in the outbox and the next pass publishes them again.
+    let confirmed = async {
+        for confirm in confirms {
+            let confirmation = confirm.await?;
+            if !confirmation.is_ack() {
+                anyhow::bail!("broker refused a message (nack)");
+            }
+            if confirmation.take_message().is_some() {
+                anyhow::bail!("broker returned an unroutable message");
+            }
         }
-        if confirmation.take_message().is_some() {
-            anyhow::bail!("broker returned an unroutable message");
-        }
-    }
+        Ok(())
+    };
+    tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await.map_err(|_| anyhow::anyhow!("publisher confirms timed out"))??;
     crate::observe::publish_batch(started.elapsed());
     for row in &rows {
         crate::observe::published(&row.queue, 1);
