@@ -164,7 +164,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     };
     let addr = listener.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
     let providers = Providers::new(pool.clone(), &settings, addr.map(|a| format!("http://{a}")).as_deref());
-    let ctx = Ctx { db: pool.clone(), providers: providers.clone(), settings: settings.clone() };
+    let ctx = Ctx::new(pool.clone(), providers.clone(), settings.clone());
     if let Some(listener) = listener {
         tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
         let watch = PaymentWatch::start(pool.clone(), shutdown.clone());

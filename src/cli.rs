@@ -152,7 +152,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 /// `payd attempts …`, as an operator, through the same use cases as HTTP.
 async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result<()> {
     let pool = ready_pool(&settings).await?;
-    let ctx = Ctx { providers: Providers::new(pool.clone(), &settings, None), db: pool, settings: Arc::new(settings) };
+    let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
     let answer = match command {
         AttemptCommand::List { status, payment, merchant, limit, offset } => {
             let mut q = HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);

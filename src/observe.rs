@@ -17,6 +17,8 @@
 //! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
 //! | `payd_webhook_delivery_duration_seconds` | histogram | |
 //! | `payd_webhook_endpoints_disabled_total` | counter | |
+//! | `payd_intake_batches_total` · `payd_intake_batched_payments_total` | counters (their ratio is the mean group-commit batch) | |
+//! | `payd_intake_queued` | gauge (creates waiting for a group-commit writer) | |
 //!
 //! Gauges read from Postgres (outbox, due attempts) are the whole
 //! deployment's; counters and histograms are this process's.
@@ -81,6 +83,18 @@ pub fn attempt(provider: &str, operation: &str, outcome: &'static str, elapsed: 
         .increment(1);
     histogram!("payd_provider_call_duration_seconds", "provider" => provider, "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// A create handed to the group-commit writer.
+pub fn intake_queued() {
+    gauge!("payd_intake_queued").increment(1.0);
+}
+
+/// A group-commit batch of `n` creates taken from the queue to be written.
+pub fn intake_batch(n: usize) {
+    gauge!("payd_intake_queued").decrement(n as f64);
+    counter!("payd_intake_batches_total").increment(1);
+    counter!("payd_intake_batched_payments_total").increment(n as u64);
 }
 
 /// A batch of outbox rows published and confirmed.

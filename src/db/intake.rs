@@ -1,8 +1,11 @@
-//! A new payment in one statement: the payment, its purchase (or authorize)
-//! transaction, attempt #1, the attempt's outbox message, the
+//! New payments in one statement: each payment, its purchase (or
+//! authorize) transaction, attempt #1, the attempt's outbox message, the
 //! `payment.created` event and its deliveries. One round trip and an
-//! implicit transaction, instead of `BEGIN`, four statements and `COMMIT`:
-//! the intake's throughput is bound by round trips on a small machine.
+//! implicit transaction per *batch*: [`super::group_commit`] hands this the
+//! creates of concurrent requests together, because the commit path, not
+//! the HTTP layer, is what bounds intake on a small machine.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -12,78 +15,97 @@ use time::OffsetDateTime;
 use super::payments::{NewPayment, PaymentRow};
 use crate::domain::{AttemptId, EventId, PaymentStatus, TransactionId};
 
-/// The ids and messages that go with a new payment.
-pub struct Companions<'a> {
+/// A payment ready to insert, with the ids and messages that go with it.
+pub struct Draft {
+    pub payment: NewPayment,
     /// `purchase` or `authorize`.
-    pub kind: &'a str,
-    pub transaction_id: &'a TransactionId,
-    pub attempt_id: &'a AttemptId,
-    pub queue: &'a str,
-    pub message: &'a Value,
-    pub event_id: &'a EventId,
+    pub kind: &'static str,
+    pub transaction_id: TransactionId,
+    pub attempt_id: AttemptId,
+    /// The attempt's work message.
+    pub message: Value,
+    pub event_id: EventId,
     /// `{"object": payment}` as rendered before the insert; the statement
     /// fills in what only the database knows (`number`, timestamps).
-    pub event_data: &'a Value,
+    pub event_data: Value,
 }
 
-/// Inserts the payment and its companions; answers the payment row.
-pub async fn create_payment(conn: &mut PgConnection, p: &NewPayment, c: &Companions<'_>) -> Result<PaymentRow, sqlx::Error> {
-    sqlx::query_as(
-        "WITH audit AS (
-             SELECT set_config('payd.actor', $15, true) AS actor, set_config('payd.action', 'payment.create', true) AS action),
+/// Inserts the drafts and their companions in one statement (all or none);
+/// answers their payment rows in the drafts' order. `queue` is the outbox
+/// queue of the work messages.
+pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft]) -> Result<Vec<PaymentRow>, sqlx::Error> {
+    let col = |f: &dyn Fn(&Draft) -> Option<String>| drafts.iter().map(|d| f(d)).collect::<Vec<_>>();
+    let rows: Vec<PaymentRow> = sqlx::query_as(
+        "WITH i AS MATERIALIZED (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::text[], $6::bool[], $7::text[],
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::text[],
+                 $16::text[], $17::text[], $18::text[], $19::jsonb[], $20::text[], $21::jsonb[])
+             AS i(id, merchant_id, livemode, amount, currency, capture, payment_method_id, provider, method,
+                 description, reference, external_key, customer_id, metadata, created_by,
+                 transaction_id, kind, attempt_id, message, event_id, event_data)),
          p AS (
              INSERT INTO payments (id, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
-                 provider, method, description, reference, external_key, customer_id, metadata)
-             SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14 FROM audit
+                 provider, method, description, reference, external_key, customer_id, metadata, created_by)
+             SELECT id, merchant_id, livemode, amount, currency, capture, 'pending', payment_method_id,
+                 provider, method, description, reference, external_key, customer_id, metadata, created_by FROM i
              RETURNING *),
+         pi AS MATERIALIZED (SELECT p.id, p.merchant_id, p.livemode, p.amount, p.currency, p.number, p.created_at,
+                 p.updated_at, i.transaction_id, i.kind, i.attempt_id, i.message, i.event_id, i.event_data
+             FROM p JOIN i ON i.id = p.id),
          t AS (
              INSERT INTO transactions (id, payment_id, type, amount, currency, status)
-             SELECT $16, p.id, $17, p.amount, p.currency, 'pending' FROM p),
+             SELECT transaction_id, id, kind, amount, currency, 'pending' FROM pi),
          a AS (
              INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, enqueued_at)
-             SELECT $18, p.id, $16, 1, 'scheduled', now(), now() FROM p),
+             SELECT attempt_id, id, transaction_id, 1, 'scheduled', now(), now() FROM pi),
          o AS (
-             INSERT INTO outbox (queue, payload) SELECT $19, $20 FROM p),
+             INSERT INTO outbox (queue, payload) SELECT $22, message FROM pi),
          e AS (
              INSERT INTO events (id, merchant_id, livemode, type, payment_id, data)
-             SELECT $21, p.merchant_id, p.livemode, 'payment.created', p.id,
-                 jsonb_set(jsonb_set(jsonb_set($22::jsonb,
-                     '{object,number}', to_jsonb(p.number)),
-                     '{object,created_at}', to_jsonb(to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))),
-                     '{object,updated_at}', to_jsonb(to_char(p.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))
-             FROM p RETURNING id),
+             SELECT event_id, merchant_id, livemode, 'payment.created', id,
+                 jsonb_set(jsonb_set(jsonb_set(event_data,
+                     '{object,number}', to_jsonb(number)),
+                     '{object,created_at}', to_jsonb(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))),
+                     '{object,updated_at}', to_jsonb(to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))
+             FROM pi RETURNING id, merchant_id, livemode),
          d AS (
              INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
              SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, w.id, 'pending', now()
-             FROM webhook_endpoints w, e
-             WHERE w.merchant_id = $2 AND w.livemode = $3 AND w.status = 'enabled'
+             FROM e JOIN webhook_endpoints w ON w.merchant_id = e.merchant_id AND w.livemode = e.livemode
+             WHERE w.status = 'enabled'
                AND ('payment.created' = ANY (w.enabled_events) OR '*' = ANY (w.enabled_events)))
          SELECT * FROM p",
     )
-    .bind(&p.id)
-    .bind(&p.scope.merchant_id)
-    .bind(p.scope.livemode)
-    .bind(p.amount.get())
-    .bind(&p.currency)
-    .bind(p.capture)
-    .bind(&p.payment_method_id)
-    .bind(&p.provider)
-    .bind(&p.method)
-    .bind(&p.description)
-    .bind(&p.reference)
-    .bind(&p.external_key)
-    .bind(&p.customer_id)
-    .bind(&p.metadata)
-    .bind(&p.scope.actor)
-    .bind(c.transaction_id)
-    .bind(c.kind)
-    .bind(c.attempt_id)
-    .bind(c.queue)
-    .bind(c.message)
-    .bind(c.event_id)
-    .bind(c.event_data)
-    .fetch_one(conn)
-    .await
+    .bind(col(&|d| Some(d.payment.id.to_string())))
+    .bind(col(&|d| Some(d.payment.scope.merchant_id.to_string())))
+    .bind(drafts.iter().map(|d| d.payment.scope.livemode).collect::<Vec<_>>())
+    .bind(drafts.iter().map(|d| d.payment.amount.get()).collect::<Vec<_>>())
+    .bind(col(&|d| Some(d.payment.currency.clone())))
+    .bind(drafts.iter().map(|d| d.payment.capture).collect::<Vec<_>>())
+    .bind(col(&|d| Some(d.payment.payment_method_id.clone())))
+    .bind(col(&|d| Some(d.payment.provider.clone())))
+    .bind(col(&|d| Some(d.payment.method.clone())))
+    .bind(col(&|d| d.payment.description.clone()))
+    .bind(col(&|d| d.payment.reference.clone()))
+    .bind(col(&|d| d.payment.external_key.clone()))
+    .bind(col(&|d| d.payment.customer_id.clone()))
+    .bind(drafts.iter().map(|d| d.payment.metadata.clone()).collect::<Vec<_>>())
+    .bind(col(&|d| Some(d.payment.scope.actor.clone())))
+    .bind(col(&|d| Some(d.transaction_id.to_string())))
+    .bind(col(&|d| Some(d.kind.to_owned())))
+    .bind(col(&|d| Some(d.attempt_id.to_string())))
+    .bind(drafts.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
+    .bind(col(&|d| Some(d.event_id.to_string())))
+    .bind(drafts.iter().map(|d| d.event_data.clone()).collect::<Vec<_>>())
+    .bind(queue)
+    .fetch_all(conn)
+    .await?;
+    // RETURNING's order is not the input's.
+    let mut by_id: HashMap<String, PaymentRow> = rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
+    drafts
+        .iter()
+        .map(|d| by_id.remove(d.payment.id.as_str()).ok_or(sqlx::Error::RowNotFound))
+        .collect()
 }
 
 impl NewPayment {

@@ -5,9 +5,11 @@
 pub mod attempts;
 pub mod audit;
 pub mod events;
+pub mod group_commit;
 pub mod idempotency;
 pub mod intake;
 pub mod keys;
+pub mod nodelay;
 pub mod notify;
 pub mod outbox;
 pub mod payment_methods;
@@ -34,7 +36,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// start (or restarts later) costs failed requests, not a crashed process.
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = settings.url.parse()?;
-    Ok(PgPoolOptions::new()
+    Ok(options_with_nodelay(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options.application_name("payd")))
@@ -46,10 +48,22 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
 /// at-least-once delivery allows).
 pub fn relaxed_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = settings.url.parse()?;
-    Ok(PgPoolOptions::new()
+    Ok(options_with_nodelay(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options.application_name("payd-dispatcher").options([("synchronous_commit", "off")])))
+}
+
+/// Pool options that turn Nagle's algorithm off on each new connection
+/// (see [`nodelay`]).
+fn options_with_nodelay(options: &PgConnectOptions) -> PgPoolOptions {
+    let port = options.get_port();
+    PgPoolOptions::new().after_connect(move |_conn, _meta| {
+        Box::pin(async move {
+            nodelay::set_on_connections_to(port);
+            Ok(())
+        })
+    })
 }
 
 /// Creates the database if it does not exist (development convenience).

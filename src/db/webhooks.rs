@@ -257,18 +257,36 @@ pub struct ClaimedDelivery {
 
 /// Claims up to `limit` due deliveries, pushing their due time `lease` ahead
 /// so that a dispatcher that dies mid-send leaves them to be sent again.
-/// Deliveries to the `busy` endpoints (at their concurrency cap) are skipped.
+/// No endpoint gets more than `endpoint_cap` minus what `in_flight` says this
+/// process already sends it: claiming more only to give them back cost more
+/// than the sends themselves when one endpoint has a backlog.
 pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
     lease: std::time::Duration,
-    busy: &[EndpointId],
+    endpoint_cap: usize,
+    in_flight: &[(EndpointId, usize)],
 ) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+    let cap = i64::try_from(endpoint_cap).unwrap_or(i64::MAX);
+    let (endpoints, used): (Vec<&EndpointId>, Vec<i64>) =
+        in_flight.iter().map(|(e, n)| (e, i64::try_from(*n).unwrap_or(i64::MAX))).unzip();
+    let busy: Vec<&EndpointId> = in_flight.iter().filter(|(_, n)| *n >= endpoint_cap).map(|(e, _)| e).collect();
     sqlx::query_as(
-        "WITH due AS (
+        "WITH used AS (SELECT * FROM unnest($4::text[], $5::int8[]) AS u(endpoint_id, n)),
+         window_ AS (
+             SELECT id, endpoint_id, next_attempt_at,
+                 row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+             FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+                   WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($6)
+                   ORDER BY next_attempt_at LIMIT $1 * 4) AS scan),
+         pick AS (
+             SELECT w.id FROM window_ w LEFT JOIN used u ON u.endpoint_id = w.endpoint_id
+             WHERE w.rank <= $3 - COALESCE(u.n, 0)
+             ORDER BY w.next_attempt_at LIMIT $1),
+         due AS (
              SELECT id FROM webhook_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($3)
-             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             WHERE id IN (SELECT id FROM pick) AND status = 'pending' AND next_attempt_at <= now()
+             FOR UPDATE SKIP LOCKED)
          UPDATE webhook_deliveries d
          SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1
          FROM due, webhook_endpoints e, events ev
@@ -279,6 +297,9 @@ pub async fn claim_due(
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
+    .bind(cap)
+    .bind(endpoints)
+    .bind(used)
     .bind(busy)
     .fetch_all(pool)
     .await

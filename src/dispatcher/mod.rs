@@ -47,8 +47,8 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
         let free = slots.available_permits();
         let mut full_batch = false;
         if free > 0 {
-            let busy = per_endpoint.at_cap(settings.endpoint_concurrency);
-            match webhooks::claim_due(&pool, free as i64, lease, &busy).await {
+            let in_flight = per_endpoint.counts();
+            match webhooks::claim_due(&pool, free as i64, lease, settings.endpoint_concurrency, &in_flight).await {
                 Ok(claimed) => {
                     full_batch = claimed.len() == free;
                     let mut over_cap = Vec::new();
@@ -115,9 +115,9 @@ impl InFlight {
         }
     }
 
-    /// The endpoints at `cap`.
-    fn at_cap(&self, cap: usize) -> Vec<EndpointId> {
+    /// The endpoints with sends in flight, and how many.
+    fn counts(&self) -> Vec<(EndpointId, usize)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().filter(|(_, n)| **n >= cap).map(|(e, _)| e.clone()).collect()
+        map.iter().map(|(e, n)| (e.clone(), *n)).collect()
     }
 }

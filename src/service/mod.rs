@@ -33,6 +33,17 @@ pub struct Ctx {
     pub providers: Providers,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Where creates are written, with those of concurrent requests.
+    pub intake: crate::db::group_commit::Intake,
+}
+
+impl Ctx {
+    /// The use cases' context; starts the group-commit writer for creates,
+    /// so call it inside the runtime.
+    pub fn new(db: PgPool, providers: Providers, settings: Arc<Settings>) -> Self {
+        let intake = crate::db::group_commit::Intake::start(db.clone(), crate::queue::messages::ATTEMPTS_QUEUE);
+        Self { db, providers, settings, intake }
+    }
 }
 
 /// A status and a JSON body: what an operation answers, and what an

@@ -3,14 +3,15 @@
 //! [`super::details`] (metadata, tags, history).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::params::{Fields, Query};
 use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
-use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, Scope, Viewer};
-use crate::db::intake::{self, Companions};
+use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope, Viewer};
+use crate::db::intake::{self, Draft};
 use crate::db::{self, payment_methods, transactions as txns};
 use crate::domain::{
     Amount, AttemptId, Currency, EventId, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
@@ -82,57 +83,58 @@ pub async fn create(
 ) -> Result<Outcome, ApiError> {
     let Some(key) = key else {
         // Without a key there is nothing to replay: the insert alone is the
-        // whole transaction, one round trip.
-        let mut conn = ctx.db.acquire().await?;
-        let new = new_payment(ctx, &mut conn, scope, req).await?;
-        let inserted = insert(&mut conn, &new).await;
-        drop(conn);
+        // whole transaction, written with concurrent creates (group commit).
+        let new = new_payment(ctx, None, scope, req).await?;
+        let draft = Arc::new(draft(new)?);
+        let inserted = ctx.intake.insert(draft.clone()).await;
         let payment = match inserted {
-            Ok(p) => p,
-            Err(e) => return Err(refused(ctx, scope, &new, e).await),
+            Ok(row) => created(row, &draft),
+            Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
         };
         db::notify::ring(&ctx.db, db::notify::OUTBOX);
         db::notify::ring(&ctx.db, db::notify::DELIVERIES);
         return Ok(Outcome { status: 201, body: to_json(&payment)? });
     };
     let mut tx = begin_or_replay!(ctx, scope, Some(key), None);
-    let new = new_payment(ctx, &mut tx, scope, req).await?;
-    let payment = match insert(&mut tx, &new).await {
-        Ok(p) => p,
+    let new = new_payment(ctx, Some(&mut tx), scope, req).await?;
+    let draft = draft(new)?;
+    let payment = match intake::insert_all(&mut tx, ATTEMPTS_QUEUE, &[&draft]).await {
+        Ok(mut rows) => created(rows.remove(0), &draft),
         Err(e) => {
             // Give the aborted transaction's connection back before looking up.
             drop(tx);
-            return Err(refused(ctx, scope, &new, e).await);
+            return Err(refused(ctx, scope, &draft.payment, e).await);
         }
     };
     finish(ctx, tx, scope, Some(key), Outcome { status: 201, body: to_json(&payment)? }).await
 }
 
-/// Inserts the payment with its transaction, attempt, work message, event
-/// and deliveries in one statement (see [`crate::db::intake`]). On failure
-/// the caller releases its connection, then asks [`refused`] for the answer:
-/// looking up the winner of a reference race needs a second connection, and
-/// holding the first meanwhile could starve the pool under a burst.
-async fn insert(conn: &mut PgConnection, new: &NewPayment) -> Result<Payment, sqlx::Error> {
-    let (transaction_id, attempt_id, event_id) = (TransactionId::generate(), AttemptId::generate(), EventId::generate());
-    let json = |v: serde_json::Result<Value>| v.map_err(|e| sqlx::Error::Encode(Box::new(e)));
-    let message = json(serde_json::to_value(WorkMessage::RunAttempt { attempt_id: attempt_id.clone() }))?;
-    let event_data = json(serde_json::to_value(Payment::new(new.draft_row(), Vec::new())))?;
-    let event_data = serde_json::json!({ "object": event_data });
-    let companions = Companions {
-        kind: charge_kind(new),
-        transaction_id: &transaction_id,
-        attempt_id: &attempt_id,
-        queue: ATTEMPTS_QUEUE,
-        message: &message,
-        event_id: &event_id,
-        event_data: &event_data,
-    };
-    let row = intake::create_payment(conn, new, &companions).await?;
-    tracing::info!(event_id = %event_id, payment_id = %row.id, r#type = "payment.created", "event recorded");
+/// The payment with its transaction, attempt, work message and event, ready
+/// to insert (see [`crate::db::intake`]). On a failed insert the caller
+/// releases its connection, then asks [`refused`] for the answer: looking
+/// up the winner of a reference race needs a connection, and holding one
+/// meanwhile could starve the pool under a burst.
+fn draft(new: NewPayment) -> Result<Draft, ApiError> {
+    let attempt_id = AttemptId::generate();
+    let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
+    let event_data = serde_json::json!({ "object": to_json(&Payment::new(new.draft_row(), Vec::new()))? });
+    Ok(Draft {
+        kind: charge_kind(&new),
+        payment: new,
+        transaction_id: TransactionId::generate(),
+        attempt_id,
+        message,
+        event_id: EventId::generate(),
+        event_data,
+    })
+}
+
+/// The inserted payment, logged and counted.
+fn created(row: PaymentRow, draft: &Draft) -> Payment {
+    tracing::info!(event_id = %draft.event_id, payment_id = %row.id, r#type = "payment.created", "event recorded");
     crate::observe::transition("new", "pending");
     // A new payment has no refunds: no need to read them.
-    Ok(Payment::new(row, Vec::new()))
+    Payment::new(row, Vec::new())
 }
 
 fn charge_kind(new: &NewPayment) -> &'static str {
@@ -140,7 +142,12 @@ fn charge_kind(new: &NewPayment) -> &'static str {
 }
 
 /// The checked request as a row to insert, with its payment method resolved.
-async fn new_payment(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, req: CreatePayment) -> Result<NewPayment, ApiError> {
+async fn new_payment(
+    ctx: &Ctx,
+    conn: Option<&mut PgConnection>,
+    scope: &Scope,
+    req: CreatePayment,
+) -> Result<NewPayment, ApiError> {
     let (provider, method) = resolve_method(ctx, conn, scope, &req.payment_method_id).await?;
     let currency = req.currency.code();
     if ctx.settings.providers.get(&provider).is_some_and(|p| !p.supports(currency)) {
@@ -191,7 +198,12 @@ async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> 
 
 /// The provider and method type of a payment method usable in this mode:
 /// a sandbox test method (test mode only) or a stored method.
-async fn resolve_method(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, id: &str) -> Result<(String, String), ApiError> {
+async fn resolve_method(
+    ctx: &Ctx,
+    conn: Option<&mut PgConnection>,
+    scope: &Scope,
+    id: &str,
+) -> Result<(String, String), ApiError> {
     let missing = || {
         ApiError::new(404, "resource_missing", format!("no such payment method: {id}")).with_param("payment_method_id")
     };
@@ -199,7 +211,11 @@ async fn resolve_method(ctx: &Ctx, conn: &mut PgConnection, scope: &Scope, id: &
         return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), "card".into())) };
     }
     let id = PaymentMethodId::parse(id).ok_or_else(missing)?;
-    let method = payment_methods::find(conn, scope, &id).await?.ok_or_else(missing)?;
+    let method = match conn {
+        Some(conn) => payment_methods::find(conn, scope, &id).await?,
+        None => payment_methods::find(&mut *ctx.db.acquire().await?, scope, &id).await?,
+    }
+    .ok_or_else(missing)?;
     if !ctx.providers.serves(&method.provider, scope.livemode) {
         return Err(ApiError::new(
             422,

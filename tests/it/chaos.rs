@@ -174,10 +174,24 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
     for (role, n) in [("api", 1), ("worker", 2), ("dispatcher", 2), ("scheduler", 1)] {
         fleet.procs.insert(role, (0..n).map(|_| Fleet::start(&app, role, &listen)).collect());
     }
-    eventually("the api process is up", SETTLE, || async {
-        app.http.get(format!("{}/health/ready", app.base)).send().await.ok().filter(|r| r.status() == 200)
-    })
-    .await;
+    // The port was free when picked, but another test may take it before
+    // the api binds it: then the api exits, and gets another port.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let ready = app.http.get(format!("{}/health/ready", app.base)).send().await.ok().filter(|r| r.status() == 200);
+        if ready.is_some() {
+            break;
+        }
+        if fleet.procs.get_mut("api").unwrap()[0].0.try_wait().ok().flatten().is_some() {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            eprintln!("the api process exited before it was ready; restarting it on port {port}");
+            fleet.listen = format!("127.0.0.1:{port}");
+            app.base = format!("http://{}", fleet.listen);
+            fleet.restart(&app, "api", 0);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the api process did not come up within {SETTLE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let receiver = Receiver::start().await;
     let (_, secret) = app.add_endpoint(&receiver.url).await;
 

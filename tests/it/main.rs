@@ -10,6 +10,7 @@ mod errors;
 mod flow;
 mod gateway;
 mod idempotency;
+mod intake;
 mod lifecycle;
 mod limits;
 mod methods;
