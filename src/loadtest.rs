@@ -44,6 +44,11 @@ pub struct LoadtestArgs {
     /// Run only the api role (with its relay) and measure intake alone.
     #[arg(long)]
     pub intake_only: bool,
+    /// Payments created first, at the same concurrency and rate, and left
+    /// out of the figures: the first second of a fresh payd opens its
+    /// connections and prepares its statements.
+    #[arg(long, default_value_t = 500)]
+    pub warmup: usize,
 }
 
 /// Webhooks received, by payment id: when the verified `payment.succeeded` arrived.
@@ -193,13 +198,76 @@ async fn drive(
     let secret = endpoint["secret"].as_str().context("endpoint without a secret")?;
     *received.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret.to_owned();
 
-    // Intake.
+    // Warm-up, then the measured run.
+    if args.warmup > 0 {
+        let warm = create(payd, http, args, args.warmup).await?;
+        if !args.intake_only {
+            await_webhooks(received, &warm.accepted, args.timeout).await;
+        }
+    }
+    let Run { accepted, errors, started, elapsed: intake_elapsed } = create(payd, http, args, args.payments).await?;
+    let wait = if args.intake_only { 0 } else { args.timeout };
+    let webhooks = await_webhooks(received, &accepted, wait).await;
+    let mut e2e = Vec::with_capacity(accepted.len());
+    let mut last = started;
+    for (id, answered, _) in &accepted {
+        if let Some(at) = webhooks.get(id) {
+            e2e.push(at.saturating_duration_since(*answered));
+            last = last.max(*at);
+        }
+    }
+    let intake: Vec<Duration> = accepted.iter().map(|(_, _, d)| *d).collect();
+    let n = accepted.len() as f64;
+    let mut out = vec![
+        format!(
+            "payments {} at concurrency {}{} (after {} warm-up payments)",
+            args.payments,
+            args.concurrency,
+            args.rate.map(|r| format!(", paced to {r}/s")).unwrap_or_default(),
+            args.warmup
+        ),
+        format!("{:<22} {} accepted, {} errors", "intake", accepted.len(), errors),
+        format!("{:<22} {:.0} payments/s", "intake throughput", n / intake_elapsed.as_secs_f64()),
+        summary("intake latency", intake),
+    ];
+    if args.intake_only {
+        // No worker or dispatcher ran: there are no webhooks to wait for.
+        return Ok(out.join("\n"));
+    }
+    out.extend([
+        format!(
+            "{:<22} {} of {} verified payment.succeeded ({} bad signatures)",
+            "webhooks",
+            e2e.len(),
+            accepted.len(),
+            received.bad_signatures.lock().unwrap_or_else(|e| e.into_inner())
+        ),
+        format!("{:<22} {:.0} payments/s", "end-to-end throughput", e2e.len() as f64 / (last - started).as_secs_f64()),
+        summary("end-to-end latency", e2e.clone()),
+    ]);
+    if e2e.len() < accepted.len() {
+        out.push(format!("INCOMPLETE: {} webhooks missing after {} s", accepted.len() - e2e.len(), args.timeout));
+    }
+    Ok(out.join("\n"))
+}
+
+/// The payments one round created.
+struct Run {
+    /// (payment id, when the 201 arrived, request → 201).
+    accepted: Vec<(String, Instant, Duration)>,
+    errors: u64,
+    started: Instant,
+    elapsed: Duration,
+}
+
+/// Creates `n` payments at the arguments' concurrency and rate.
+async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usize) -> anyhow::Result<Run> {
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let accepted: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
     let errors = Arc::new(Mutex::new(0u64));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..args.payments {
+    for i in 0..n {
         if let Some(rate) = args.rate {
             tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         }
@@ -227,54 +295,30 @@ async fn drive(
         });
     }
     while tasks.join_next().await.is_some() {}
-    let intake_elapsed = started.elapsed();
+    let elapsed = started.elapsed();
     let accepted = std::mem::take(&mut *accepted.lock().unwrap_or_else(|e| e.into_inner()));
+    let errors = *errors.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Run { accepted, errors, started, elapsed })
+}
 
-    // End to end.
-    let wait = if args.intake_only { 0 } else { args.timeout };
-    let deadline = Instant::now() + Duration::from_secs(wait);
+/// Waits up to `timeout_s` for the verified webhooks of `accepted`; answers
+/// when each arrived (of those that did).
+async fn await_webhooks(
+    received: &Received,
+    accepted: &[(String, Instant, Duration)],
+    timeout_s: u64,
+) -> HashMap<String, Instant> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
     loop {
-        let arrived = received.succeeded.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if arrived >= accepted.len() || Instant::now() > deadline {
-            break;
+        let arrived: HashMap<String, Instant> = {
+            let all = received.succeeded.lock().unwrap_or_else(|e| e.into_inner());
+            accepted.iter().filter_map(|(id, _, _)| all.get(id).map(|at| (id.clone(), *at))).collect()
+        };
+        if arrived.len() >= accepted.len() || Instant::now() > deadline {
+            return arrived;
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), received.arrived.notified()).await;
     }
-    let webhooks = received.succeeded.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut e2e = Vec::with_capacity(accepted.len());
-    let mut last = started;
-    for (id, answered, _) in &accepted {
-        if let Some(at) = webhooks.get(id) {
-            e2e.push(at.saturating_duration_since(*answered));
-            last = last.max(*at);
-        }
-    }
-    let intake: Vec<Duration> = accepted.iter().map(|(_, _, d)| *d).collect();
-    let n = accepted.len() as f64;
-    let mut out = vec![
-        format!(
-            "payments {} at concurrency {}{}",
-            args.payments,
-            args.concurrency,
-            args.rate.map(|r| format!(", paced to {r}/s")).unwrap_or_default()
-        ),
-        format!("{:<22} {} accepted, {} errors", "intake", accepted.len(), errors.lock().unwrap_or_else(|e| e.into_inner())),
-        format!("{:<22} {:.0} payments/s", "intake throughput", n / intake_elapsed.as_secs_f64()),
-        summary("intake latency", intake),
-        format!(
-            "{:<22} {} of {} verified payment.succeeded ({} bad signatures)",
-            "webhooks",
-            e2e.len(),
-            accepted.len(),
-            received.bad_signatures.lock().unwrap_or_else(|e| e.into_inner())
-        ),
-        format!("{:<22} {:.0} payments/s", "end-to-end throughput", e2e.len() as f64 / (last - started).as_secs_f64()),
-        summary("end-to-end latency", e2e.clone()),
-    ];
-    if e2e.len() < accepted.len() {
-        out.push(format!("INCOMPLETE: {} webhooks missing after {} s", accepted.len() - e2e.len(), args.timeout));
-    }
-    Ok(out.join("\n"))
 }
 
 /// Drops the test's database and queues (best effort).
