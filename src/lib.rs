@@ -11,7 +11,8 @@
 //! - [`http`]: the axum API: routes (each described for OpenAPI),
 //!   extractors, per-key rate limits, error rendering.
 //! - [`db`]: Postgres queries, one module per table group (payments,
-//!   transactions, attempts, audit log, payment methods…); migrations.
+//!   transactions, attempts, audit log, payment methods…); migrations;
+//!   the group commit that writes concurrent creates together.
 //! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
 //! - [`worker`]: consumes the work queue, claims attempts, calls providers.
 //! - [`provider`]: payment providers (the built-in `sandbox`, HTTP gateways).

@@ -129,3 +129,23 @@ fn same_failure(e: &sqlx::Error) -> sqlx::Error {
         other => sqlx::Error::Protocol(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiError;
+
+    #[test]
+    fn a_shared_failure_keeps_its_answer_for_every_request_of_the_batch() {
+        let status = |e: sqlx::Error| ApiError::from(e).status;
+        // Unreachable database: 503 for all, not a 500 for all but the first.
+        assert_eq!(status(same_failure(&sqlx::Error::PoolTimedOut)), 503);
+        assert_eq!(status(same_failure(&sqlx::Error::PoolClosed)), 503);
+        let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        match same_failure(&io) {
+            sqlx::Error::Io(copy) => assert_eq!(copy.kind(), std::io::ErrorKind::ConnectionReset),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(status(same_failure(&sqlx::Error::RowNotFound)), 500);
+    }
+}
