@@ -64,6 +64,32 @@ pub async fn burst(app: &TestApp, tag: &str, n: usize, method: &str) -> Vec<Stri
     futures_util::future::join_all(creates).await
 }
 
+/// Creates `n` payments at once without Idempotency-Keys, each sent once:
+/// these go through the group commit (src/db/group_commit.rs). A client
+/// without a key cannot safely retry, so only the `201`s count as accepted;
+/// the promise is about those. Answers their ids.
+pub async fn burst_without_keys(app: &TestApp, n: usize, method: &str) -> Vec<String> {
+    let creates = (0..n).map(|i| async move {
+        let body = json!({"amount": 500 + i as i64, "currency": "USD", "payment_method_id": method});
+        let resp = app
+            .http
+            .post(format!("{}/v1/payments", app.base))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        match resp.status().as_u16() {
+            201 => resp.json::<Value>().await.ok()?["id"].as_str().map(str::to_owned),
+            // payd's own trouble (a process killed, a database away): not accepted.
+            500..=599 => None,
+            other => panic!("keyless create {i}: unexpected {other}"),
+        }
+    });
+    futures_util::future::join_all(creates).await.into_iter().flatten().collect()
+}
+
 /// Waits until every payment succeeded (the terminal state all of them reach here).
 pub async fn wait_succeeded(app: &TestApp, ids: &[String]) {
     eventually("every payment succeeded", SETTLE, || async {
@@ -197,6 +223,7 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
 
     let mut accepted = Vec::new();
     let mut kills = 0;
+    let mut keyless_accepted = 0;
     for round in 0..rounds {
         let tag = format!("round-{round}");
         let mut roles = ["api", "worker", "dispatcher", "scheduler"];
@@ -212,11 +239,15 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
                 fleet.restart(app_ref, role, slot);
             }
         };
-        let (ids, ()) = tokio::join!(burst(&app, &tag, 25, "pm_test_success"), storm);
+        let (ids, keyless, ()) =
+            tokio::join!(burst(&app, &tag, 25, "pm_test_success"), burst_without_keys(&app, 15, "pm_test_success"), storm);
         kills += plan.len();
         accepted.extend(ids);
+        keyless_accepted += keyless.len();
+        accepted.extend(keyless);
     }
     assert!(kills >= 20 || rounds < 5, "{kills} kills");
+    assert!(keyless_accepted > 0, "no create without a key was accepted: the group commit went untested");
     assert_promise_kept(&app, &accepted, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     drop(fleet);
     app.stop().await;

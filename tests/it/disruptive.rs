@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::chaos::{SANDBOX_CHARGES, assert_promise_kept, burst};
+use crate::chaos::{SANDBOX_CHARGES, assert_promise_kept, burst, burst_without_keys};
 use crate::common::{Receiver, TestApp, eventually, verify_webhook};
 
 /// Outages take longer than the usual waits: reconnect backoff included.
@@ -132,7 +132,9 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
         phase("started");
         true
     };
-    let (mut ids, restarted) = tokio::join!(burst(&app, "postgres", 40, "pm_test_success"), outage);
+    let (mut ids, keyless, restarted) =
+        tokio::join!(burst(&app, "postgres", 40, "pm_test_success"), burst_without_keys(&app, 20, "pm_test_success"), outage);
+    ids.extend(keyless);
     if !restarted {
         eprintln!("SKIPPED: pg_ctlcluster could not stop PostgreSQL {version} (not root?)");
         app.stop().await;
