@@ -1,7 +1,7 @@
 //! TCP_NODELAY on the connections to PostgreSQL.
 //!
 //! sqlx 0.9.0 stopped disabling Nagle's algorithm on its sockets
-//! (launchbadge/sqlx#4335, fixed upstream but not released yet). A message
+//! (sqlx issue #4335, fixed upstream but not released yet). A message
 //! larger than the socket's send buffer then leaves in two writes, the
 //! second held back until the first is acknowledged, and PostgreSQL delays
 //! that acknowledgement while it waits for the rest of the message: 40 ms
@@ -10,6 +10,8 @@
 //! process connected to PostgreSQL's port that lacks it. Remove this once
 //! sqlx sets it again.
 
+/// Sets TCP_NODELAY on this process's TCP sockets whose peer is `port`
+/// (found through `/proc/self/fd`).
 #[cfg(target_os = "linux")]
 pub fn set_on_connections_to(port: u16) {
     use std::os::fd::BorrowedFd;
