@@ -4,6 +4,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod dispatch;
 pub mod events;
 pub mod group_commit;
 pub mod idempotency;

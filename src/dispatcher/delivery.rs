@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use super::{signing, target};
 use crate::config::WebhookSettings;
-use crate::db::webhooks::{self, ClaimedDelivery, Next, SendResult};
+use crate::db::dispatch::{self, ClaimedDelivery, Next, SendResult};
 use crate::faults::Faults;
 use crate::retry::Schedule;
 
@@ -64,7 +64,7 @@ impl Sender {
             delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
             status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
         );
-        match webhooks::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await {
+        match dispatch::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await {
             Ok(true) => {}
             Ok(false) => tracing::info!(delivery_id = %d.id, "delivery was re-claimed meanwhile; result kept in the log"),
             // The row stays claimed until its lease ends, then is sent again.

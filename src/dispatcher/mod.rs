@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookSettings;
 use crate::db::notify::Waiter;
-use crate::db::webhooks;
+use crate::db::dispatch;
 use crate::domain::EndpointId;
 use crate::faults::Faults;
 use delivery::Sender;
@@ -48,7 +48,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
         let mut full_batch = false;
         if free > 0 {
             let in_flight = per_endpoint.counts();
-            match webhooks::claim_due(&pool, free as i64, lease, settings.endpoint_concurrency, &in_flight).await {
+            match dispatch::claim_due(&pool, free as i64, lease, settings.endpoint_concurrency, &in_flight).await {
                 Ok(claimed) => {
                     full_batch = claimed.len() == free;
                     let mut over_cap = Vec::new();
@@ -68,7 +68,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
                         });
                     }
                     if !over_cap.is_empty()
-                        && let Err(e) = webhooks::unclaim(&pool, &over_cap).await {
+                        && let Err(e) = dispatch::unclaim(&pool, &over_cap).await {
                             tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
                         }
                 }

@@ -40,17 +40,7 @@ pub async fn burst(app: &TestApp, tag: &str, n: usize, method: &str) -> Vec<Stri
         let key = format!("{tag}-{i}");
         async move {
             eventually(&format!("a definite answer for {key}"), SETTLE, || async {
-                let body = json!({"amount": 100 + i as i64, "currency": "USD", "payment_method_id": method});
-                let resp = app
-                    .http
-                    .post(format!("{}/v1/payments", app.base))
-                    .bearer_auth(&app.key)
-                    .header("Idempotency-Key", &key)
-                    .json(&body)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await
-                    .ok()?;
+                let resp = create(app, 100 + i as i64, method, Some(&key)).await?;
                 match resp.status().as_u16() {
                     201 => resp.json::<Value>().await.ok()?["id"].as_str().map(str::to_owned),
                     // In flight elsewhere, payd's own trouble, or rate of the moment: ask again.
@@ -64,22 +54,23 @@ pub async fn burst(app: &TestApp, tag: &str, n: usize, method: &str) -> Vec<Stri
     futures_util::future::join_all(creates).await
 }
 
+/// `POST /v1/payments` once, with a key or not; `None` when no answer came.
+async fn create(app: &TestApp, amount: i64, method: &str, key: Option<&str>) -> Option<reqwest::Response> {
+    let mut req = app.http.post(format!("{}/v1/payments", app.base)).bearer_auth(&app.key);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let body = json!({"amount": amount, "currency": "USD", "payment_method_id": method});
+    req.json(&body).timeout(Duration::from_secs(10)).send().await.ok()
+}
+
 /// Creates `n` payments at once without Idempotency-Keys, each sent once:
 /// these go through the group commit (src/db/group_commit.rs). A client
 /// without a key cannot safely retry, so only the `201`s count as accepted;
 /// the promise is about those. Answers their ids.
 pub async fn burst_without_keys(app: &TestApp, n: usize, method: &str) -> Vec<String> {
     let creates = (0..n).map(|i| async move {
-        let body = json!({"amount": 500 + i as i64, "currency": "USD", "payment_method_id": method});
-        let resp = app
-            .http
-            .post(format!("{}/v1/payments", app.base))
-            .bearer_auth(&app.key)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?;
+        let resp = create(app, 500 + i as i64, method, None).await?;
         match resp.status().as_u16() {
             201 => resp.json::<Value>().await.ok()?["id"].as_str().map(str::to_owned),
             // payd's own trouble (a process killed, a database away): not accepted.

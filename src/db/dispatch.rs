@@ -1,0 +1,174 @@
+//! The dispatcher's side of webhook deliveries: claiming due ones (with a
+//! lease, within each endpoint's free slots) and recording each send.
+//! Endpoints and the merchant-facing delivery log are in [`super::webhooks`].
+
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::domain::{DeliveryId, EndpointId, EventId};
+
+/// A delivery the dispatcher has claimed, with what it needs to send it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    /// The attempt number of this send; also the claim's token.
+    pub attempts: i32,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub endpoint_enabled: bool,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub event_created_at: OffsetDateTime,
+    pub livemode: bool,
+    pub data: Value,
+}
+
+/// Claims up to `limit` due deliveries, pushing their due time `lease` ahead
+/// so that a dispatcher that dies mid-send leaves them to be sent again.
+/// No endpoint gets more than `endpoint_cap` minus what `in_flight` says this
+/// process already sends it: claiming more only to give them back cost more
+/// than the sends themselves when one endpoint has a backlog.
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+    endpoint_cap: usize,
+    in_flight: &[(EndpointId, usize)],
+) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+    let cap = i64::try_from(endpoint_cap).unwrap_or(i64::MAX);
+    let (endpoints, used): (Vec<&EndpointId>, Vec<i64>) =
+        in_flight.iter().map(|(e, n)| (e, i64::try_from(*n).unwrap_or(i64::MAX))).unzip();
+    let busy: Vec<&EndpointId> = in_flight.iter().filter(|(_, n)| *n >= endpoint_cap).map(|(e, _)| e).collect();
+    sqlx::query_as(
+        "WITH used AS (SELECT * FROM unnest($4::text[], $5::int8[]) AS u(endpoint_id, n)),
+         window_ AS (
+             SELECT id, endpoint_id, next_attempt_at,
+                 row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+             FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+                   WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($6)
+                   ORDER BY next_attempt_at LIMIT $1 * 4) AS scan),
+         pick AS (
+             SELECT w.id FROM window_ w LEFT JOIN used u ON u.endpoint_id = w.endpoint_id
+             WHERE w.rank <= $3 - COALESCE(u.n, 0)
+             ORDER BY w.next_attempt_at LIMIT $1),
+         due AS (
+             SELECT id FROM webhook_deliveries
+             WHERE id IN (SELECT id FROM pick) AND status = 'pending' AND next_attempt_at <= now()
+             FOR UPDATE SKIP LOCKED)
+         UPDATE webhook_deliveries d
+         SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1
+         FROM due, webhook_endpoints e, events ev
+         WHERE d.id = due.id AND e.id = d.endpoint_id AND ev.id = d.event_id
+         RETURNING d.id, d.attempts, e.id AS endpoint_id, e.url, e.status = 'enabled' AS endpoint_enabled, e.secret,
+             CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret,
+             ev.id AS event_id, ev.type AS event_type, ev.created_at AS event_created_at, ev.livemode, ev.data",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .bind(cap)
+    .bind(endpoints)
+    .bind(used)
+    .bind(busy)
+    .fetch_all(pool)
+    .await
+}
+
+/// Gives claimed deliveries back unsent (their endpoint reached its cap in
+/// this process): due now again, the claim's attempt not counted.
+pub async fn unclaim(pool: &PgPool, claimed: &[ClaimedDelivery]) -> Result<(), sqlx::Error> {
+    let ids: Vec<&DeliveryId> = claimed.iter().map(|d| &d.id).collect();
+    let attempts: Vec<i32> = claimed.iter().map(|d| d.attempts).collect();
+    sqlx::query(
+        "UPDATE webhook_deliveries d SET next_attempt_at = now(), attempts = d.attempts - 1
+         FROM unnest($1::text[], $2::int[]) AS c(id, attempts)
+         WHERE d.id = c.id AND d.attempts = c.attempts AND d.status = 'pending'",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What one send produced.
+#[derive(Clone, Debug)]
+pub struct SendResult {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub response_body: Option<String>,
+}
+
+/// What happens to the delivery after a send.
+#[derive(Clone, Copy, Debug)]
+pub enum Next {
+    /// Delivered.
+    Succeeded,
+    /// Try again after this long.
+    RetryIn(std::time::Duration),
+    /// Give up.
+    Failed,
+}
+
+/// Records a send and its consequence; false when the claim was lost
+/// (another dispatcher re-claimed the row after the lease ran out).
+pub async fn record(
+    pool: &PgPool,
+    d: &ClaimedDelivery,
+    result: &SendResult,
+    next: Next,
+    disable_endpoint: bool,
+    disable_after: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let (status, retry_secs) = match next {
+        Next::Succeeded => ("succeeded", None),
+        Next::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
+        Next::Failed => ("failed", None),
+    };
+    // One statement (one round trip, one commit): the log row, the delivery,
+    // and the endpoint's health — a success ends a failure streak; a streak
+    // longer than `disable_after` (or a 410) disables the endpoint. The
+    // endpoint row is only written when its state changes.
+    let (recorded, disabled): (i64, Option<bool>) = sqlx::query_as(
+        "WITH log AS (
+             INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
+             VALUES ($1, $4, $5, $7, $8)),
+         delivery AS (
+             UPDATE webhook_deliveries SET status = $3, last_status_code = $4, last_error = $5,
+                 next_attempt_at = now() + make_interval(secs => $6),
+                 delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END
+             WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING 1),
+         endpoint AS (
+             UPDATE webhook_endpoints SET
+                 failing_since = CASE WHEN $10 THEN NULL ELSE COALESCE(failing_since, now()) END,
+                 status = CASE WHEN $11 OR (NOT $10 AND COALESCE(failing_since, now()) < now() - make_interval(secs => $12))
+                               THEN 'disabled' ELSE status END,
+                 updated_at = now()
+             WHERE id = $9 AND (($10 AND failing_since IS NOT NULL) OR (NOT $10 AND failing_since IS NULL)
+                 OR (NOT $10 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $12)) OR $11)
+             RETURNING status = 'disabled' AS disabled)
+         SELECT (SELECT count(*) FROM delivery), (SELECT disabled FROM endpoint)",
+    )
+    .bind(&d.id)
+    .bind(d.attempts)
+    .bind(status)
+    .bind(result.status_code.map(i32::from))
+    .bind(&result.error)
+    .bind(retry_secs)
+    .bind(result.duration_ms)
+    .bind(&result.response_body)
+    .bind(&d.endpoint_id)
+    .bind(matches!(next, Next::Succeeded))
+    .bind(disable_endpoint)
+    .bind(disable_after.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    if disabled == Some(true) && d.endpoint_enabled {
+        tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled");
+        crate::observe::endpoint_disabled();
+    }
+    Ok(recorded == 1)
+}
