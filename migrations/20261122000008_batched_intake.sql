@@ -28,34 +28,5 @@ CREATE TRIGGER payments_audit_insert AFTER INSERT ON payments
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION payd_audit_payment_insert();
 
--- The row trigger's diff must not report the new column as a change.
-CREATE OR REPLACE FUNCTION payd_audit_payment() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    old_row jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) ELSE '{}'::jsonb END;
-    new_row jsonb := to_jsonb(NEW);
-    diff jsonb := '{}'::jsonb;
-    k text;
-BEGIN
-    FOR k IN SELECT jsonb_object_keys(new_row) LOOP
-        IF k IN ('id', 'number', 'merchant_id', 'livemode', 'created_at', 'updated_at', 'created_by') THEN
-            CONTINUE;
-        END IF;
-        IF (old_row -> k) IS DISTINCT FROM (new_row -> k)
-           AND NOT (TG_OP = 'INSERT' AND jsonb_typeof(new_row -> k) = 'null') THEN
-            diff := diff || jsonb_build_object(k, jsonb_build_object('from', old_row -> k, 'to', new_row -> k));
-        END IF;
-    END LOOP;
-    IF diff = '{}'::jsonb THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO audit_log (payment_id, actor, action, changes)
-    VALUES (
-        NEW.id,
-        COALESCE(NULLIF(current_setting('payd.actor', true), ''), 'system'),
-        COALESCE(NULLIF(current_setting('payd.action', true), ''),
-                 CASE WHEN TG_OP = 'INSERT' THEN 'payment.create' ELSE 'payment.update' END),
-        diff
-    );
-    RETURN NULL;
-END
-$$;
+-- The row trigger now runs for updates only, where `created_by` never
+-- changes, so its diff needs no change for the new column.

@@ -110,10 +110,7 @@ pub async fn create(
 }
 
 /// The payment with its transaction, attempt, work message and event, ready
-/// to insert (see [`crate::db::intake`]). On a failed insert the caller
-/// releases its connection, then asks [`refused`] for the answer: looking
-/// up the winner of a reference race needs a connection, and holding one
-/// meanwhile could starve the pool under a burst.
+/// to insert (see [`crate::db::intake`]).
 fn draft(new: NewPayment) -> Result<Draft, ApiError> {
     let attempt_id = AttemptId::generate();
     let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
@@ -177,6 +174,8 @@ async fn new_payment(
 
 /// The contract's answer to a failed insert: 409 for a used external_key,
 /// 422 naming the pending payment when a concurrent create won the reference.
+/// Callers release their connection first: looking up the winner needs one,
+/// and holding two per request could starve the pool under a burst.
 async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> ApiError {
     if db::is_unique_violation(&e, "payments_external_key") {
         return ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
