@@ -17,8 +17,8 @@
 //! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
 //! | `payd_webhook_delivery_duration_seconds` | histogram | |
 //! | `payd_webhook_endpoints_disabled_total` | counter | |
-//! | `payd_intake_batches_total` · `payd_intake_batched_payments_total` | counters (their ratio is the mean group-commit batch) | |
-//! | `payd_intake_queued` | gauge (creates waiting for a group-commit writer) | |
+//! | `payd_batches_total` · `payd_batched_jobs_total` | counters (their ratio is the mean group-commit batch) | `stage` (`intake`, `claim`, `outcome`, `delivery`) |
+//! | `payd_batch_queued` | gauge (jobs waiting for a group-commit writer) | `stage` |
 //!
 //! Gauges read from Postgres (outbox, due attempts) are the whole
 //! deployment's; counters and histograms are this process's.
@@ -85,16 +85,16 @@ pub fn attempt(provider: &str, operation: &str, outcome: &'static str, elapsed: 
         .record(elapsed.as_secs_f64());
 }
 
-/// A create handed to the group-commit writer.
-pub fn intake_queued() {
-    gauge!("payd_intake_queued").increment(1.0);
+/// A job handed to the group-commit writer of `stage` (`db::batch`).
+pub fn batch_queued(stage: &'static str) {
+    gauge!("payd_batch_queued", "stage" => stage).increment(1.0);
 }
 
-/// A group-commit batch of `n` creates taken from the queue to be written.
-pub fn intake_batch(n: usize) {
-    gauge!("payd_intake_queued").decrement(n as f64);
-    counter!("payd_intake_batches_total").increment(1);
-    counter!("payd_intake_batched_payments_total").increment(n as u64);
+/// A batch of `n` jobs of `stage` taken from the queue to be written.
+pub fn batch(stage: &'static str, n: usize) {
+    gauge!("payd_batch_queued", "stage" => stage).decrement(n as f64);
+    counter!("payd_batches_total", "stage" => stage).increment(1);
+    counter!("payd_batched_jobs_total", "stage" => stage).increment(n as u64);
 }
 
 /// A batch of outbox rows published and confirmed.

@@ -56,24 +56,34 @@ pub struct ClaimedCall {
     pub payment_method_id: String,
 }
 
-/// Claims a due scheduled attempt for `lease`, answering in the same round
-/// trip the transaction and payment fields the provider call needs. `None`:
-/// it is running elsewhere, finished, canceled, not due yet, or unknown — in
-/// every case the message that asked for it has nothing left to do.
-pub async fn claim_call(conn: &mut PgConnection, id: &AttemptId, lease: Duration) -> Result<Option<ClaimedCall>, sqlx::Error> {
+/// Claims due scheduled attempts for `lease`, each with the fresh claim
+/// token its caller chose, answering in the same round trip the transaction
+/// and payment fields the provider calls need. An attempt missing from the
+/// answer, or answered with another caller's token (the same attempt asked
+/// twice), is not this caller's: it is running elsewhere, finished,
+/// canceled, not due yet, or unknown — in every case the message that asked
+/// for it has nothing left to do.
+pub async fn claim_calls(
+    conn: &mut PgConnection,
+    claims: &[(&AttemptId, Uuid)],
+    lease: Duration,
+) -> Result<Vec<ClaimedCall>, sqlx::Error> {
+    let ids: Vec<&str> = claims.iter().map(|(id, _)| id.as_str()).collect();
+    let tokens: Vec<Uuid> = claims.iter().map(|(_, token)| *token).collect();
     sqlx::query_as(
         "WITH c AS (
-             UPDATE attempts SET status = 'running', started_at = now(), claim_token = $2,
+             UPDATE attempts a SET status = 'running', started_at = now(), claim_token = i.token,
                  lease_until = now() + make_interval(secs => $3)
-             WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= now()
-             RETURNING id, payment_id, transaction_id, number, claim_token)
+             FROM unnest($1::text[], $2::uuid[]) AS i(id, token)
+             WHERE a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
+             RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token)
          SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id
          FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id",
     )
-    .bind(id)
-    .bind(Uuid::new_v4())
+    .bind(ids)
+    .bind(tokens)
     .bind(lease.as_secs_f64())
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
 }
 
@@ -85,17 +95,32 @@ pub async fn finish(
     status: &str,
     error_code: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE attempts SET status = $3, finished_at = now(), error_code = $4, lease_until = NULL
-         WHERE id = $1 AND status = 'running' AND claim_token = $2",
+    Ok(!finish_all(conn, &[(claimed, status, error_code)]).await?.is_empty())
+}
+
+/// [`finish`] for several claimed attempts at once, with their status and
+/// error code; answers the ids whose claim was still current (the others
+/// were handed to another worker and are left as they are).
+pub async fn finish_all(
+    conn: &mut PgConnection,
+    done: &[(&Claimed, &str, Option<&str>)],
+) -> Result<Vec<AttemptId>, sqlx::Error> {
+    let ids: Vec<&str> = done.iter().map(|(c, _, _)| c.id.as_str()).collect();
+    let tokens: Vec<Uuid> = done.iter().map(|(c, _, _)| c.claim_token).collect();
+    let statuses: Vec<&str> = done.iter().map(|(_, s, _)| *s).collect();
+    let codes: Vec<Option<&str>> = done.iter().map(|(_, _, code)| *code).collect();
+    sqlx::query_scalar(
+        "UPDATE attempts a SET status = i.status, finished_at = now(), error_code = i.code, lease_until = NULL
+         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, status, code)
+         WHERE a.id = i.id AND a.status = 'running' AND a.claim_token = i.token
+         RETURNING a.id",
     )
-    .bind(&claimed.id)
-    .bind(claimed.claim_token)
-    .bind(status)
-    .bind(error_code)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(ids)
+    .bind(tokens)
+    .bind(statuses)
+    .bind(codes)
+    .fetch_all(conn)
+    .await
 }
 
 /// Keeps a claimed attempt running while the provider's outcome is pending:

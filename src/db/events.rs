@@ -40,31 +40,48 @@ pub async fn record(
     kind: EventType,
     payment: &Payment,
 ) -> Result<EventId, sqlx::Error> {
-    let id = EventId::generate();
-    let data = serde_json::json!({ "object": payment });
-    // One round trip: the event and its fan-out to every enabled endpoint
-    // subscribed to its type.
+    let mut ids = record_all(conn, &[(scope, kind, payment)]).await?;
+    Ok(ids.pop().unwrap_or_else(EventId::generate))
+}
+
+/// [`record`] for several events at once (one round trip); answers their
+/// ids in order.
+pub async fn record_all(
+    conn: &mut PgConnection,
+    events: &[(&Scope, EventType, &Payment)],
+) -> Result<Vec<EventId>, sqlx::Error> {
+    let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
+    let merchants: Vec<&str> = events.iter().map(|(s, _, _)| s.merchant_id.as_str()).collect();
+    let livemodes: Vec<bool> = events.iter().map(|(s, _, _)| s.livemode).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, k, _)| k.as_str()).collect();
+    let payments: Vec<&str> = events.iter().map(|(_, _, p)| p.row.id.as_str()).collect();
+    let data: Vec<Value> = events.iter().map(|(_, _, p)| serde_json::json!({ "object": p })).collect();
+    // The events and their fan-out to every enabled endpoint subscribed to
+    // their type, in one statement.
     sqlx::query(
         "WITH event AS (
              INSERT INTO events (id, merchant_id, livemode, type, payment_id, data)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::jsonb[])
+             RETURNING id, merchant_id, livemode, type)
          INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
          SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), event.id, e.id, 'pending', now()
-         FROM webhook_endpoints e, event
-         WHERE e.merchant_id = $2 AND e.livemode = $3 AND e.status = 'enabled'
-           AND ($4 = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))",
+         FROM event JOIN webhook_endpoints e
+           ON e.merchant_id = event.merchant_id AND e.livemode = event.livemode AND e.status = 'enabled'
+          AND (event.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))",
     )
-    .bind(&id)
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(kind.as_str())
-    .bind(&payment.row.id)
-    .bind(&data)
+    .bind(ids.iter().map(EventId::as_str).collect::<Vec<_>>())
+    .bind(merchants)
+    .bind(livemodes)
+    .bind(kinds)
+    .bind(payments)
+    .bind(data)
     .execute(&mut *conn)
     .await?;
     // The caller rings notify::DELIVERIES after the commit.
-    tracing::info!(event_id = %id, payment_id = %payment.row.id, r#type = kind.as_str(), "event recorded");
-    Ok(id)
+    for (id, (_, kind, payment)) in ids.iter().zip(events) {
+        tracing::info!(event_id = %id, payment_id = %payment.row.id, r#type = kind.as_str(), "event recorded");
+    }
+    Ok(ids)
 }
 
 /// Loads one event of a tenant.

@@ -4,6 +4,8 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod batch;
+pub mod charges;
 pub mod dispatch;
 pub mod events;
 pub mod group_commit;

@@ -228,14 +228,27 @@ pub async fn lock_for_change(
     actor: &str,
     action: &str,
 ) -> Result<Option<PaymentRow>, sqlx::Error> {
+    Ok(lock_all_for_change(conn, &[id], actor, action).await?.pop())
+}
+
+/// [`lock_for_change`] for several payments at once, locked in id order
+/// (so two batches never wait on each other in a cycle). Unknown ids are
+/// left out of the answer.
+pub async fn lock_all_for_change(
+    conn: &mut PgConnection,
+    ids: &[&PaymentId],
+    actor: &str,
+    action: &str,
+) -> Result<Vec<PaymentRow>, sqlx::Error> {
+    let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     sqlx::query_as(
         "SELECT p.*, set_config('payd.actor', $2, true) AS _actor, set_config('payd.action', $3, true) AS _action
-         FROM payments p WHERE id = $1 FOR UPDATE",
+         FROM payments p WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
-    .bind(id)
+    .bind(ids)
     .bind(actor)
     .bind(action)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
 }
 

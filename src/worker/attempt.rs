@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 
+use super::batch::{Batches, Charge, Recorded};
 use super::outcome;
 use crate::config::PaymentSettings;
 use crate::db::payments as store;
@@ -26,6 +27,7 @@ pub struct AttemptRunner {
     retry: Schedule,
     pending_timeout: Duration,
     faults: Faults,
+    batches: Batches,
 }
 
 /// Jitter of payment retries (contract §4: ±10 %).
@@ -35,7 +37,9 @@ impl AttemptRunner {
     /// A runner whose provider calls time out after `provider_timeout` and
     /// whose transient failures are retried on `retry_schedule`.
     pub fn new(pool: PgPool, providers: Providers, settings: &PaymentSettings, faults: Faults) -> Self {
+        let batches = Batches::start(pool.clone(), settings.provider_timeout * 2, faults.clone());
         Self {
+            batches,
             pool,
             providers,
             provider_timeout: settings.provider_timeout,
@@ -49,24 +53,27 @@ impl AttemptRunner {
     /// has nothing left to do (ack it); `Err` means nothing was committed.
     #[tracing::instrument(name = "attempt", skip_all, fields(attempt_id = %id, payment_id = tracing::field::Empty))]
     pub async fn run(&self, id: &AttemptId) -> anyhow::Result<()> {
-        // The lease outlives the provider call; if this process dies, the
-        // scheduler hands the attempt back after it, and the provider answers
-        // the repeated call from its idempotency record.
-        let lease = self.provider_timeout * 2;
-        let mut conn = self.pool.acquire().await?;
-        let Some(call) = attempts::claim_call(&mut conn, id, lease).await? else {
+        // The claim's lease outlives the provider call; if this process
+        // dies, the scheduler hands the attempt back after it, and the
+        // provider answers the repeated call from its idempotency record.
+        let Some(call) = self.batches.claim(id).await? else {
             tracing::debug!(attempt_id = %id, "attempt not claimable; nothing to do");
             return Ok(());
         };
         let claimed = call.claimed.clone();
         tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
         let operation = Operation::from_transaction_type(&call.kind).context("transaction type without provider call")?;
-        let (token, expired) = method_token(&mut conn, &call.payment_method_id).await?;
-        let parent_reference = match operation {
-            Operation::Purchase | Operation::Authorize => None,
-            _ => txns::charge_reference(&mut conn, &claimed.payment_id).await?,
+        let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
+        // A built-in sandbox method is its own token, and a charge has no
+        // parent: most calls need no more reads.
+        let (token, expired, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none() {
+            (call.payment_method_id.clone(), false, None)
+        } else {
+            let mut conn = self.pool.acquire().await?;
+            let (token, expired) = method_token(&mut conn, &call.payment_method_id).await?;
+            let parent = if charges { None } else { txns::charge_reference(&mut conn, &claimed.payment_id).await? };
+            (token, expired, parent)
         };
-        drop(conn);
         let txn = TransactionRow {
             id: claimed.transaction_id.clone(),
             payment_id: claimed.payment_id.clone(),
@@ -83,7 +90,6 @@ impl AttemptRunner {
             currency: txn.currency.clone(),
             parent_reference,
         };
-        let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
         let started = std::time::Instant::now();
         let outcome = if expired && charges {
             // Declined before asking the provider, as the card's issuer would.
@@ -106,6 +112,20 @@ impl AttemptRunner {
         crate::observe::attempt(&call.provider, operation.as_str(), kind, started.elapsed());
         tracing::info!(payment_id = %claimed.payment_id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
         self.faults.crash_point("worker.after_provider_call");
+
+        // The common end of a charge goes with the next batch of outcomes.
+        let final_charge = match &outcome {
+            ProviderOutcome::Succeeded { .. } => true,
+            ProviderOutcome::Failed { .. } => outcome::retry_delay(&outcome, &claimed, &self.retry).is_none(),
+            ProviderOutcome::Pending { .. } => false,
+        };
+        if charges && final_charge {
+            let charge = Charge { claimed: claimed.clone(), operation, amount: txn.amount, outcome: outcome.clone() };
+            match self.batches.record(charge).await? {
+                Recorded::Written | Recorded::ClaimLost => return Ok(()),
+                Recorded::Alone => {}
+            }
+        }
 
         let mut tx = self.pool.begin().await?;
         // Lock order everywhere: payment, then attempt (no deadlock with cancels).

@@ -4,6 +4,7 @@
 //! with `x-payd-error`, once.
 
 pub mod attempt;
+pub mod batch;
 pub mod intake;
 pub mod outcome;
 

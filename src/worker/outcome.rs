@@ -8,6 +8,7 @@ use anyhow::Context;
 use sqlx::PgConnection;
 
 use crate::db::attempts;
+use crate::db::charges::{self, ChargeResult, Settled};
 use crate::db::events;
 use crate::db::payments::{self as store, Payment, PaymentRow, Scope};
 use crate::db::transactions::{self as txns, TransactionRow};
@@ -26,18 +27,23 @@ pub async fn record(
     outcome: &ProviderOutcome,
     retry: &Schedule,
 ) -> anyhow::Result<()> {
-    let retry_in = match outcome {
-        ProviderOutcome::Failed { code, .. } if code.is_transient() => {
-            retry.delay_after(usize::try_from(attempt.number).unwrap_or(usize::MAX))
-        }
-        _ => None,
-    };
-    match (retry_in, operation) {
+    match (retry_delay(outcome, attempt, retry), operation) {
         (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, delay).await,
         (None, Operation::Purchase | Operation::Authorize) => apply_charge(conn, payment, txn, operation, outcome).await,
         (None, Operation::Capture) => apply_capture(conn, payment, txn, outcome).await,
         (None, Operation::Void) => apply_void(conn, payment, txn, outcome).await,
         (None, Operation::Refund) => apply_refund(conn, payment, txn, outcome).await,
+    }
+}
+
+/// When a transient failure of `attempt` is tried again: `None` for a final
+/// outcome, or when the schedule is used up.
+pub fn retry_delay(outcome: &ProviderOutcome, attempt: &attempts::Claimed, retry: &Schedule) -> Option<Duration> {
+    match outcome {
+        ProviderOutcome::Failed { code, .. } if code.is_transient() => {
+            retry.delay_after(usize::try_from(attempt.number).unwrap_or(usize::MAX))
+        }
+        _ => None,
     }
 }
 
@@ -71,6 +77,42 @@ fn scope_of(p: &PaymentRow) -> Scope {
     Scope::system(p.merchant_id.clone(), p.livemode)
 }
 
+/// What a charge's final outcome (a success, or a failure with no retry
+/// left) does to `payment`: its transition and what the transaction and
+/// payment store. `None` for a pending answer, or when the payment moved on
+/// (it cannot, while an attempt runs, but the attempt's own outcome is
+/// still recorded).
+pub fn charge_change<'a>(
+    payment: &PaymentRow,
+    operation: Operation,
+    amount: i64,
+    outcome: &'a ProviderOutcome,
+) -> Option<(Transition, ChargeResult<'a>)> {
+    let authorize = operation == Operation::Authorize;
+    let (transition, result) = match outcome {
+        ProviderOutcome::Succeeded { reference } => {
+            let (captured, capturable) = if authorize { (0, amount) } else { (amount, 0) };
+            let t = if authorize {
+                domain::payment::authorize_succeeded(payment.status())
+            } else {
+                domain::payment::charge_succeeded(payment.status())
+            };
+            (t, ChargeResult::Succeeded { reference, captured, capturable })
+        }
+        ProviderOutcome::Failed { code, message } => {
+            (domain::payment::charge_failed(payment.status()), ChargeResult::Failed { code: code.as_str(), message })
+        }
+        ProviderOutcome::Pending { .. } => return None,
+    };
+    match transition {
+        Ok(t) => Some((t, result)),
+        Err(refusal) => {
+            tracing::error!(payment_id = %payment.id, %refusal, "charge outcome for a payment that no longer expects it");
+            None
+        }
+    }
+}
+
 /// Applies a charge (purchase or authorization) outcome to the transaction
 /// and the payment: a purchase captures at once, an authorization leaves the
 /// whole amount capturable.
@@ -81,66 +123,10 @@ async fn apply_charge(
     operation: Operation,
     outcome: &ProviderOutcome,
 ) -> anyhow::Result<()> {
-    let authorize = operation == Operation::Authorize;
     // Here a failure is final: a hard decline, or the schedule is used up.
-    let transition = match outcome {
-        ProviderOutcome::Succeeded { .. } if authorize => domain::payment::authorize_succeeded(payment.status()),
-        ProviderOutcome::Succeeded { .. } => domain::payment::charge_succeeded(payment.status()),
-        ProviderOutcome::Failed { .. } => domain::payment::charge_failed(payment.status()),
-        ProviderOutcome::Pending { .. } => return Ok(()),
-    };
-    let transition = match transition {
-        Ok(t) => t,
-        Err(refusal) => {
-            // The payment moved on (it cannot, while an attempt runs, but the
-            // attempt's own outcome is still recorded).
-            tracing::error!(payment_id = %payment.id, %refusal, "charge outcome for a payment that no longer expects it");
-            return Ok(());
-        }
-    };
-    let row: PaymentRow = match outcome {
-        ProviderOutcome::Succeeded { reference } => {
-            let (captured, capturable) = if authorize { (0, txn.amount) } else { (txn.amount, 0) };
-            // The transaction and the payment in one statement (a round trip saved).
-            sqlx::query_as(
-                "WITH txn AS (
-                     UPDATE transactions SET status = 'succeeded', provider_reference = $5, error_code = NULL,
-                         failure_message = NULL, updated_at = now()
-                     WHERE id = $7 AND status = 'pending')
-                 UPDATE payments SET status = $2, amount_captured = $3, amount_capturable = $4, provider_reference = $5,
-                     processed_at = now(), attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
-                 WHERE id = $1 AND status = $6 RETURNING *",
-            )
-            .bind(&payment.id)
-            .bind(transition.to.as_str())
-            .bind(captured)
-            .bind(capturable)
-            .bind(reference)
-            .bind(transition.from.as_str())
-            .bind(&txn.id)
-            .fetch_one(&mut *conn)
-            .await?
-        }
-        ProviderOutcome::Failed { code, message } => {
-            sqlx::query_as(
-                "WITH txn AS (
-                     UPDATE transactions SET status = 'failed', error_code = $3, failure_message = $4, updated_at = now()
-                     WHERE id = $6 AND status = 'pending')
-                 UPDATE payments SET status = $2, error_code = $3, failure_message = $4, processed_at = now(),
-                     attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = now()
-                 WHERE id = $1 AND status = $5 RETURNING *",
-            )
-            .bind(&payment.id)
-            .bind(transition.to.as_str())
-            .bind(code.as_str())
-            .bind(message)
-            .bind(transition.from.as_str())
-            .bind(&txn.id)
-            .fetch_one(&mut *conn)
-            .await?
-        }
-        ProviderOutcome::Pending { .. } => return Ok(()),
-    };
+    let Some((transition, result)) = charge_change(payment, operation, txn.amount, outcome) else { return Ok(()) };
+    let settled = Settled { payment_id: &payment.id, transaction_id: &txn.id, from: transition.from, to: transition.to, result };
+    let row = charges::settle_all(conn, &[settled]).await?.pop().context("payment changed while locked")?;
     // The payment was pending until now: it has no refunds to read.
     emit_with(conn, Payment::new(row, Vec::new()), transition).await
 }

@@ -55,10 +55,10 @@ async fn concurrent_creates_share_commits_and_keep_their_own_answers_and_actors(
         eventually("all 90 creates handed to the writers", WAIT, || async {
             let text = app.http.get(format!("{}/metrics", app.base)).send().await.ok()?.text().await.ok()?;
             let gauge = |name: &str| -> Option<f64> {
-                text.lines().find(|l| l.starts_with(&format!("{name} ")))?.rsplit(' ').next()?.parse().ok()
+                text.lines().find(|l| l.starts_with(&format!("{name}{{stage=\"intake\"}} ")))?.rsplit(' ').next()?.parse().ok()
             };
             // The first create of this test (`taken`) was written before.
-            let handed = gauge("payd_intake_batched_payments_total")? + gauge("payd_intake_queued")?;
+            let handed = gauge("payd_batched_jobs_total")? + gauge("payd_batch_queued")?;
             (handed >= 91.0).then_some(())
         })
         .await;

@@ -1,0 +1,174 @@
+//! Group commit for any statement many tasks run at once: concurrent
+//! callers hand their job to a writer task, which runs the jobs of all of
+//! them with one statement (or one transaction) and answers each its own
+//! result.
+//!
+//! On two cores a statement's fixed cost (round trip, executor start-up,
+//! WAL flush at commit) outweighs the rows it writes, so a stage that writes
+//! one row per statement is capped by that cost; batching spreads it.
+//! At most `writers` batches are in flight; while they are, new jobs queue
+//! and go out together in the next batch. Nothing waits on a timer, so a
+//! lone job is written at once and latency at low load is unchanged.
+//!
+//! A batch is all or nothing, and each caller answers only after its batch
+//! committed. When a batch fails on a row's data (a constraint, a deadlock),
+//! it is split in halves and each is tried again, until each refused job
+//! gets its own answer; a failure that is not the data's (the database is
+//! unreachable) answers every job of the batch with it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+type Reply<R> = oneshot::Sender<Result<R, sqlx::Error>>;
+type Job<J, R> = (Arc<J>, Reply<R>);
+
+/// A handle callers submit jobs through; cheap to clone.
+pub struct Batcher<J, R> {
+    jobs: mpsc::UnboundedSender<Job<J, R>>,
+    stage: &'static str,
+}
+
+impl<J, R> Clone for Batcher<J, R> {
+    fn clone(&self) -> Self {
+        Self { jobs: self.jobs.clone(), stage: self.stage }
+    }
+}
+
+impl<J, R> std::fmt::Debug for Batcher<J, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("stage", &self.stage).finish()
+    }
+}
+
+impl<J: Send + Sync + 'static, R: Send + 'static> Batcher<J, R> {
+    /// Starts the writer task of `stage` (its metrics label) on the current
+    /// runtime. `write` runs a batch on `pool` and answers one result per
+    /// job, in order. The task ends when the last handle is dropped, after
+    /// writing what was handed to it.
+    pub fn start<F, Fut>(stage: &'static str, pool: PgPool, writers: usize, max_batch: usize, write: F) -> Self
+    where
+        F: Fn(PgPool, Vec<Arc<J>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
+    {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let write = Arc::new(move |jobs| write(pool.clone(), jobs));
+        tokio::spawn(run(stage, writers.max(1), max_batch.max(1), write, rx));
+        Self { jobs, stage }
+    }
+
+    /// Runs the job with the next batch; answers its result once that batch
+    /// committed.
+    pub async fn submit(&self, job: Arc<J>) -> Result<R, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        // The channel is unbounded, but each sender waits for its answer, so
+        // it never holds more jobs than there are callers waiting.
+        crate::observe::batch_queued(self.stage);
+        self.jobs.send((job, reply)).map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+async fn run<J, R, W, Fut>(stage: &'static str, writers: usize, max_batch: usize, write: Arc<W>, mut rx: mpsc::UnboundedReceiver<Job<J, R>>)
+where
+    J: Send + Sync + 'static,
+    R: Send + 'static,
+    W: Fn(Vec<Arc<J>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
+{
+    let writers = Arc::new(Semaphore::new(writers));
+    loop {
+        let Ok(permit) = writers.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        crate::observe::batch(stage, batch.len());
+        let write = write.clone();
+        tokio::spawn(async move {
+            write_in_parts(stage, write.as_ref(), batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn write_in_parts<J, R, W, Fut>(stage: &'static str, write: &W, batch: Vec<Job<J, R>>)
+where
+    W: Fn(Vec<Arc<J>>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, sqlx::Error>>,
+{
+    // Halves of a refused batch are tried again until the refused jobs
+    // stand alone: a few conflicts cost a few statements, not one per job.
+    let mut parts = vec![batch];
+    while let Some(mut part) = parts.pop() {
+        let jobs = part.iter().map(|(j, _)| j.clone()).collect();
+        match write(jobs).await {
+            Ok(results) if results.len() == part.len() => {
+                for ((_, reply), result) in part.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Ok(results) => {
+                tracing::error!(stage, jobs = part.len(), results = results.len(), "batch answered the wrong number of results");
+                answer_all(part, sqlx::Error::Protocol("batch answered the wrong number of results".into()));
+            }
+            Err(e) if part.len() > 1 && e.as_database_error().is_some() => {
+                tracing::debug!(stage, error = %e, jobs = part.len(), "batch refused; splitting it");
+                let right = part.split_off(part.len() / 2);
+                parts.push(right);
+                parts.push(part);
+            }
+            Err(e) => answer_all(part, e),
+        }
+    }
+}
+
+/// Every job of `part` gets `e`: the first the error itself, the others a
+/// copy that keeps what decides between 503 and 500.
+fn answer_all<J, R>(part: Vec<Job<J, R>>, e: sqlx::Error) {
+    let mut replies = part.into_iter().map(|(_, reply)| reply);
+    let first = replies.next();
+    for reply in replies {
+        let _ = reply.send(Err(same_failure(&e)));
+    }
+    if let Some(first) = first {
+        let _ = first.send(Err(e));
+    }
+}
+
+/// The failure of a batch, for each of its other jobs (sqlx errors are
+/// not `Clone`), keeping what decides between 503 and 500.
+fn same_failure(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiError;
+
+    #[test]
+    fn a_shared_failure_keeps_its_answer_for_every_job_of_the_batch() {
+        let status = |e: sqlx::Error| ApiError::from(e).status;
+        // Unreachable database: 503 for all, not a 500 for all but the first.
+        assert_eq!(status(same_failure(&sqlx::Error::PoolTimedOut)), 503);
+        assert_eq!(status(same_failure(&sqlx::Error::PoolClosed)), 503);
+        let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        match same_failure(&io) {
+            sqlx::Error::Io(copy) => assert_eq!(copy.kind(), std::io::ErrorKind::ConnectionReset),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(status(same_failure(&sqlx::Error::RowNotFound)), 500);
+    }
+}
