@@ -75,7 +75,7 @@ pub async fn claim_calls(
              UPDATE attempts a SET status = 'running', started_at = now(), claim_token = i.token,
                  lease_until = now() + make_interval(secs => $3)
              FROM unnest($1::text[], $2::uuid[]) AS i(id, token)
-             WHERE a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
+             WHERE a.id = ANY($1) AND a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
              RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token)
          SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id
          FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id",
@@ -112,7 +112,7 @@ pub async fn finish_all(
     sqlx::query_scalar(
         "UPDATE attempts a SET status = i.status, finished_at = now(), error_code = i.code, lease_until = NULL
          FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, status, code)
-         WHERE a.id = i.id AND a.status = 'running' AND a.claim_token = i.token
+         WHERE a.id = ANY($1) AND a.id = i.id AND a.status = 'running' AND a.claim_token = i.token
          RETURNING a.id",
     )
     .bind(ids)

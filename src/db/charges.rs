@@ -61,6 +61,8 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
             }
         }
     }
+    // `id = ANY(…)` beside the join lets the planner look the rows up by
+    // key: it cannot see how few rows `unnest` gives, and would scan.
     // A success clears the transaction's error and leaves the payment's
     // error fields; a failure leaves the amounts and the references.
     sqlx::query_as(
@@ -72,14 +74,14 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
          txn AS (
              UPDATE transactions t SET status = i.txn_status, provider_reference = COALESCE(i.reference, t.provider_reference),
                  error_code = i.code, failure_message = i.message, updated_at = now()
-             FROM i WHERE t.id = i.transaction_id AND t.status = 'pending')
+             FROM i WHERE t.id = ANY($2) AND t.id = i.transaction_id AND t.status = 'pending')
          UPDATE payments p SET status = i.to_status,
              amount_captured = COALESCE(i.captured, p.amount_captured),
              amount_capturable = COALESCE(i.capturable, p.amount_capturable),
              provider_reference = COALESCE(i.reference, p.provider_reference),
              error_code = COALESCE(i.code, p.error_code), failure_message = COALESCE(i.message, p.failure_message),
              processed_at = now(), attempt_count = p.attempt_count + 1, next_attempt_at = NULL, updated_at = now()
-         FROM i WHERE p.id = i.payment_id AND p.status = i.from_status
+         FROM i WHERE p.id = ANY($1) AND p.id = i.payment_id AND p.status = i.from_status
          RETURNING p.*",
     )
     .bind(payments)

@@ -172,3 +172,42 @@ pub async fn record(
     }
     Ok(recorded == 1)
 }
+
+/// [`record`] for sends that succeeded, several at once (the dispatcher's
+/// group commit): the log rows, the deliveries, and the end of their
+/// endpoints' failure streaks. Answers the deliveries whose claim was still
+/// current.
+pub async fn record_succeeded(pool: &PgPool, sent: &[(&ClaimedDelivery, &SendResult)]) -> Result<Vec<DeliveryId>, sqlx::Error> {
+    let ids: Vec<&str> = sent.iter().map(|(d, _)| d.id.as_str()).collect();
+    let attempts: Vec<i32> = sent.iter().map(|(d, _)| d.attempts).collect();
+    let endpoints: Vec<&str> = sent.iter().map(|(d, _)| d.endpoint_id.as_str()).collect();
+    let codes: Vec<Option<i32>> = sent.iter().map(|(_, r)| r.status_code.map(i32::from)).collect();
+    let errors: Vec<Option<&str>> = sent.iter().map(|(_, r)| r.error.as_deref()).collect();
+    let durations: Vec<i32> = sent.iter().map(|(_, r)| r.duration_ms).collect();
+    let bodies: Vec<Option<&str>> = sent.iter().map(|(_, r)| r.response_body.as_deref()).collect();
+    // `id = ANY(…)` beside each join lets the planner look rows up by key.
+    sqlx::query_scalar(
+        "WITH i AS (
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[])
+                 AS i(id, attempts, endpoint_id, status_code, error, duration_ms, response_body)),
+         log AS (
+             INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
+             SELECT id, status_code, error, duration_ms, response_body FROM i),
+         endpoint AS (
+             UPDATE webhook_endpoints SET failing_since = NULL, updated_at = now()
+             WHERE id = ANY($3) AND failing_since IS NOT NULL)
+         UPDATE webhook_deliveries d SET status = 'succeeded', last_status_code = i.status_code, last_error = i.error,
+             next_attempt_at = NULL, delivered_at = now()
+         FROM i WHERE d.id = ANY($1) AND d.id = i.id AND d.attempts = i.attempts AND d.status = 'pending'
+         RETURNING d.id",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .bind(endpoints)
+    .bind(codes)
+    .bind(errors)
+    .bind(durations)
+    .bind(bodies)
+    .fetch_all(pool)
+    .await
+}

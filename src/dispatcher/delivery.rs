@@ -1,5 +1,7 @@
 //! One send of one delivery, and what follows from its result.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
@@ -8,7 +10,9 @@ use sqlx::PgPool;
 
 use super::{signing, target};
 use crate::config::WebhookSettings;
+use crate::db::batch::Batcher;
 use crate::db::dispatch::{self, ClaimedDelivery, Next, SendResult};
+use crate::domain::DeliveryId;
 use crate::faults::Faults;
 use crate::retry::Schedule;
 
@@ -25,7 +29,18 @@ pub struct Sender {
     settings: WebhookSettings,
     schedule: Schedule,
     faults: Faults,
+    succeeded: Batcher<Delivered, bool>,
 }
+
+/// A successful send to record.
+struct Delivered {
+    delivery: ClaimedDelivery,
+    result: SendResult,
+}
+
+/// Batches of successes recorded at once, and the most in one batch.
+const WRITERS: usize = 2;
+const MAX_BATCH: usize = 128;
 
 impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
@@ -37,7 +52,12 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
-        Ok(Self { pool, client, settings, schedule, faults })
+        let succeeded = Batcher::start("delivery", pool.clone(), WRITERS, MAX_BATCH, |pool, sent: Vec<Arc<Delivered>>| async move {
+            let pairs: Vec<_> = sent.iter().map(|s| (&s.delivery, &s.result)).collect();
+            let recorded: HashSet<DeliveryId> = dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
+            Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
+        });
+        Ok(Self { pool, client, settings, schedule, faults, succeeded })
     }
 
     /// Sends one claimed delivery and records the attempt.
@@ -64,11 +84,17 @@ impl Sender {
             delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
             status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
         );
-        match dispatch::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await {
+        let recorded = match next {
+            // The common case goes with the next batch of successes.
+            Next::Succeeded => self.succeeded.submit(Arc::new(Delivered { delivery: d, result })).await,
+            _ => dispatch::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await,
+        };
+        // The span names the delivery.
+        match recorded {
             Ok(true) => {}
-            Ok(false) => tracing::info!(delivery_id = %d.id, "delivery was re-claimed meanwhile; result kept in the log"),
+            Ok(false) => tracing::info!("delivery was re-claimed meanwhile; result kept in the log"),
             // The row stays claimed until its lease ends, then is sent again.
-            Err(e) => tracing::warn!(delivery_id = %d.id, error = %e, "recording a delivery failed"),
+            Err(e) => tracing::warn!(error = %e, "recording a delivery failed"),
         }
     }
 
