@@ -60,11 +60,14 @@ impl Sender {
         Ok(Self { pool, client, settings, schedule, faults, succeeded })
     }
 
-    /// Sends one claimed delivery and records the attempt.
+    /// Sends one claimed delivery and records the attempt; `sent` runs as
+    /// soon as the endpoint has answered (or the send failed), before the
+    /// record.
     #[tracing::instrument(name = "delivery", skip_all, fields(delivery_id = %d.id, event_id = %d.event_id))]
-    pub async fn send(&self, d: ClaimedDelivery) {
+    pub async fn send(&self, d: ClaimedDelivery, sent: impl FnOnce()) {
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
+        sent();
         self.faults.crash_point("dispatcher.after_send");
         let result = SendResult { duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32, ..result };
         let next = if result.status_code.is_some_and(|s| (200..300).contains(&s)) {

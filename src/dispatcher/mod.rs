@@ -61,10 +61,16 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
                         let (sender, per_endpoint, finished) = (sender.clone(), per_endpoint.clone(), finished.clone());
                         tracker.spawn(async move {
                             let endpoint = d.endpoint_id.clone();
-                            sender.send(d).await;
-                            per_endpoint.leave(&endpoint);
+                            // The endpoint's slot is free once it answered:
+                            // recording does not involve it, and the row
+                            // stays leased until recorded.
+                            sender
+                                .send(d, || {
+                                    per_endpoint.leave(&endpoint);
+                                    finished.notify_one();
+                                })
+                                .await;
                             drop(permit);
-                            finished.notify_one();
                         });
                     }
                     if !over_cap.is_empty()
