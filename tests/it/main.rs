@@ -2,6 +2,7 @@
 //! own database and AMQP prefix, so they run in parallel.
 
 mod common;
+mod batches;
 mod chaos;
 mod crash;
 mod details;
