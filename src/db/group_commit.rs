@@ -25,7 +25,7 @@ pub const MAX_BATCH: usize = 128;
 /// The handle requests write their creates through; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Intake {
-    batcher: Batcher<Draft, PaymentRow>,
+    batcher: Batcher<Draft, Option<PaymentRow>>,
 }
 
 impl Intake {
@@ -41,8 +41,9 @@ impl Intake {
     }
 
     /// Inserts the draft with the next batch; answers its row once that
-    /// batch committed.
-    pub async fn insert(&self, draft: Arc<Draft>) -> Result<PaymentRow, sqlx::Error> {
+    /// batch committed, or `None` when its `Idempotency-Key` was taken by
+    /// another request meanwhile (nothing of it was written).
+    pub async fn insert(&self, draft: Arc<Draft>) -> Result<Option<PaymentRow>, sqlx::Error> {
         self.batcher.submit(draft).await
     }
 }

@@ -1,7 +1,10 @@
 //! `Idempotency-Key`: the first answer of a keyed request is stored in the
 //! same transaction as its effects, so a retry after a crash either finds the
 //! answer or finds nothing was done. A transaction-scoped advisory lock on the
-//! key tells a concurrent duplicate that the first is still in flight.
+//! key tells a concurrent duplicate that the first is still in flight; the
+//! key's row itself is only ever inserted, never overwritten while live, so
+//! requests that store their answer without the lock (creates, written by
+//! the group commit) cannot both win either.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -65,7 +68,33 @@ pub async fn claim(
     })
 }
 
-/// Stores the answer of a fresh keyed request (replacing an expired one).
+/// Answers what a keyed request should do without holding anything: the
+/// key's lock is tried and released in the same statement. For requests
+/// whose answer is stored with their effects in one statement (creates, by
+/// the group commit), which then claims the key itself.
+pub async fn peek(conn: &mut PgConnection, merchant: &MerchantId, key: &str, fingerprint: &[u8]) -> Result<Claim, sqlx::Error> {
+    let (free, fp, status, body): (bool, Option<Vec<u8>>, Option<i32>, Option<Value>) = sqlx::query_as(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)), k.fingerprint, k.response_status,
+             k.response_body
+         FROM (SELECT 1) one LEFT JOIN idempotency_keys k
+           ON k.merchant_id = $1 AND k.key = $2 AND k.created_at > now() - make_interval(hours => $3)",
+    )
+    .bind(merchant)
+    .bind(key)
+    .bind(RETENTION_HOURS)
+    .fetch_one(conn)
+    .await?;
+    Ok(match (fp, status, body) {
+        (Some(fp), _, _) if fp != fingerprint => Claim::Mismatch,
+        (Some(_), Some(status), Some(body)) => Claim::Replay { status: status as u16, body },
+        _ if !free => Claim::InFlight,
+        _ => Claim::Fresh,
+    })
+}
+
+/// Stores the answer of a fresh keyed request (replacing an expired one);
+/// false when a live answer holds the key (a request that claimed it
+/// without the lock, see [`peek`]): the caller must not commit.
 pub async fn store(
     conn: &mut PgConnection,
     merchant: &MerchantId,
@@ -73,21 +102,23 @@ pub async fn store(
     fingerprint: &[u8],
     status: u16,
     body: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, response_status, response_body)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = $3, response_status = $4,
-             response_body = $5, created_at = now()",
+             response_body = $5, created_at = now()
+             WHERE idempotency_keys.created_at <= now() - make_interval(hours => $6)",
     )
     .bind(merchant)
     .bind(key)
     .bind(fingerprint)
     .bind(i32::from(status))
     .bind(body)
+    .bind(RETENTION_HOURS)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Deletes answers past their retention.

@@ -28,30 +28,63 @@ pub struct Draft {
     /// `{"object": payment}` as rendered before the insert; the statement
     /// fills in what only the database knows (`number`, timestamps).
     pub event_data: Value,
+    /// The request's `Idempotency-Key`: its answer (201 and the payment) is
+    /// stored with the payment, in the same statement.
+    pub key: Option<KeyRecord>,
+}
+
+/// An `Idempotency-Key` and the fingerprint of its request.
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub key: String,
+    pub fingerprint: Vec<u8>,
 }
 
 /// Inserts the drafts and their companions in one statement (all or none);
-/// answers their payment rows in the drafts' order. `queue` is the outbox
-/// queue of the work messages.
-pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft]) -> Result<Vec<PaymentRow>, sqlx::Error> {
+/// answers their payment rows in the drafts' order: `None` for a keyed
+/// draft whose key a live answer holds (nothing of it was written). `queue`
+/// is the outbox queue of the work messages.
+pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft]) -> Result<Vec<Option<PaymentRow>>, sqlx::Error> {
     let col = |f: &dyn Fn(&Draft) -> Option<String>| drafts.iter().map(|d| f(d)).collect::<Vec<_>>();
     let rows: Vec<PaymentRow> = sqlx::query_as(
         "WITH i AS MATERIALIZED (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::text[], $6::bool[], $7::text[],
+             SELECT u.*, nextval(pg_get_serial_sequence('payments', 'number')) AS number
+             FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::text[], $6::bool[], $7::text[],
                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::text[],
-                 $16::text[], $17::text[], $18::text[], $19::jsonb[], $20::text[], $21::jsonb[])
-             AS i(id, merchant_id, livemode, amount, currency, capture, payment_method_id, provider, method,
+                 $16::text[], $17::text[], $18::text[], $19::jsonb[], $20::text[], $21::jsonb[], $23::text[], $24::bytea[])
+             AS u(id, merchant_id, livemode, amount, currency, capture, payment_method_id, provider, method,
                  description, reference, external_key, customer_id, metadata, created_by,
-                 transaction_id, kind, attempt_id, message, event_id, event_data)),
+                 transaction_id, kind, attempt_id, message, event_id, event_data, key, fingerprint)),
+         -- The payment object as the database will hold it: `number` is
+         -- taken above and both timestamps are now(), the transaction's time.
+         b AS MATERIALIZED (
+             SELECT id, key, jsonb_set(jsonb_set(jsonb_set(event_data,
+                     '{object,number}', to_jsonb(number)),
+                     '{object,created_at}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))),
+                     '{object,updated_at}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))
+                 AS data
+             FROM i),
+         -- A key is claimed unless a live answer holds it (an expired one is
+         -- replaced); a draft whose key is taken is not written.
+         k AS (
+             INSERT INTO idempotency_keys (merchant_id, key, fingerprint, response_status, response_body)
+             SELECT i.merchant_id, i.key, i.fingerprint, 201, b.data -> 'object' FROM i JOIN b ON b.id = i.id
+             WHERE i.key IS NOT NULL
+             ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+                 response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body, created_at = now()
+                 WHERE idempotency_keys.created_at <= now() - make_interval(hours => $25)
+             RETURNING merchant_id, key),
          p AS (
-             INSERT INTO payments (id, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
+             INSERT INTO payments (id, number, merchant_id, livemode, amount, currency, capture, status, payment_method_id,
                  provider, method, description, reference, external_key, customer_id, metadata, created_by)
-             SELECT id, merchant_id, livemode, amount, currency, capture, 'pending', payment_method_id,
+             OVERRIDING SYSTEM VALUE
+             SELECT id, number, merchant_id, livemode, amount, currency, capture, 'pending', payment_method_id,
                  provider, method, description, reference, external_key, customer_id, metadata, created_by FROM i
+             WHERE i.key IS NULL OR EXISTS (SELECT 1 FROM k WHERE k.merchant_id = i.merchant_id AND k.key = i.key)
              RETURNING *),
-         pi AS MATERIALIZED (SELECT p.id, p.merchant_id, p.livemode, p.amount, p.currency, p.number, p.created_at,
-                 p.updated_at, i.transaction_id, i.kind, i.attempt_id, i.message, i.event_id, i.event_data
-             FROM p JOIN i ON i.id = p.id),
+         pi AS MATERIALIZED (SELECT p.id, p.merchant_id, p.livemode, p.amount, p.currency,
+                 i.transaction_id, i.kind, i.attempt_id, i.message, i.event_id, b.data
+             FROM p JOIN i ON i.id = p.id JOIN b ON b.id = p.id),
          t AS (
              INSERT INTO transactions (id, payment_id, type, amount, currency, status)
              SELECT transaction_id, id, kind, amount, currency, 'pending' FROM pi),
@@ -62,11 +95,7 @@ pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft])
              INSERT INTO outbox (queue, payload) SELECT $22, message FROM pi),
          e AS (
              INSERT INTO events (id, merchant_id, livemode, type, payment_id, data)
-             SELECT event_id, merchant_id, livemode, 'payment.created', id,
-                 jsonb_set(jsonb_set(jsonb_set(event_data,
-                     '{object,number}', to_jsonb(number)),
-                     '{object,created_at}', to_jsonb(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))),
-                     '{object,updated_at}', to_jsonb(to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))
+             SELECT event_id, merchant_id, livemode, 'payment.created', id, data
              FROM pi RETURNING id, merchant_id, livemode),
          d AS (
              INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
@@ -98,13 +127,20 @@ pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft])
     .bind(col(&|d| Some(d.event_id.to_string())))
     .bind(drafts.iter().map(|d| d.event_data.clone()).collect::<Vec<_>>())
     .bind(queue)
+    .bind(col(&|d| d.key.as_ref().map(|k| k.key.clone())))
+    .bind(drafts.iter().map(|d| d.key.as_ref().map(|k| k.fingerprint.clone())).collect::<Vec<_>>())
+    .bind(super::idempotency::RETENTION_HOURS)
     .fetch_all(conn)
     .await?;
     // RETURNING's order is not the input's.
     let mut by_id: HashMap<String, PaymentRow> = rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
     drafts
         .iter()
-        .map(|d| by_id.remove(d.payment.id.as_str()).ok_or(sqlx::Error::RowNotFound))
+        .map(|d| match by_id.remove(d.payment.id.as_str()) {
+            Some(row) => Ok(Some(row)),
+            None if d.key.is_some() => Ok(None),
+            None => Err(sqlx::Error::RowNotFound),
+        })
         .collect()
 }
 

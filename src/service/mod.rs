@@ -81,27 +81,48 @@ impl IdempotencyKey {
 
     /// The stored answer to replay, if this key was used before.
     async fn replay(&self, conn: &mut PgConnection, merchant: &MerchantId) -> Result<Option<Outcome>, ApiError> {
-        use db::idempotency::Claim;
-        match db::idempotency::claim(conn, merchant, &self.key, &self.fingerprint).await? {
-            Claim::Fresh => Ok(None),
-            Claim::Replay { status, body } => Ok(Some(Outcome { status, body })),
-            Claim::Mismatch => Err(ApiError::new(
-                409,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            )),
-            Claim::InFlight => Err(ApiError::new(
-                409,
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still being processed",
-            )),
-        }
+        answer(db::idempotency::claim(conn, merchant, &self.key, &self.fingerprint).await?)
+    }
+
+    /// [`Self::replay`] holding nothing afterwards (see [`db::idempotency::peek`]).
+    pub(crate) async fn peek(&self, ctx: &Ctx, merchant: &MerchantId) -> Result<Option<Outcome>, ApiError> {
+        let mut conn = ctx.db.acquire().await?;
+        answer(db::idempotency::peek(&mut conn, merchant, &self.key, &self.fingerprint).await?)
+    }
+
+    /// The record the group commit stores with a create.
+    pub(crate) fn record(&self) -> db::intake::KeyRecord {
+        db::intake::KeyRecord { key: self.key.clone(), fingerprint: self.fingerprint.clone() }
     }
 
     /// Stores the answer, in the transaction of its effects.
     async fn store(&self, conn: &mut PgConnection, merchant: &MerchantId, outcome: &Outcome) -> Result<(), ApiError> {
-        db::idempotency::store(conn, merchant, &self.key, &self.fingerprint, outcome.status, &outcome.body).await?;
-        Ok(())
+        if db::idempotency::store(conn, merchant, &self.key, &self.fingerprint, outcome.status, &outcome.body).await? {
+            Ok(())
+        } else {
+            Err(in_flight())
+        }
+    }
+}
+
+/// 409 `idempotency_key_in_use`.
+fn in_flight() -> ApiError {
+    ApiError::new(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed")
+}
+
+/// What a key's state means for its request: nothing stored yet, an answer
+/// to replay, or a refusal.
+fn answer(claim: db::idempotency::Claim) -> Result<Option<Outcome>, ApiError> {
+    use db::idempotency::Claim;
+    match claim {
+        Claim::Fresh => Ok(None),
+        Claim::Replay { status, body } => Ok(Some(Outcome { status, body })),
+        Claim::Mismatch => Err(ApiError::new(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )),
+        Claim::InFlight => Err(in_flight()),
     }
 }
 

@@ -9,9 +9,9 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::params::{Fields, Query};
-use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
+use super::{Ctx, IdempotencyKey, Outcome, list_body, to_json};
 use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope, Viewer};
-use crate::db::intake::{self, Draft};
+use crate::db::intake::Draft;
 use crate::db::{self, payment_methods, transactions as txns};
 use crate::domain::{
     Amount, AttemptId, Currency, EventId, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
@@ -73,45 +73,40 @@ impl CreatePayment {
 
 /// Creates a pending payment: the payment, its purchase (or, with
 /// `capture: false`, authorize) transaction, its first attempt, the
-/// `payment.created` event and the work message, in one transaction.
-/// Answers 201 with the payment.
+/// `payment.created` event and the work message, in one statement written
+/// with the creates of concurrent requests (group commit), together with
+/// the `Idempotency-Key`'s answer when there is one. Answers 201 with the
+/// payment.
 pub async fn create(
     ctx: &Ctx,
     scope: &Scope,
     req: CreatePayment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
-    let Some(key) = key else {
-        // Without a key there is nothing to replay: the insert alone is the
-        // whole transaction, written with concurrent creates (group commit).
-        let new = new_payment(ctx, None, scope, req).await?;
-        let draft = Arc::new(draft(new)?);
-        let inserted = ctx.intake.insert(draft.clone()).await;
-        let payment = match inserted {
-            Ok(row) => created(row, &draft),
-            Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
-        };
-        db::notify::ring(&ctx.db, db::notify::OUTBOX);
-        db::notify::ring(&ctx.db, db::notify::DELIVERIES);
-        return Ok(Outcome { status: 201, body: to_json(&payment)? });
-    };
-    let mut tx = begin_or_replay!(ctx, scope, Some(key), None);
-    let new = new_payment(ctx, Some(&mut tx), scope, req).await?;
-    let draft = draft(new)?;
-    let payment = match intake::insert_all(&mut tx, ATTEMPTS_QUEUE, &[&draft]).await {
-        Ok(mut rows) => created(rows.remove(0), &draft),
-        Err(e) => {
-            // Give the aborted transaction's connection back before looking up.
-            drop(tx);
-            return Err(refused(ctx, scope, &draft.payment, e).await);
+    if let Some(key) = key
+        && let Some(replayed) = key.peek(ctx, &scope.merchant_id).await? {
+            return Ok(replayed);
         }
+    let new = new_payment(ctx, scope, req).await?;
+    let draft = Arc::new(draft(new, key)?);
+    let payment = match ctx.intake.insert(draft.clone()).await {
+        Ok(Some(row)) => created(row, &draft),
+        // A concurrent request with the same key was written first: its
+        // answer is this one's (or the key was used for another request).
+        Ok(None) => {
+            let key = key.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a create without a key was not written")))?;
+            return key.peek(ctx, &scope.merchant_id).await?.ok_or_else(super::in_flight);
+        }
+        Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
     };
-    finish(ctx, tx, scope, Some(key), Outcome { status: 201, body: to_json(&payment)? }).await
+    db::notify::ring(&ctx.db, db::notify::OUTBOX);
+    db::notify::ring(&ctx.db, db::notify::DELIVERIES);
+    Ok(Outcome { status: 201, body: to_json(&payment)? })
 }
 
 /// The payment with its transaction, attempt, work message and event, ready
 /// to insert (see [`crate::db::intake`]).
-fn draft(new: NewPayment) -> Result<Draft, ApiError> {
+fn draft(new: NewPayment, key: Option<&IdempotencyKey>) -> Result<Draft, ApiError> {
     let attempt_id = AttemptId::generate();
     let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
     let event_data = serde_json::json!({ "object": to_json(&Payment::new(new.draft_row(), Vec::new()))? });
@@ -123,6 +118,7 @@ fn draft(new: NewPayment) -> Result<Draft, ApiError> {
         message,
         event_id: EventId::generate(),
         event_data,
+        key: key.map(IdempotencyKey::record),
     })
 }
 
@@ -141,11 +137,10 @@ fn charge_kind(new: &NewPayment) -> &'static str {
 /// The checked request as a row to insert, with its payment method resolved.
 async fn new_payment(
     ctx: &Ctx,
-    conn: Option<&mut PgConnection>,
     scope: &Scope,
     req: CreatePayment,
 ) -> Result<NewPayment, ApiError> {
-    let (provider, method) = resolve_method(ctx, conn, scope, &req.payment_method_id).await?;
+    let (provider, method) = resolve_method(ctx, scope, &req.payment_method_id).await?;
     let currency = req.currency.code();
     if ctx.settings.providers.get(&provider).is_some_and(|p| !p.supports(currency)) {
         return Err(ApiError::new(
@@ -197,12 +192,7 @@ async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> 
 
 /// The provider and method type of a payment method usable in this mode:
 /// a sandbox test method (test mode only) or a stored method.
-async fn resolve_method(
-    ctx: &Ctx,
-    conn: Option<&mut PgConnection>,
-    scope: &Scope,
-    id: &str,
-) -> Result<(String, String), ApiError> {
+async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, String), ApiError> {
     let missing = || {
         ApiError::new(404, "resource_missing", format!("no such payment method: {id}")).with_param("payment_method_id")
     };
@@ -210,11 +200,7 @@ async fn resolve_method(
         return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), "card".into())) };
     }
     let id = PaymentMethodId::parse(id).ok_or_else(missing)?;
-    let method = match conn {
-        Some(conn) => payment_methods::find(conn, scope, &id).await?,
-        None => payment_methods::find(&mut *ctx.db.acquire().await?, scope, &id).await?,
-    }
-    .ok_or_else(missing)?;
+    let method = payment_methods::find(&mut *ctx.db.acquire().await?, scope, &id).await?.ok_or_else(missing)?;
     if !ctx.providers.serves(&method.provider, scope.livemode) {
         return Err(ApiError::new(
             422,

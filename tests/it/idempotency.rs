@@ -4,7 +4,7 @@ use payd::app::Role;
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::common::TestApp;
+use crate::common::{TestApp, WAIT, eventually};
 
 fn body() -> serde_json::Value {
     json!({"amount": 2500, "currency": "EUR", "payment_method_id": "pm_test_success", "description": "order 7"})
@@ -90,5 +90,89 @@ async fn a_repeated_refund_refunds_once() {
     assert_eq!((s1, s2), (200, 200), "{r1} {r2}");
     assert_eq!(r1["id"], r2["id"]);
     assert_eq!(app.count("SELECT count(*) FROM refunds WHERE payment_id = $1", id).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_key_is_used_again_for_a_new_request() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let h = [("Idempotency-Key", "old-key")];
+    let (status, first) = app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &h).await;
+    assert_eq!(status, 201, "{first}");
+    // The answer is past its 24 h retention (the purge has not run yet).
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old-key'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let other = json!({"amount": 990, "currency": "EUR", "payment_method_id": "pm_test_success"});
+    let (status, second) = app.call_as(&app.key, "POST", "/v1/payments", Some(other.clone()), &h).await;
+    assert_eq!(status, 201, "{second}");
+    assert_ne!(second["id"], first["id"], "a new payment, not a replay");
+    assert_eq!(second["amount"], 990);
+    // The key now holds the new answer, replayed as it was given.
+    let (status, again) = app.call_as(&app.key, "POST", "/v1/payments", Some(other), &h).await;
+    assert_eq!((status, &again), (201, &second));
+    let (status, err) = app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &h).await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "idempotency_key_reused");
+    app.stop().await;
+}
+
+/// The body sent with key `k-{k}`.
+fn keyed_body(k: usize) -> serde_json::Value {
+    json!({"amount": 100 + k, "currency": "EUR", "payment_method_id": "pm_test_success"})
+}
+
+#[tokio::test]
+async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let send = |k: usize| {
+        let app = &app;
+        async move {
+            let key = format!("k-{k}");
+            let (status, answer) = app.call_as(&app.key, "POST", "/v1/payments", Some(keyed_body(k)), &[("Idempotency-Key", &key)]).await;
+            (k, status, answer)
+        }
+    };
+    // 20 keyed creates at once. The merchant is locked meanwhile, so the
+    // writers' first batches wait on their foreign-key checks and the other
+    // creates queue behind them; once all are handed over the lock goes.
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM merchants FOR UPDATE").execute(&mut *lock).await.unwrap();
+    let release = async {
+        eventually("all 20 creates handed to the writers", WAIT, || async {
+            let text = app.http.get(format!("{}/metrics", app.base)).send().await.ok()?.text().await.ok()?;
+            let metric = |name: &str| -> Option<f64> {
+                text.lines().find_map(|l| l.strip_prefix(&format!("{name}{{stage=\"intake\"}} "))?.parse().ok())
+            };
+            (metric("payd_batched_jobs_total")? + metric("payd_batch_queued")? >= 20.0).then_some(())
+        })
+        .await;
+        lock.rollback().await.unwrap();
+    };
+    let (first, ()) = tokio::join!(futures_util::future::join_all((0..20).map(send)), release);
+    for (k, status, answer) in &first {
+        assert_eq!(*status, 201, "key {k}: {answer}");
+        assert_eq!(answer["amount"], 100 + *k as i64, "key {k} answers its own payment");
+    }
+    let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM idempotency_keys").fetch_one(&app.pool).await.unwrap();
+    assert!(commits <= 4, "20 keyed creates were written by {commits} transactions");
+    let paid: i64 = sqlx::query_scalar("SELECT count(DISTINCT p.xmin::text) FROM payments p").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(paid, commits, "each key was stored in its payment's transaction");
+
+    // Each stored answer is the payment as it was created, and every key
+    // sent again (twice at once) answers it, creating nothing.
+    let again = futures_util::future::join_all((0..40).map(|i| send(i % 20))).await;
+    for (k, status, answer) in again {
+        assert_eq!((status, &answer), (201, &first[k].2), "key {k}");
+        let stored: serde_json::Value = sqlx::query_scalar("SELECT response_body FROM idempotency_keys WHERE key = $1")
+            .bind(format!("k-{k}"))
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let (status, now) = app.get(&format!("/v1/payments/{}", stored["id"].as_str().unwrap())).await;
+        assert_eq!((status, &stored), (200, &now), "key {k}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE merchant_id = $1", app.merchant.as_str()).await, 20);
     app.stop().await;
 }
