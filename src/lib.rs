@@ -12,9 +12,11 @@
 //!   extractors, per-key rate limits, error rendering.
 //! - [`db`]: Postgres queries, one module per table group (payments,
 //!   transactions, attempts, audit log, payment methods…); migrations;
-//!   the group commit that writes concurrent creates together.
+//!   group commits (`db::batch`) that write concurrent callers' statements
+//!   together (creates, claims, outcomes, webhook records).
 //! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
-//! - [`worker`]: consumes the work queue, claims attempts, calls providers.
+//! - [`worker`]: consumes the work queue, claims attempts, calls providers,
+//!   records their outcomes (the common ones in shared transactions).
 //! - [`provider`]: payment providers (the built-in `sandbox`, HTTP gateways).
 //! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
 //! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.

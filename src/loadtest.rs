@@ -49,6 +49,10 @@ pub struct LoadtestArgs {
     /// connections and prepares its statements.
     #[arg(long, default_value_t = 500)]
     pub warmup: usize,
+    /// Send every create with its own `Idempotency-Key`, as Stripe-style
+    /// clients and queue producers (the message id) do.
+    #[arg(long)]
+    pub keyed: bool,
 }
 
 /// Webhooks received, by payment id: when the verified `payment.succeeded` arrived.
@@ -220,10 +224,11 @@ async fn drive(
     let n = accepted.len() as f64;
     let mut out = vec![
         format!(
-            "payments {} at concurrency {}{} (after {} warm-up payments)",
+            "payments {} at concurrency {}{}{} (after {} warm-up payments)",
             args.payments,
             args.concurrency,
             args.rate.map(|r| format!(", paced to {r}/s")).unwrap_or_default(),
+            if args.keyed { ", each with an Idempotency-Key" } else { "" },
             args.warmup
         ),
         format!("{:<22} {} accepted, {} errors", "intake", accepted.len(), errors),
@@ -273,14 +278,17 @@ async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usi
         }
         let permit = slots.clone().acquire_owned().await?;
         let (http, url, accepted, errors) = (http.clone(), format!("{}/v1/payments", payd.base), accepted.clone(), errors.clone());
+        let keyed = args.keyed;
         tasks.spawn(async move {
             let sent = Instant::now();
-            let resp = http
+            let mut request = http
                 .post(url)
                 .bearer_auth(DEV_SECRET_KEY)
-                .json(&json!({"amount": 1000 + i, "currency": "USD", "payment_method_id": "pm_test_success"}))
-                .send()
-                .await;
+                .json(&json!({"amount": 1000 + i, "currency": "USD", "payment_method_id": "pm_test_success"}));
+            if keyed {
+                request = request.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+            }
+            let resp = request.send().await;
             let answered = Instant::now();
             drop(permit);
             match resp {

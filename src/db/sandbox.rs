@@ -46,25 +46,29 @@ pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32
     .await
 }
 
-/// Counts a call whose outcome is known up front and records it unless an
-/// earlier call recorded one; answers the outcome the provider stands by.
-/// One round trip instead of [`count_call`] + [`settle`].
-pub async fn call_once(conn: &mut PgConnection, call: &Call<'_>, outcome: &Value) -> Result<Value, sqlx::Error> {
-    sqlx::query_scalar(
+/// Counts calls whose outcome is known up front and records each unless an
+/// earlier call recorded one; answers the outcomes the provider stands by,
+/// in order. One statement for many calls (with distinct keys) instead of
+/// [`count_call`] + [`settle`] for each.
+pub async fn call_once_all(conn: &mut PgConnection, calls: &[(&Call<'_>, &Value)]) -> Result<Vec<Value>, sqlx::Error> {
+    let keys: Vec<&str> = calls.iter().map(|(c, _)| c.key).collect();
+    let rows: Vec<(String, Value)> = sqlx::query_as(
         "INSERT INTO sandbox_charges (idempotency_key, operation, payment_method_id, amount, currency, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::jsonb[])
          ON CONFLICT (idempotency_key) DO UPDATE
              SET calls = sandbox_charges.calls + 1, outcome = COALESCE(sandbox_charges.outcome, EXCLUDED.outcome)
-         RETURNING outcome",
+         RETURNING idempotency_key, outcome",
     )
-    .bind(call.key)
-    .bind(call.operation)
-    .bind(call.payment_method_id)
-    .bind(call.amount)
-    .bind(call.currency)
-    .bind(outcome)
-    .fetch_one(conn)
-    .await
+    .bind(&keys)
+    .bind(calls.iter().map(|(c, _)| c.operation).collect::<Vec<_>>())
+    .bind(calls.iter().map(|(c, _)| c.payment_method_id).collect::<Vec<_>>())
+    .bind(calls.iter().map(|(c, _)| c.amount).collect::<Vec<_>>())
+    .bind(calls.iter().map(|(c, _)| c.currency).collect::<Vec<_>>())
+    .bind(calls.iter().map(|(_, o)| (*o).clone()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    let mut by_key: std::collections::HashMap<String, Value> = rows.into_iter().collect();
+    keys.iter().map(|k| by_key.remove(*k).ok_or(sqlx::Error::RowNotFound)).collect()
 }
 
 /// Records the final outcome unless one is there already; answers the one

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use super::notification::{self, Notification};
 use super::{Operation, ProviderOutcome, ProviderRequest};
 use crate::db;
+use crate::db::batch::Batcher;
 use crate::domain::FailureCode;
 use crate::retry::Schedule;
 
@@ -91,14 +92,46 @@ pub struct Sandbox {
     notify_url: Arc<str>,
     secret: Arc<str>,
     async_delay: Duration,
+    /// Calls with a fixed outcome, recorded in shared statements (the
+    /// sandbox costs payd's own Postgres, which a real provider does not).
+    fixed: Batcher<FixedCall, Value>,
 }
+
+/// A call whose outcome is known before the ledger is asked.
+struct FixedCall {
+    key: String,
+    operation: &'static str,
+    token: String,
+    amount: i64,
+    currency: String,
+    outcome: Value,
+}
+
+/// Ledger batches in flight, and the most calls in one.
+const WRITERS: usize = 2;
+const MAX_BATCH: usize = 128;
 
 impl Sandbox {
     /// A sandbox keeping its ledger in `pool`, posting notifications signed
     /// with `secret` to `notify_url` once an async charge settles.
     pub fn new(pool: PgPool, notify_url: String, secret: String, async_delay: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { pool, http, notify_url: notify_url.into(), secret: secret.into(), async_delay }
+        let fixed = Batcher::start("sandbox", pool.clone(), WRITERS, MAX_BATCH, |pool, jobs: Vec<Arc<FixedCall>>| async move {
+            let calls: Vec<db::sandbox::Call> = jobs
+                .iter()
+                .map(|j| db::sandbox::Call {
+                    key: &j.key,
+                    operation: j.operation,
+                    payment_method_id: &j.token,
+                    amount: j.amount,
+                    currency: &j.currency,
+                })
+                .collect();
+            let pairs: Vec<_> = calls.iter().zip(&jobs).map(|(c, j)| (c, &j.outcome)).collect();
+            let mut conn = pool.acquire().await?;
+            db::sandbox::call_once_all(&mut conn, &pairs).await
+        });
+        Self { pool, http, notify_url: notify_url.into(), secret: secret.into(), async_delay, fixed }
     }
 
     /// Performs a call: computes the outcome, and records it unless the key
@@ -118,14 +151,6 @@ impl Sandbox {
     }
 
     async fn ledger(&self, req: &ProviderRequest, method: SandboxMethod) -> Result<ProviderOutcome, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let call = db::sandbox::Call {
-            key: &req.idempotency_key,
-            operation: req.operation.as_str(),
-            payment_method_id: &req.token,
-            amount: req.amount,
-            currency: &req.currency,
-        };
         // Methods whose every call ends the same way: count and record at once.
         let charge = matches!(req.operation, Operation::Purchase | Operation::Authorize);
         let fixed = match (charge, method) {
@@ -136,10 +161,25 @@ impl Sandbox {
             _ => None,
         };
         if let Some(outcome) = fixed {
-            let json = serde_json::to_value(&outcome).unwrap_or(Value::Null);
-            let stood_by = db::sandbox::call_once(&mut conn, &call, &json).await?;
+            let job = FixedCall {
+                key: req.idempotency_key.clone(),
+                operation: req.operation.as_str(),
+                token: req.token.clone(),
+                amount: req.amount,
+                currency: req.currency.clone(),
+                outcome: serde_json::to_value(&outcome).unwrap_or(Value::Null),
+            };
+            let stood_by = self.fixed.submit(Arc::new(job)).await?;
             return Ok(serde_json::from_value(stood_by).unwrap_or(outcome));
         }
+        let mut conn = self.pool.acquire().await?;
+        let call = db::sandbox::Call {
+            key: &req.idempotency_key,
+            operation: req.operation.as_str(),
+            payment_method_id: &req.token,
+            amount: req.amount,
+            currency: &req.currency,
+        };
         let (number, first, age) = db::sandbox::count_call(&mut conn, &call).await?;
         if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
             return Ok(first);
