@@ -25,6 +25,9 @@ use delivery::Sender;
 
 /// Poll interval when no notification arrives.
 const IDLE: Duration = Duration::from_millis(500);
+/// The shortest time between two claims (each is a statement, whatever it
+/// takes).
+const SPACING: Duration = Duration::from_millis(2);
 
 /// Runs until `shutdown`; finishes the sends in flight before returning.
 pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdown: CancellationToken) {
@@ -43,7 +46,12 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
     // mid-send: a send (address check + request) takes at most 2 × timeout.
     let lease = settings.timeout * 2 + Duration::from_secs(5);
     let mut waiter = Waiter::new(&pool, crate::db::notify::DELIVERIES, IDLE).await;
+    let mut last = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
+        // Claims at most every SPACING: sends finishing or rings closer
+        // together than that share one claim (a lone one is served at once).
+        tokio::time::sleep_until(last + SPACING).await;
+        last = tokio::time::Instant::now();
         let free = slots.available_permits();
         let mut full_batch = false;
         if free > 0 {
