@@ -155,8 +155,82 @@ fn same_failure(e: &sqlx::Error) -> sqlx::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use crate::error::ApiError;
+
+    /// A refusal of a row's data, as Postgres would send it.
+    #[derive(Debug)]
+    struct Refused;
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused")
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl sqlx::error::DatabaseError for Refused {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::UniqueViolation
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_split_until_each_refused_job_stands_alone() {
+        // No database is reached: the write function stands for the statement.
+        let pool = PgPool::connect_lazy("postgres://127.0.0.1:1/none").unwrap();
+        let seen: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
+        let log = seen.clone();
+        // Job 13 is refused; a batch holding it fails whole, like a statement.
+        let batcher = Batcher::start("test", pool, 1, 64, move |_pool, jobs: Vec<Arc<u32>>| {
+            let log = log.clone();
+            async move {
+                let jobs: Vec<u32> = jobs.iter().map(|j| **j).collect();
+                log.lock().unwrap().push(jobs.clone());
+                if jobs.contains(&13) {
+                    return Err(sqlx::Error::Database(Box::new(Refused)));
+                }
+                Ok(jobs.iter().map(|j| j * 2).collect())
+            }
+        });
+        // The first job holds the only writer while the other 31 queue.
+        let answers = futures_util::future::join_all((0..32u32).map(|i| {
+            let batcher = batcher.clone();
+            async move { (i, batcher.submit(Arc::new(i)).await) }
+        }))
+        .await;
+        for (i, answer) in answers {
+            match answer {
+                Ok(doubled) => assert_eq!(doubled, i * 2, "job {i} got its own answer"),
+                Err(e) => {
+                    assert_eq!(i, 13, "only the refused job fails");
+                    assert!(e.as_database_error().is_some(), "with the database's own error: {e}");
+                }
+            }
+        }
+        let batches = seen.lock().unwrap().clone();
+        let refused: Vec<&Vec<u32>> = batches.iter().filter(|b| b.contains(&13)).collect();
+        assert_eq!(refused.last().map(|b| b.len()), Some(1), "split down to the refused job: {batches:?}");
+        // Halving: a few statements, not one per job.
+        assert!(batches.len() < 20, "{} statements for 32 jobs: {batches:?}", batches.len());
+        let written: usize = batches.iter().filter(|b| !b.contains(&13)).map(Vec::len).sum();
+        assert_eq!(written, 31, "every other job written exactly once: {batches:?}");
+    }
 
     #[test]
     fn a_shared_failure_keeps_its_answer_for_every_job_of_the_batch() {
