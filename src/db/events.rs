@@ -40,8 +40,7 @@ pub async fn record(
     kind: EventType,
     payment: &Payment,
 ) -> Result<EventId, sqlx::Error> {
-    let mut ids = record_all(conn, &[(scope, kind, payment)]).await?;
-    Ok(ids.pop().unwrap_or_else(EventId::generate))
+    record_all(conn, &[(scope, kind, payment)]).await?.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// [`record`] for several events at once (one round trip); answers their

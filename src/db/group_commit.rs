@@ -16,12 +16,6 @@ use super::batch::Batcher;
 use super::intake::{Draft, insert_all};
 use super::payments::PaymentRow;
 
-/// Batches written at once. Fewer writers make larger batches: two keep
-/// one batch filling while the other commits.
-pub const WRITERS: usize = 2;
-/// The most drafts in one statement.
-pub const MAX_BATCH: usize = 128;
-
 /// The handle requests write their creates through; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Intake {
@@ -32,7 +26,7 @@ impl Intake {
     /// Starts the writer task on the current runtime. It ends when the last
     /// handle is dropped, after writing what was handed to it.
     pub fn start(pool: PgPool, queue: &'static str) -> Self {
-        let batcher = Batcher::start("intake", pool, WRITERS, MAX_BATCH, move |pool, drafts: Vec<Arc<Draft>>| async move {
+        let batcher = Batcher::start("intake", pool, move |pool, drafts: Vec<Arc<Draft>>| async move {
             let mut conn = pool.acquire().await?;
             let drafts: Vec<&Draft> = drafts.iter().map(AsRef::as_ref).collect();
             insert_all(&mut conn, queue, &drafts).await

@@ -38,9 +38,6 @@ struct Delivered {
     result: SendResult,
 }
 
-/// Batches of successes recorded at once, and the most in one batch.
-const WRITERS: usize = 2;
-const MAX_BATCH: usize = 128;
 
 impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
@@ -52,7 +49,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
-        let succeeded = Batcher::start("delivery", pool.clone(), WRITERS, MAX_BATCH, |pool, sent: Vec<Arc<Delivered>>| async move {
+        let succeeded = Batcher::start("delivery", pool.clone(), |pool, sent: Vec<Arc<Delivered>>| async move {
             let pairs: Vec<_> = sent.iter().map(|s| (&s.delivery, &s.result)).collect();
             let recorded: HashSet<DeliveryId> = dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
             Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())

@@ -107,16 +107,12 @@ struct FixedCall {
     outcome: Value,
 }
 
-/// Ledger batches in flight, and the most calls in one.
-const WRITERS: usize = 2;
-const MAX_BATCH: usize = 128;
-
 impl Sandbox {
     /// A sandbox keeping its ledger in `pool`, posting notifications signed
     /// with `secret` to `notify_url` once an async charge settles.
     pub fn new(pool: PgPool, notify_url: String, secret: String, async_delay: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let fixed = Batcher::start("sandbox", pool.clone(), WRITERS, MAX_BATCH, |pool, jobs: Vec<Arc<FixedCall>>| async move {
+        let fixed = Batcher::start("sandbox", pool.clone(), |pool, jobs: Vec<Arc<FixedCall>>| async move {
             let calls: Vec<db::sandbox::Call> = jobs
                 .iter()
                 .map(|j| db::sandbox::Call {

@@ -20,20 +20,15 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::outcome;
 use crate::db::attempts::{self, Claimed, ClaimedCall};
 use crate::db::batch::Batcher;
-use super::outcome;
 use crate::db::charges::{self, Settled};
 use crate::db::payments::{self as store, Payment, PaymentRow, Scope};
 use crate::db::{audit, events, notify};
 use crate::domain::{AttemptId, PaymentId, Transition};
 use crate::faults::Faults;
 use crate::provider::{Operation, ProviderOutcome};
-
-/// Batches in flight at once, per stage.
-const WRITERS: usize = 2;
-/// The most jobs in one batch (the prefetch bounds it in practice).
-const MAX_BATCH: usize = 128;
 
 /// A claim asked for: the attempt, and the token that will prove it.
 struct Claim {
@@ -77,7 +72,7 @@ impl Batches {
     /// Starts the writer tasks on the current runtime; claims hold their
     /// attempt for `lease`.
     pub fn start(pool: PgPool, lease: Duration, faults: Faults) -> Self {
-        let claims = Batcher::start("claim", pool.clone(), WRITERS, MAX_BATCH, move |pool, jobs: Vec<Arc<Claim>>| async move {
+        let claims = Batcher::start("claim", pool.clone(), move |pool, jobs: Vec<Arc<Claim>>| async move {
             let mut conn = pool.acquire().await?;
             let asked: Vec<(&AttemptId, Uuid)> = jobs.iter().map(|c| (&c.id, c.token)).collect();
             let mut won: HashMap<Uuid, ClaimedCall> = attempts::claim_calls(&mut conn, &asked, lease)
@@ -87,7 +82,7 @@ impl Batches {
                 .collect();
             Ok(jobs.iter().map(|c| won.remove(&c.token)).collect())
         });
-        let charges = Batcher::start("outcome", pool, WRITERS, MAX_BATCH, move |pool, jobs: Vec<Arc<Charge>>| {
+        let charges = Batcher::start("outcome", pool, move |pool, jobs: Vec<Arc<Charge>>| {
             let faults = faults.clone();
             async move { write_charges(&pool, &jobs, &faults).await }
         });
