@@ -27,9 +27,10 @@ type Arrivals = Arc<Mutex<HashMap<String, time::OffsetDateTime>>>;
 async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
     let now = time::OffsetDateTime::now_utc();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-        && let Some(k) = v["data"]["object"]["external_key"].as_str() {
-            arrivals.lock().unwrap().insert(k.to_owned(), now);
-        }
+        && let Some(k) = v["data"]["object"]["external_key"].as_str()
+    {
+        arrivals.lock().unwrap().insert(k.to_owned(), now);
+    }
     StatusCode::NO_CONTENT
 }
 
@@ -61,7 +62,8 @@ async fn main() {
     payd::install_crypto();
     payd::telemetry::init(payd::config::LogFormat::Text, "error");
 
-    let amqp_url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let amqp_url =
+        std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let db = BenchDb::create().await;
     let prefix = format!("payd_bench_{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let settings = support::settings(&[
@@ -107,7 +109,10 @@ async fn main() {
         assert!(c.await.unwrap().is_ack());
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("accepted: {commands} commands with publisher confirms in {secs:.1} s = {:.0} commands/s", commands as f64 / secs);
+    println!(
+        "accepted: {commands} commands with publisher confirms in {secs:.1} s = {:.0} commands/s",
+        commands as f64 / secs
+    );
 
     let rss_before = rss_kib() / 1024;
     let start = Instant::now();
@@ -115,7 +120,10 @@ async fn main() {
     let mut peak = rss_before;
     loop {
         peak = peak.max(rss_kib() / 1024);
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'succeeded'").fetch_one(&pool).await.unwrap();
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         if done as usize >= commands {
             break;
         }
@@ -143,10 +151,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let arrived = arrivals.lock().unwrap().clone();
-    let mut lat: Vec<f64> = published
-        .iter()
-        .filter_map(|(k, t)| arrived.get(k).map(|a| (*a - *t).as_seconds_f64() * 1000.0))
-        .collect();
+    let mut lat: Vec<f64> =
+        published.iter().filter_map(|(k, t)| arrived.get(k).map(|a| (*a - *t).as_seconds_f64() * 1000.0)).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     println!(
         "latency at {rate} commands/s, publish -> payment.succeeded webhook: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",

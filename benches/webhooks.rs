@@ -41,7 +41,10 @@ async fn queue_events(pool: &PgPool, scope: &Scope, payment: &Payment, n: usize)
 }
 
 async fn delivered(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::main]
@@ -117,7 +120,9 @@ async fn main() {
     let t0 = Instant::now();
     for i in 0..latency_events {
         let mut tx = pool.begin().await.unwrap();
-        let id = payd::db::events::record(&mut tx, &scope, payd::domain::EventType::PaymentSucceeded, &payment).await.unwrap();
+        let id = payd::db::events::record(&mut tx, &scope, payd::domain::EventType::PaymentSucceeded, &payment)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         payd::db::notify::ring(&pool, payd::db::notify::DELIVERIES);
         created.insert(id.to_string(), time::OffsetDateTime::now_utc());

@@ -125,9 +125,10 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     migrate(&settings).await?;
     let pool = db::pool(&settings.database).context("database.url")?;
     if settings.is_development()
-        && let Some(id) = db::keys::ensure_dev_merchant(&pool).await? {
-            tracing::info!(merchant_id = %id, key = db::keys::DEV_SECRET_KEY, "created the development test merchant");
-        }
+        && let Some(id) = db::keys::ensure_dev_merchant(&pool).await?
+    {
+        tracing::info!(merchant_id = %id, key = db::keys::DEV_SECRET_KEY, "created the development test merchant");
+    }
     let settings = Arc::new(settings);
     let amqp = Amqp::new(&settings.amqp);
     let faults = Faults::new(settings.faults.crash_at.clone());

@@ -12,9 +12,9 @@ use crate::app::{self, Role};
 use crate::config::Settings;
 use crate::db::attempts::Viewer;
 use crate::db::{self, keys::KeyKind};
+use crate::domain::MerchantId;
 use crate::provider::Providers;
 use crate::service::{self, Ctx};
-use crate::domain::MerchantId;
 
 /// payd: a webhook-driven asynchronous payment worker.
 #[derive(Debug, Parser)]
@@ -122,7 +122,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Merchants { command: MerchantCommand::Create { name } } => {
             let pool = ready_pool(&settings).await?;
             let m = db::keys::create_merchant(&pool, &name, None).await?;
-            print_json(json!({"id": m.id, "name": name, "secret_key": m.secret_key, "publishable_key": m.publishable_key}));
+            print_json(
+                json!({"id": m.id, "name": name, "secret_key": m.secret_key, "publishable_key": m.publishable_key}),
+            );
             Ok(())
         }
         Command::Keys { command: KeyCommand::Create { merchant, live, ops } } => {
@@ -135,7 +137,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 return Ok(());
             }
             let raw = merchant.unwrap_or_default();
-            let id = MerchantId::parse(&raw).with_context(|| format!("--merchant: {raw:?} is not a merchant id (mer_…)"))?;
+            let id =
+                MerchantId::parse(&raw).with_context(|| format!("--merchant: {raw:?} is not a merchant id (mer_…)"))?;
             anyhow::ensure!(db::keys::merchant_exists(&pool, &id).await?, "--merchant: no such merchant {id}");
             let secret = db::keys::generate_key(KeyKind::Secret, live);
             let publishable = db::keys::generate_key(KeyKind::Publishable, live);
@@ -155,14 +158,22 @@ async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result
     let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
     let answer = match command {
         AttemptCommand::List { status, payment, merchant, limit, offset } => {
-            let mut q = HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);
+            let mut q =
+                HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);
             q.extend(status.map(|v| ("status".to_owned(), v)));
             q.extend(payment.map(|v| ("payment_id".to_owned(), v)));
             q.extend(merchant.map(|v| ("merchant_id".to_owned(), v)));
             service::attempts::list(&ctx, &Viewer::Operator, q).await
         }
         AttemptCommand::Cancel { id, reason } => {
-            service::attempts::cancel(&ctx, &Viewer::Operator, crate::db::audit::SYSTEM, &id, json!({ "reason": reason })).await
+            service::attempts::cancel(
+                &ctx,
+                &Viewer::Operator,
+                crate::db::audit::SYSTEM,
+                &id,
+                json!({ "reason": reason }),
+            )
+            .await
         }
     };
     match answer {

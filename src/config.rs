@@ -212,10 +212,9 @@ impl Settings {
                     .separator("__")
                     .source(Some(vars.clone().into_iter().collect())),
             );
-        for (fallback, key, own) in [
-            ("DATABASE_URL", "database.url", "PAYD_DATABASE__URL"),
-            ("AMQP_URL", "amqp.url", "PAYD_AMQP__URL"),
-        ] {
+        for (fallback, key, own) in
+            [("DATABASE_URL", "database.url", "PAYD_DATABASE__URL"), ("AMQP_URL", "amqp.url", "PAYD_AMQP__URL")]
+        {
             if let (Some(v), false) = (vars.get(fallback), vars.contains_key(own)) {
                 builder = builder.set_override(key, v.as_str())?;
             }
@@ -280,7 +279,9 @@ impl Settings {
             match (name.as_str(), &p.base_url) {
                 ("sandbox", _) => {}
                 (_, Some(url)) if is_url(url) => {}
-                _ => return invalid("providers.<name>.base_url", &format!("provider {name} needs an http(s) base_url")),
+                _ => {
+                    return invalid("providers.<name>.base_url", &format!("provider {name} needs an http(s) base_url"));
+                }
             }
         }
         Ok(())
@@ -378,7 +379,9 @@ mod tests {
         assert!(err.contains("webhooks.timeout"), "{err}");
         let err = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s")]).unwrap_err().to_string();
         assert!(err.contains("base_url") && err.contains("acme"), "{err}");
-        let s = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")]).unwrap();
+        let s =
+            load(&[("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")])
+                .unwrap();
         assert_eq!(s.providers["acme"].timeout, Duration::from_secs(10));
     }
 }

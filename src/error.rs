@@ -171,9 +171,7 @@ impl From<Refusal> for ApiError {
                 Self::new(400, "payment_unexpected_state", message)
             }
             Refusal::FullyRefunded => Self::new(409, "charge_already_refunded", message),
-            Refusal::RefundTooLarge { .. } => {
-                Self::new(422, "amount_too_large", message).with_param("amount")
-            }
+            Refusal::RefundTooLarge { .. } => Self::new(422, "amount_too_large", message).with_param("amount"),
             Refusal::CaptureTooLarge { .. } => Self::new(400, "amount_too_large", message).with_param("amount"),
             Refusal::AlreadyReversed => Self::new(409, "chargeback_already_reversed", message),
             Refusal::Stale(_) => Self::internal(anyhow::anyhow!(message)),
@@ -206,10 +204,17 @@ mod tests {
 
     #[test]
     fn types_follow_status() {
-        for (status, kind) in [(400, "invalid_request_error"), (401, "authentication_error"),
-            (402, "payment_error"), (403, "permission_error"), (404, "invalid_request_error"),
-            (409, "invalid_request_error"), (422, "invalid_request_error"), (429, "rate_limit_error"),
-            (503, "api_error")] {
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (402, "payment_error"),
+            (403, "permission_error"),
+            (404, "invalid_request_error"),
+            (409, "invalid_request_error"),
+            (422, "invalid_request_error"),
+            (429, "rate_limit_error"),
+            (503, "api_error"),
+        ] {
             assert_eq!(ApiError::new(status, "x", "y").kind(), kind);
         }
     }

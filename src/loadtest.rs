@@ -72,10 +72,11 @@ async fn receive(State(r): State<Arc<Received>>, headers: HeaderMap, body: Bytes
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else { return StatusCode::BAD_REQUEST };
     if event["type"] == "payment.succeeded"
-        && let Some(id) = event["data"]["object"]["id"].as_str() {
-            r.succeeded.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_owned()).or_insert_with(Instant::now);
-            r.arrived.notify_one();
-        }
+        && let Some(id) = event["data"]["object"]["id"].as_str()
+    {
+        r.succeeded.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_owned()).or_insert_with(Instant::now);
+        r.arrived.notify_one();
+    }
     StatusCode::OK
 }
 
@@ -277,7 +278,8 @@ async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usi
             tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         }
         let permit = slots.clone().acquire_owned().await?;
-        let (http, url, accepted, errors) = (http.clone(), format!("{}/v1/payments", payd.base), accepted.clone(), errors.clone());
+        let (http, url, accepted, errors) =
+            (http.clone(), format!("{}/v1/payments", payd.base), accepted.clone(), errors.clone());
         let keyed = args.keyed;
         tasks.spawn(async move {
             let sent = Instant::now();
@@ -295,7 +297,11 @@ async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usi
                 Ok(r) if r.status() == StatusCode::CREATED => {
                     let body: Value = r.json().await.unwrap_or_default();
                     if let Some(id) = body["id"].as_str() {
-                        accepted.lock().unwrap_or_else(|e| e.into_inner()).push((id.to_owned(), answered, answered - sent));
+                        accepted.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            id.to_owned(),
+                            answered,
+                            answered - sent,
+                        ));
                     }
                 }
                 _ => *errors.lock().unwrap_or_else(|e| e.into_inner()) += 1,
@@ -335,8 +341,11 @@ async fn cleanup(settings: &Settings, db_url: &url::Url, prefix: &str) {
     admin.set_path("/postgres");
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin.as_str()).await {
         let name = db_url.path().trim_start_matches('/');
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await;
     }
-    let amqp = crate::queue::Amqp::new(&crate::config::AmqpSettings { prefix: prefix.to_owned(), ..settings.amqp.clone() });
+    let amqp =
+        crate::queue::Amqp::new(&crate::config::AmqpSettings { prefix: prefix.to_owned(), ..settings.amqp.clone() });
     amqp.delete_topology().await;
 }

@@ -68,7 +68,8 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     let (method, route) = (method.to_owned(), route.to_owned());
     counter!("payd_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);
-    histogram!("payd_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed.as_secs_f64());
+    histogram!("payd_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
 }
 
 /// A payment changed status (`from` is `new` for a created payment).

@@ -21,15 +21,15 @@ const GAUGE_EVERY: u64 = 10;
 /// Reads the deployment-wide gauges: the outbox's backlog and lag, and the
 /// scheduled attempts that are due.
 async fn gauges(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let (pending, lag): (i64, f64) = sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox",
-    )
-    .fetch_one(pool)
-    .await?;
+    let (pending, lag): (i64, f64) =
+        sqlx::query_as("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox")
+            .fetch_one(pool)
+            .await?;
     crate::observe::outbox(pending, lag);
-    let due: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()")
-        .fetch_one(pool)
-        .await?;
+    let due: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()")
+            .fetch_one(pool)
+            .await?;
     crate::observe::attempts_due(due);
     Ok(())
 }
@@ -42,9 +42,10 @@ pub async fn run(pool: PgPool, requeue_after: Duration, shutdown: CancellationTo
             tracing::warn!(error = format!("{e:#}"), "scheduler pass failed; retrying");
         }
         if ticks.is_multiple_of(GAUGE_EVERY)
-            && let Err(e) = gauges(&pool).await {
-                tracing::debug!(error = %e, "scheduler: reading the gauges failed");
-            }
+            && let Err(e) = gauges(&pool).await
+        {
+            tracing::debug!(error = %e, "scheduler: reading the gauges failed");
+        }
         ticks += 1;
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -43,10 +43,7 @@ pub enum VerifyError {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
-    headers
-        .get(format!("webhook-{name}"))
-        .and_then(|v| v.to_str().ok())
-        .ok_or(VerifyError::MissingHeader(name))
+    headers.get(format!("webhook-{name}")).and_then(|v| v.to_str().ok()).ok_or(VerifyError::MissingHeader(name))
 }
 
 /// Verifies a payd (Standard Webhooks) delivery: any `v1,` signature of the

@@ -16,7 +16,8 @@ pub struct BenchDb {
 impl BenchDb {
     /// Creates `payd_bench_<uuid>` on PAYD_TEST_DATABASE_URL's server.
     pub async fn create() -> Self {
-        let server = std::env::var("PAYD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
+        let server = std::env::var("PAYD_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
         let name = format!("payd_bench_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();

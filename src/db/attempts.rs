@@ -171,7 +171,10 @@ pub async fn running_exists(conn: &mut PgConnection, transaction: &TransactionId
 }
 
 /// The charge transaction (authorize or purchase) of a payment.
-pub async fn charge_transaction(conn: &mut PgConnection, payment: &PaymentId) -> Result<Option<TransactionId>, sqlx::Error> {
+pub async fn charge_transaction(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+) -> Result<Option<TransactionId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM transactions WHERE payment_id = $1 AND type IN ('purchase', 'authorize')
          ORDER BY created_at LIMIT 1",
@@ -201,7 +204,11 @@ pub async fn release_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<
 /// enqueued ones whose message has not led to a claim for `requeue_after`
 /// (it went missing); marks them enqueued now. Each half uses its own index,
 /// so a long backlog costs nothing per pass.
-pub async fn take_due(conn: &mut PgConnection, requeue_after: Duration, limit: i64) -> Result<Vec<AttemptId>, sqlx::Error> {
+pub async fn take_due(
+    conn: &mut PgConnection,
+    requeue_after: Duration,
+    limit: i64,
+) -> Result<Vec<AttemptId>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH fresh AS (
              SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NULL AND scheduled_at <= now()
@@ -297,7 +304,11 @@ pub async fn find(conn: &mut PgConnection, viewer: &Viewer, id: &AttemptId) -> R
 
 /// Cancels one attempt if it is still scheduled; the claim guard then makes
 /// the cancel final (a worker can no longer claim it).
-pub async fn cancel_one(conn: &mut PgConnection, id: &AttemptId, reason: Option<&str>) -> Result<Option<Attempt>, sqlx::Error> {
+pub async fn cancel_one(
+    conn: &mut PgConnection,
+    id: &AttemptId,
+    reason: Option<&str>,
+) -> Result<Option<Attempt>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE attempts a SET status = 'canceled', finished_at = now(), error_code = 'retry_canceled',
              cancellation_reason = $2

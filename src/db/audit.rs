@@ -40,7 +40,12 @@ pub struct AuditEntry {
 }
 
 /// A payment's audit log, oldest first, and its length.
-pub async fn list(pool: &PgPool, payment: &PaymentId, limit: i64, offset: i64) -> Result<(Vec<AuditEntry>, i64), sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    payment: &PaymentId,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AuditEntry>, i64), sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(
         "SELECT 'audit_log_entry' AS object, at, actor, action, changes FROM audit_log

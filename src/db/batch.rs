@@ -88,8 +88,13 @@ impl<J: Send + Sync + 'static, R: Send + 'static> Batcher<J, R> {
     }
 }
 
-async fn run<J, R, W, Fut>(stage: &'static str, writers: usize, max_batch: usize, write: Arc<W>, mut rx: mpsc::UnboundedReceiver<Job<J, R>>)
-where
+async fn run<J, R, W, Fut>(
+    stage: &'static str,
+    writers: usize,
+    max_batch: usize,
+    write: Arc<W>,
+    mut rx: mpsc::UnboundedReceiver<Job<J, R>>,
+) where
     J: Send + Sync + 'static,
     R: Send + 'static,
     W: Fn(Vec<Arc<J>>) -> Fut + Send + Sync + 'static,
@@ -132,7 +137,12 @@ where
                 }
             }
             Ok(results) => {
-                tracing::error!(stage, jobs = part.len(), results = results.len(), "batch answered the wrong number of results");
+                tracing::error!(
+                    stage,
+                    jobs = part.len(),
+                    results = results.len(),
+                    "batch answered the wrong number of results"
+                );
                 answer_all(part, sqlx::Error::Protocol("batch answered the wrong number of results".into()));
             }
             Err(e) if part.len() > 1 && e.as_database_error().is_some() => {

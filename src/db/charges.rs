@@ -34,9 +34,12 @@ pub enum ChargeResult<'a> {
 /// is left out.
 pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Result<Vec<PaymentRow>, sqlx::Error> {
     let n = outcomes.len();
-    let (mut payments, mut txns, mut from, mut to) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut txn_status, mut captured, mut capturable) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut references, mut codes, mut messages) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut payments, mut txns, mut from, mut to) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut txn_status, mut captured, mut capturable) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut references, mut codes, mut messages) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for o in outcomes {
         payments.push(o.payment_id.as_str());
         txns.push(o.transaction_id.as_str());

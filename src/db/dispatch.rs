@@ -177,7 +177,10 @@ pub async fn record(
 /// group commit): the log rows, the deliveries, and the end of their
 /// endpoints' failure streaks. Answers the deliveries whose claim was still
 /// current.
-pub async fn record_succeeded(pool: &PgPool, sent: &[(&ClaimedDelivery, &SendResult)]) -> Result<Vec<DeliveryId>, sqlx::Error> {
+pub async fn record_succeeded(
+    pool: &PgPool,
+    sent: &[(&ClaimedDelivery, &SendResult)],
+) -> Result<Vec<DeliveryId>, sqlx::Error> {
     let ids: Vec<&str> = sent.iter().map(|(d, _)| d.id.as_str()).collect();
     let attempts: Vec<i32> = sent.iter().map(|(d, _)| d.attempts).collect();
     let endpoints: Vec<&str> = sent.iter().map(|(d, _)| d.endpoint_id.as_str()).collect();

@@ -72,7 +72,12 @@ pub async fn claim(
 /// key's lock is tried and released in the same statement. For requests
 /// whose answer is stored with their effects in one statement (creates, by
 /// the group commit), which then claims the key itself.
-pub async fn peek(conn: &mut PgConnection, merchant: &MerchantId, key: &str, fingerprint: &[u8]) -> Result<Claim, sqlx::Error> {
+pub async fn peek(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Claim, sqlx::Error> {
     let (free, fp, status, body): (bool, Option<Vec<u8>>, Option<i32>, Option<Value>) = sqlx::query_as(
         "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)), k.fingerprint, k.response_status,
              k.response_body

@@ -44,7 +44,11 @@ pub struct KeyRecord {
 /// answers their payment rows in the drafts' order: `None` for a keyed
 /// draft whose key a live answer holds (nothing of it was written). `queue`
 /// is the outbox queue of the work messages.
-pub async fn insert_all(conn: &mut PgConnection, queue: &str, drafts: &[&Draft]) -> Result<Vec<Option<PaymentRow>>, sqlx::Error> {
+pub async fn insert_all(
+    conn: &mut PgConnection,
+    queue: &str,
+    drafts: &[&Draft],
+) -> Result<Vec<Option<PaymentRow>>, sqlx::Error> {
     let col = |f: &dyn Fn(&Draft) -> Option<String>| drafts.iter().map(|d| f(d)).collect::<Vec<_>>();
     let rows: Vec<PaymentRow> = sqlx::query_as(
         "WITH i AS MATERIALIZED (
@@ -184,4 +188,3 @@ impl NewPayment {
         }
     }
 }
-

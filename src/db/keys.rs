@@ -82,11 +82,13 @@ static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> = std::sync::L
 /// are remembered for [`KEY_CACHE_TTL`] (per database).
 pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
     let o = pool.connect_options();
-    let cache_key = (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), hash_key(key));
+    let cache_key =
+        (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), hash_key(key));
     if let Some((p, at)) = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key)
-        && at.elapsed() < KEY_CACHE_TTL {
-            return Ok(Some(p.clone()));
-        }
+        && at.elapsed() < KEY_CACHE_TTL
+    {
+        return Ok(Some(p.clone()));
+    }
     let found = lookup(pool, key).await?;
     if let Some(p) = &found {
         let mut cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,11 +149,7 @@ pub struct NewMerchant {
 pub async fn create_merchant(pool: &PgPool, name: &str, secret_key: Option<&str>) -> Result<NewMerchant, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let id = MerchantId::generate();
-    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, $2)")
-        .bind(&id)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, $2)").bind(&id).bind(name).execute(&mut *tx).await?;
     let secret_key = secret_key.map_or_else(|| generate_key(KeyKind::Secret, false), str::to_owned);
     let publishable_key = generate_key(KeyKind::Publishable, false);
     insert_key(&mut tx, Some(&id), KeyKind::Secret, false, &secret_key).await?;
@@ -162,19 +160,14 @@ pub async fn create_merchant(pool: &PgPool, name: &str, secret_key: Option<&str>
 
 /// True when the merchant exists.
 pub async fn merchant_exists(pool: &PgPool, id: &MerchantId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1)")
-        .bind(id)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1)").bind(id).fetch_one(pool).await
 }
 
 /// Creates the development merchant with [`DEV_SECRET_KEY`] unless it exists.
 /// Several processes may start at once: an advisory lock makes it happen once.
 pub async fn ensure_dev_merchant(pool: &PgPool) -> Result<Option<MerchantId>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('payd.dev_merchant'))")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('payd.dev_merchant'))").execute(&mut *tx).await?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1)")
         .bind(hash_key(DEV_SECRET_KEY))
         .fetch_one(&mut *tx)
@@ -183,10 +176,7 @@ pub async fn ensure_dev_merchant(pool: &PgPool) -> Result<Option<MerchantId>, sq
         return Ok(None);
     }
     let id = MerchantId::generate();
-    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, 'Test merchant')")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("INSERT INTO merchants (id, name) VALUES ($1, 'Test merchant')").bind(&id).execute(&mut *tx).await?;
     insert_key(&mut tx, Some(&id), KeyKind::Secret, false, DEV_SECRET_KEY).await?;
     insert_key(&mut tx, Some(&id), KeyKind::Publishable, false, &generate_key(KeyKind::Publishable, false)).await?;
     tx.commit().await?;

@@ -95,9 +95,7 @@ pub async fn snapshot(pool: &PgPool) -> Result<Tx<'static>, sqlx::Error> {
 /// True when the error is a unique-constraint violation on `constraint`.
 pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
     match e {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
-        }
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint),
         _ => false,
     }
 }

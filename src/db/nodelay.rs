@@ -19,7 +19,9 @@ pub fn set_on_connections_to(port: u16) {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
     for entry in fds.flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        if !std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:")) {
+        if !std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
             continue;
         }
         // SAFETY: the descriptor is only used for getsockopt, getpeername

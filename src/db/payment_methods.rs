@@ -31,7 +31,8 @@ pub struct PaymentMethod {
     pub created_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "'payment_method' AS object, id, livemode, provider, type, token, expires_at, customer_id, created_at";
+const COLUMNS: &str =
+    "'payment_method' AS object, id, livemode, provider, type, token, expires_at, customer_id, created_at";
 
 /// What a new payment method is made of (already checked).
 #[derive(Clone, Debug)]
@@ -44,7 +45,11 @@ pub struct NewPaymentMethod {
 }
 
 /// Stores a payment method.
-pub async fn insert(conn: &mut PgConnection, scope: &Scope, m: &NewPaymentMethod) -> Result<PaymentMethod, sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    m: &NewPaymentMethod,
+) -> Result<PaymentMethod, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO payment_methods (id, merchant_id, livemode, provider, type, token, expires_at, customer_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
@@ -62,7 +67,11 @@ pub async fn insert(conn: &mut PgConnection, scope: &Scope, m: &NewPaymentMethod
 }
 
 /// A live (not deleted) payment method of this tenant.
-pub async fn find(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId) -> Result<Option<PaymentMethod>, sqlx::Error> {
+pub async fn find(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    id: &PaymentMethodId,
+) -> Result<Option<PaymentMethod>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payment_methods
          WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL"
@@ -82,7 +91,8 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<PaymentMethod>, i64), sqlx::Error> {
-    const FILTER: &str = "merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL AND ($3::text IS NULL OR customer_id = $3)";
+    const FILTER: &str =
+        "merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL AND ($3::text IS NULL OR customer_id = $3)";
     let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payment_methods WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
@@ -119,9 +129,9 @@ pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId
 
 /// The token and expiry a provider call uses, deleted or not: a payment
 /// made before a delete still completes with its method.
-pub async fn for_call(conn: &mut PgConnection, id: &PaymentMethodId) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
-    sqlx::query_as("SELECT token, expires_at FROM payment_methods WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn for_call(
+    conn: &mut PgConnection,
+    id: &PaymentMethodId,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT token, expires_at FROM payment_methods WHERE id = $1").bind(id).fetch_optional(conn).await
 }

@@ -177,13 +177,11 @@ pub async fn pending_with_reference(
     scope: &Scope,
     reference: &str,
 ) -> Result<Option<PaymentId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM payments WHERE merchant_id = $1 AND reference = $2 AND status = 'pending'",
-    )
-    .bind(&scope.merchant_id)
-    .bind(reference)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_scalar("SELECT id FROM payments WHERE merchant_id = $1 AND reference = $2 AND status = 'pending'")
+        .bind(&scope.merchant_id)
+        .bind(reference)
+        .fetch_optional(conn)
+        .await
 }
 
 /// A payment of this tenant; `lock` takes the row lock for a state change.
@@ -198,16 +196,15 @@ pub async fn find(
     } else {
         "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3"
     };
-    sqlx::query_as(sql)
-        .bind(id)
-        .bind(&scope.merchant_id)
-        .bind(scope.livemode)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sql).bind(id).bind(&scope.merchant_id).bind(scope.livemode).fetch_optional(conn).await
 }
 
 /// A payment `viewer` may read.
-pub async fn find_visible(conn: &mut PgConnection, viewer: &Viewer, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
+pub async fn find_visible(
+    conn: &mut PgConnection,
+    viewer: &Viewer,
+    id: &PaymentId,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
     let (merchant, livemode) = viewer.bounds();
     sqlx::query_as(
         "SELECT * FROM payments WHERE id = $1 AND ($2::text IS NULL OR merchant_id = $2)
@@ -254,10 +251,7 @@ pub async fn lock_all_for_change(
 
 /// A payment by id alone, locked (workers act for every tenant).
 pub async fn lock_by_id(conn: &mut PgConnection, id: &PaymentId) -> Result<Option<PaymentRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM payments WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as("SELECT * FROM payments WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
 }
 
 /// The refunds of one payment, oldest first.
@@ -360,10 +354,9 @@ pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec
     .bind(f.offset)
     .fetch_all(&mut *tx)
     .await?;
-    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM payments WHERE {FILTER}"
-    ))))
-    .fetch_one(&mut *tx)
-    .await?;
+    let total: i64 =
+        bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM payments WHERE {FILTER}"))))
+            .fetch_one(&mut *tx)
+            .await?;
     Ok((rows, total))
 }

@@ -125,7 +125,11 @@ pub async fn get(conn: &mut PgConnection, id: &TransactionId) -> Result<Option<T
 }
 
 /// One transaction object of a payment.
-pub async fn find(conn: &mut PgConnection, payment: &PaymentId, id: &TransactionId) -> Result<Option<Transaction>, sqlx::Error> {
+pub async fn find(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    id: &TransactionId,
+) -> Result<Option<Transaction>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM transactions WHERE id = $1 AND payment_id = $2")))
         .bind(id)
         .bind(payment)
@@ -134,7 +138,12 @@ pub async fn find(conn: &mut PgConnection, payment: &PaymentId, id: &Transaction
 }
 
 /// A payment's transactions, newest first, and their number.
-pub async fn list(pool: &PgPool, payment: &PaymentId, limit: i64, offset: i64) -> Result<(Vec<Transaction>, i64), sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    payment: &PaymentId,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Transaction>, i64), sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM transactions WHERE payment_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
@@ -175,12 +184,18 @@ pub async fn settle(
 }
 
 /// Notes the provider's reference on a transaction still pending.
-pub async fn set_provider_reference(conn: &mut PgConnection, id: &TransactionId, reference: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'")
-        .bind(id)
-        .bind(reference)
-        .execute(conn)
-        .await?;
+pub async fn set_provider_reference(
+    conn: &mut PgConnection,
+    id: &TransactionId,
+    reference: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(reference)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -198,11 +213,13 @@ pub async fn pending_sum(conn: &mut PgConnection, payment: &PaymentId, kind: &st
 
 /// True when a payment has a transaction of this type in flight.
 pub async fn pending_exists(conn: &mut PgConnection, payment: &PaymentId, kind: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2 AND status = 'pending')")
-        .bind(payment)
-        .bind(kind)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2 AND status = 'pending')",
+    )
+    .bind(payment)
+    .bind(kind)
+    .fetch_one(conn)
+    .await
 }
 
 /// The provider's reference of the payment's succeeded charge

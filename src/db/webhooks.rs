@@ -29,8 +29,7 @@ pub struct Endpoint {
     pub secret: Option<String>,
 }
 
-const ENDPOINT_COLUMNS: &str =
-    "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, livemode, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, livemode, created_at, updated_at";
 
 /// A new endpoint, already checked.
 pub struct NewEndpoint {
@@ -104,7 +103,12 @@ pub struct EndpointUpdate {
 }
 
 /// Updates an endpoint; `None` if unknown. Re-enabling clears its failure streak.
-pub async fn update(pool: &PgPool, scope: &Scope, id: &EndpointId, u: EndpointUpdate) -> Result<Option<Endpoint>, sqlx::Error> {
+pub async fn update(
+    pool: &PgPool,
+    scope: &Scope,
+    id: &EndpointId,
+    u: EndpointUpdate,
+) -> Result<Option<Endpoint>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET url = COALESCE($4, url), enabled_events = COALESCE($5, enabled_events),
              status = COALESCE($6, status), description = COALESCE($7, description),

@@ -38,7 +38,6 @@ struct Delivered {
     result: SendResult,
 }
 
-
 impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
     /// follow redirects.
@@ -112,7 +111,9 @@ impl Sender {
             Err(e) => return fail(e.to_string()),
         };
         // DNS may have changed since the endpoint was created.
-        match tokio::time::timeout(self.settings.timeout, target::check(&url, self.settings.allow_private_targets)).await {
+        match tokio::time::timeout(self.settings.timeout, target::check(&url, self.settings.allow_private_targets))
+            .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return fail(e.to_string()),
             Err(_) => return fail("resolving the endpoint's host timed out".into()),
@@ -127,9 +128,13 @@ impl Sender {
         })
         .to_string();
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let Some(signature) =
-            signing::signature_header(&d.secret, d.previous_secret.as_deref(), d.event_id.as_str(), timestamp, body.as_bytes())
-        else {
+        let Some(signature) = signing::signature_header(
+            &d.secret,
+            d.previous_secret.as_deref(),
+            d.event_id.as_str(),
+            timestamp,
+            body.as_bytes(),
+        ) else {
             return fail("endpoint secret is malformed".into());
         };
         let response = self
@@ -152,7 +157,11 @@ impl Sender {
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await.map(|b| truncate(&b)).ok();
         let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
-        (SendResult { status_code: Some(status), error, duration_ms: 0, response_body: body }, status == 410, retry_after)
+        (
+            SendResult { status_code: Some(status), error, duration_ms: 0, response_body: body },
+            status == 410,
+            retry_after,
+        )
     }
 }
 

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookSettings;
-use crate::db::notify::Waiter;
 use crate::db::dispatch;
+use crate::db::notify::Waiter;
 use crate::domain::EndpointId;
 use crate::faults::Faults;
 use delivery::Sender;
@@ -82,9 +82,10 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
                         });
                     }
                     if !over_cap.is_empty()
-                        && let Err(e) = dispatch::unclaim(&pool, &over_cap).await {
-                            tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
-                        }
+                        && let Err(e) = dispatch::unclaim(&pool, &over_cap).await
+                    {
+                        tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "dispatcher: claiming deliveries failed"),
             }

@@ -40,7 +40,13 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Option<S
 
 /// The `webhook-signature` header: the current secret's signature first,
 /// then the previous secret's while it is still valid, space-separated.
-pub fn signature_header(secret: &str, previous: Option<&str>, msg_id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+pub fn signature_header(
+    secret: &str,
+    previous: Option<&str>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
     let mut header = sign(secret, msg_id, timestamp, body)?;
     if let Some(old) = previous.and_then(|p| sign(p, msg_id, timestamp, body)) {
         header.push(' ');

@@ -42,11 +42,8 @@ pub async fn check(url: &Url, allow_private: bool) -> Result<(), TargetError> {
     let host = url.host_str().ok_or(TargetError::BadUrl)?;
     let port = url.port_or_known_default().unwrap_or(443);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| TargetError::Unresolvable)?
-        .map(|a| a.ip())
-        .collect();
+    let addrs: Vec<IpAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|_| TargetError::Unresolvable)?.map(|a| a.ip()).collect();
     if addrs.is_empty() {
         return Err(TargetError::Unresolvable);
     }
@@ -102,10 +99,29 @@ mod tests {
     #[test]
     fn non_public_addresses_are_refused() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.51.100.1", "203.0.113.1", "0.0.0.0",
-            "240.0.0.1", "198.18.0.1", "::1", "::", "fc00::1", "fd12::1", "fe80::1", "ff02::1",
-            "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "0.0.0.0",
+            "240.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} must be refused");
         }

@@ -8,7 +8,7 @@ pub mod money;
 pub mod payment;
 
 pub use events::EventType;
+pub use failure::FailureCode;
 pub use ids::*;
 pub use money::{Amount, Currency};
-pub use failure::FailureCode;
 pub use payment::{Balances, PaymentStatus, Refusal, Transition};

@@ -28,14 +28,8 @@ pub enum PaymentStatus {
 
 impl PaymentStatus {
     /// Every status, for parsing and exhaustive tests.
-    pub const ALL: [PaymentStatus; 6] = [
-        Self::Pending,
-        Self::RequiresCapture,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Canceled,
-        Self::Refunded,
-    ];
+    pub const ALL: [PaymentStatus; 6] =
+        [Self::Pending, Self::RequiresCapture, Self::Succeeded, Self::Failed, Self::Canceled, Self::Refunded];
 
     /// The wire and database spelling.
     pub fn as_str(self) -> &'static str {
@@ -74,9 +68,7 @@ pub struct Balances {
 impl Balances {
     /// What may still be refunded: captured minus succeeded and pending refunds.
     pub fn refundable(&self) -> i64 {
-        self.captured
-            .saturating_sub(self.refunded)
-            .saturating_sub(self.refund_pending)
+        self.captured.saturating_sub(self.refunded).saturating_sub(self.refund_pending)
     }
 }
 
@@ -152,11 +144,9 @@ pub fn charge_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
 /// A charge failed for good (hard decline, retries exhausted, retry canceled).
 pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending => Ok(Transition {
-            from: PaymentStatus::Pending,
-            to: PaymentStatus::Failed,
-            event: EventType::PaymentFailed,
-        }),
+        PaymentStatus::Pending => {
+            Ok(Transition { from: PaymentStatus::Pending, to: PaymentStatus::Failed, event: EventType::PaymentFailed })
+        }
         other => Err(Refusal::Stale(other)),
     }
 }
@@ -177,11 +167,9 @@ pub fn authorize_succeeded(status: PaymentStatus) -> Result<Transition, Refusal>
 /// afterwards; an authorized one is voided at the provider.
 pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending | PaymentStatus::RequiresCapture => Ok(Transition {
-            from: status,
-            to: PaymentStatus::Canceled,
-            event: EventType::PaymentCanceled,
-        }),
+        PaymentStatus::Pending | PaymentStatus::RequiresCapture => {
+            Ok(Transition { from: status, to: PaymentStatus::Canceled, event: EventType::PaymentCanceled })
+        }
         PaymentStatus::Canceled => Err(Refusal::AlreadyCanceled),
         other => Err(Refusal::NotCancelable(other)),
     }
@@ -189,11 +177,7 @@ pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
 
 /// The merchant asks for a refund of `requested` (default: all that is left).
 /// Answers the amount to refund.
-pub fn refund(
-    status: PaymentStatus,
-    balances: Balances,
-    requested: Option<Amount>,
-) -> Result<Amount, Refusal> {
+pub fn refund(status: PaymentStatus, balances: Balances, requested: Option<Amount>) -> Result<Amount, Refusal> {
     if !matches!(status, PaymentStatus::Succeeded | PaymentStatus::Refunded) {
         return Err(Refusal::NotRefundable(status));
     }
@@ -202,10 +186,7 @@ pub fn refund(
         return Err(Refusal::FullyRefunded);
     }
     match requested {
-        Some(amount) if amount.get() > available => Err(Refusal::RefundTooLarge {
-            requested: amount.get(),
-            available,
-        }),
+        Some(amount) if amount.get() > available => Err(Refusal::RefundTooLarge { requested: amount.get(), available }),
         Some(amount) => Ok(amount),
         // `available` is positive and at most the captured amount, itself an Amount.
         None => Amount::new(available).map_err(|_| Refusal::FullyRefunded),
@@ -221,10 +202,9 @@ pub fn capture(status: PaymentStatus, balances: Balances, requested: Option<Amou
         return Err(Refusal::NotCapturable(status));
     }
     match requested {
-        Some(amount) if amount.get() > balances.capturable => Err(Refusal::CaptureTooLarge {
-            requested: amount.get(),
-            available: balances.capturable,
-        }),
+        Some(amount) if amount.get() > balances.capturable => {
+            Err(Refusal::CaptureTooLarge { requested: amount.get(), available: balances.capturable })
+        }
         Some(amount) => Ok(amount),
         None => Amount::new(balances.capturable).map_err(|_| Refusal::NotCapturable(status)),
     }
@@ -234,11 +214,9 @@ pub fn capture(status: PaymentStatus, balances: Balances, requested: Option<Amou
 /// `succeeded` (and sends `payment.succeeded`); later ones change amounts only.
 pub fn capture_succeeded(status: PaymentStatus) -> Result<Option<Transition>, Refusal> {
     match status {
-        PaymentStatus::RequiresCapture => Ok(Some(Transition {
-            from: status,
-            to: PaymentStatus::Succeeded,
-            event: EventType::PaymentSucceeded,
-        })),
+        PaymentStatus::RequiresCapture => {
+            Ok(Some(Transition { from: status, to: PaymentStatus::Succeeded, event: EventType::PaymentSucceeded }))
+        }
         PaymentStatus::Succeeded | PaymentStatus::Refunded => Ok(None),
         other => Err(Refusal::Stale(other)),
     }
@@ -261,11 +239,9 @@ pub fn status_after_refunds(refunded: i64) -> PaymentStatus {
 /// The provider confirmed a refund: the payment is (partly) refunded.
 pub fn refund_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Succeeded | PaymentStatus::Refunded => Ok(Transition {
-            from: status,
-            to: PaymentStatus::Refunded,
-            event: EventType::PaymentRefunded,
-        }),
+        PaymentStatus::Succeeded | PaymentStatus::Refunded => {
+            Ok(Transition { from: status, to: PaymentStatus::Refunded, event: EventType::PaymentRefunded })
+        }
         other => Err(Refusal::Stale(other)),
     }
 }

@@ -14,7 +14,11 @@ use crate::service::attempts as svc;
 /// Attempts, newest first: an operator key sees every merchant's.
 #[utoipa::path(get, path = "/v1/attempts", operation_id = "list_attempts", tag = "attempts", params(AttemptFilters, Page),
     responses((status = 200, description = "A list of attempts", body = ListObject), CommonErrors))]
-pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     svc::list(&s.ctx, &viewer, q).await.map(Json)
 }
 

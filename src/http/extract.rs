@@ -30,9 +30,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(|| ApiError::unauthenticated("malformed Authorization header: use Bearer <key>"))?;
-    keys::authenticate(&state.ctx.db, key)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("invalid API key"))
+    keys::authenticate(&state.ctx.db, key).await?.ok_or_else(|| ApiError::unauthenticated("invalid API key"))
 }
 
 fn merchant_scope(p: &Principal) -> Result<Scope, ApiError> {
@@ -111,7 +109,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
         if !is_json {
-            return Err(ApiError::new(415, "unsupported_media_type", "send the body as Content-Type: application/json"));
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ));
         }
         serde_json::from_slice(&bytes)
             .map(Self)

@@ -197,10 +197,15 @@ mod tests {
             }
         }
         let doc = super::openapi_document();
-        let operations: usize = doc.paths.paths.values().map(|item| {
-            let v = serde_json::to_value(item).unwrap();
-            ["get", "post", "delete", "put", "patch"].iter().filter(|m| v.get(**m).is_some()).count()
-        }).sum();
+        let operations: usize = doc
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                let v = serde_json::to_value(item).unwrap();
+                ["get", "post", "delete", "put", "patch"].iter().filter(|m| v.get(**m).is_some()).count()
+            })
+            .sum();
         assert_eq!(operations, described, "one operation per described handler");
     }
 }

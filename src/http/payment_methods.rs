@@ -28,13 +28,21 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/payment_methods/{id}", operation_id = "retrieve_payment_method", tag = "payment_methods",
     params(("id" = String, Path, description = "pm_…")),
     responses((status = 200, description = "The payment method", body = PaymentMethod), CommonErrors))]
-pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<PaymentMethod>, ApiError> {
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<PaymentMethod>, ApiError> {
     svc::retrieve(&s.ctx, &scope, &id).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/payment_methods", operation_id = "list_payment_methods", tag = "payment_methods", params(CustomerFilter, Page),
     responses((status = 200, description = "A list of payment methods", body = ListObject), CommonErrors))]
-pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     svc::list(&s.ctx, &scope, q).await.map(Json)
 }
 
@@ -42,6 +50,10 @@ pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap
 #[utoipa::path(delete, path = "/v1/payment_methods/{id}", operation_id = "delete_payment_method", tag = "payment_methods",
     params(("id" = String, Path, description = "pm_…")),
     responses((status = 200, description = "Deleted", body = DeletedObject), CommonErrors))]
-pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     svc::delete(&s.ctx, &scope, &id).await.map(Json)
 }

@@ -80,7 +80,11 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/payments/{id}", operation_id = "retrieve_payment", tag = "payments",
     params(("id" = String, Path, description = "pay_…")),
     responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
-pub async fn retrieve(State(s): State<AppState>, Reader(viewer, _): Reader, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     let payment = payments::retrieve(&s.ctx, &viewer, &id).await?;
     Ok(Json(serde_json::to_value(payment).map_err(ApiError::internal)?))
 }
@@ -88,7 +92,11 @@ pub async fn retrieve(State(s): State<AppState>, Reader(viewer, _): Reader, Path
 /// Payments, newest first. Operator keys see every merchant's.
 #[utoipa::path(get, path = "/v1/payments", operation_id = "list_payments", tag = "payments", params(Page, PaymentFilters),
     responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
-pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     payments::list(&s.ctx, &viewer, q).await.map(Json)
 }
 
@@ -96,7 +104,11 @@ pub async fn list(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap
 /// customer_id or description contain it (case-insensitive).
 #[utoipa::path(get, path = "/v1/payments/search", operation_id = "search_payments", tag = "payments", params(SearchQuery, Page),
     responses((status = 200, description = "A list of payments", body = ListObject), CommonErrors))]
-pub async fn search(State(s): State<AppState>, Reader(viewer, _): Reader, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn search(
+    State(s): State<AppState>,
+    Reader(viewer, _): Reader,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     payments::search(&s.ctx, &viewer, q).await.map(Json)
 }
 

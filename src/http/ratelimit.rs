@@ -46,7 +46,8 @@ impl RateLimit {
         let (Some(rate), Some(burst)) = (NonZeroU32::new(settings.per_minute), NonZeroU32::new(settings.burst)) else {
             return Self::off();
         };
-        let limiter = governor::RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)).with_middleware::<StateInformationMiddleware>();
+        let limiter = governor::RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+            .with_middleware::<StateInformationMiddleware>();
         Self { inner: Some(Arc::new(Inner { limiter, per_minute: rate.get(), seen: AtomicU64::new(0) })) }
     }
 
@@ -83,8 +84,9 @@ pub async fn enforce(State(rl): State<RateLimit>, req: Request, next: Next) -> R
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             // Whole seconds, rounded up: a client that waits this long gets through.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut resp = ApiError::new(429, "rate_limited", format!("too many requests for this key; retry in {secs} s"))
-                .into_response();
+            let mut resp =
+                ApiError::new(429, "rate_limited", format!("too many requests for this key; retry in {secs} s"))
+                    .into_response();
             let h = resp.headers_mut();
             set(h, "retry-after", secs);
             set(h, "x-ratelimit-limit", inner.per_minute.into());

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{PathId, JsonBody, Merchant, QueryMap};
+use super::extract::{JsonBody, Merchant, PathId, QueryMap};
 use super::openapi::{
     CommonErrors, CreateEndpointBody, DeletedObject, ErrorResponse, EventFilters, ListObject, Page, RotateSecretBody,
     StatusFilter, UpdateEndpointBody,
@@ -28,27 +28,43 @@ use crate::service::webhooks as svc;
         (status = 422, description = "URL not allowed", body = ErrorResponse),
         CommonErrors,
     ))]
-pub async fn create(State(s): State<AppState>, Merchant(scope): Merchant, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     Ok((StatusCode::CREATED, Json(svc::create_endpoint(&s.ctx, &scope, body).await?)))
 }
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints", operation_id = "list_webhook_endpoints", tag = "webhooks", params(Page),
     responses((status = 200, description = "A list of endpoints", body = ListObject), CommonErrors))]
-pub async fn list(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     svc::list_endpoints(&s.ctx, &scope, q).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", operation_id = "retrieve_webhook_endpoint", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
     responses((status = 200, description = "The endpoint", body = Endpoint), CommonErrors))]
-pub async fn retrieve(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     svc::retrieve_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
 #[utoipa::path(delete, path = "/v1/webhook_endpoints/{id}", operation_id = "delete_webhook_endpoint", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
     responses((status = 200, description = "Deleted", body = DeletedObject), CommonErrors))]
-pub async fn delete(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     svc::delete_endpoint(&s.ctx, &scope, &id).await.map(Json)
 }
 
@@ -67,14 +83,22 @@ pub async fn deliveries(
 
 #[utoipa::path(get, path = "/v1/events", operation_id = "list_events", tag = "webhooks", params(EventFilters, Page),
     responses((status = 200, description = "A list of events", body = ListObject), CommonErrors))]
-pub async fn list_events(State(s): State<AppState>, Merchant(scope): Merchant, QueryMap(q): QueryMap) -> Result<Json<Value>, ApiError> {
+pub async fn list_events(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    QueryMap(q): QueryMap,
+) -> Result<Json<Value>, ApiError> {
     svc::list_events(&s.ctx, &scope, q).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/events/{id}", operation_id = "retrieve_event", tag = "webhooks",
     params(("id" = String, Path, description = "evt_…")),
     responses((status = 200, description = "The event", body = Event), CommonErrors))]
-pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn retrieve_event(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
 }
 
@@ -85,7 +109,12 @@ pub async fn retrieve_event(State(s): State<AppState>, Merchant(scope): Merchant
         (status = 422, description = "URL not allowed", body = ErrorResponse),
         CommonErrors,
     ))]
-pub async fn update(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
     svc::update_endpoint(&s.ctx, &scope, &id, body).await.map(Json)
 }
 
@@ -106,6 +135,10 @@ pub async fn rotate_secret(
 #[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", operation_id = "retry_delivery", tag = "webhooks",
     params(("id" = String, Path, description = "whd_…")),
     responses((status = 202, description = "Queued for sending now", body = crate::db::webhooks::Delivery), CommonErrors))]
-pub async fn retry_delivery(State(s): State<AppState>, Merchant(scope): Merchant, PathId(id): PathId) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn retry_delivery(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(svc::retry_delivery(&s.ctx, &scope, &id).await?)))
 }

@@ -114,7 +114,8 @@ impl HttpGateway {
             Err(e) if e.is_timeout() => return failed(FailureCode::Timeout, "the gateway did not answer in time"),
             Err(e) => return failed(FailureCode::ProviderUnavailable, format!("the gateway's answer broke off: {e}")),
         };
-        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
+        {
             return failed(FailureCode::ProcessingError, format!("the gateway answered {status}"));
         }
         if status.is_client_error() {

@@ -151,9 +151,13 @@ impl Sandbox {
         let charge = matches!(req.operation, Operation::Purchase | Operation::Authorize);
         let fixed = match (charge, method) {
             (false, _) => Some(self.settled_outcome(req.operation, &req.idempotency_key)),
-            (true, SandboxMethod::Success | SandboxMethod::Decline | SandboxMethod::InsufficientFunds | SandboxMethod::Expired) => {
-                Some(method.charge_outcome(&req.idempotency_key, 1))
-            }
+            (
+                true,
+                SandboxMethod::Success
+                | SandboxMethod::Decline
+                | SandboxMethod::InsufficientFunds
+                | SandboxMethod::Expired,
+            ) => Some(method.charge_outcome(&req.idempotency_key, 1)),
             _ => None,
         };
         if let Some(outcome) = fixed {
@@ -241,7 +245,8 @@ impl Sandbox {
             };
             let body = serde_json::to_vec(&note).unwrap_or_default();
             let send = || async {
-                let signature = notification::sign(&this.secret, time::OffsetDateTime::now_utc().unix_timestamp(), &body);
+                let signature =
+                    notification::sign(&this.secret, time::OffsetDateTime::now_utc().unix_timestamp(), &body);
                 let resp = this
                     .http
                     .post(this.notify_url.as_ref())
@@ -252,7 +257,15 @@ impl Sandbox {
                     .await?;
                 resp.error_for_status().map(|_| ())
             };
-            let schedule = Schedule::new(&[Duration::from_millis(200), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)], 0.2);
+            let schedule = Schedule::new(
+                &[
+                    Duration::from_millis(200),
+                    Duration::from_millis(500),
+                    Duration::from_secs(1),
+                    Duration::from_secs(2),
+                ],
+                0.2,
+            );
             if let Err(e) = send.retry(schedule.backoff()).await {
                 tracing::warn!(error = %e, url = %this.notify_url, "sandbox: notification not delivered; payd will ask again");
             }
@@ -303,8 +316,10 @@ mod tests {
     fn flaky_succeeds_on_the_third_call_and_unavailable_never() {
         let flaky = SandboxMethod::parse("pm_test_flaky").unwrap();
         for call in [1, 2] {
-            assert!(matches!(flaky.charge_outcome("txn_1", call),
-                ProviderOutcome::Failed { code: FailureCode::ProcessingError, .. }));
+            assert!(matches!(
+                flaky.charge_outcome("txn_1", call),
+                ProviderOutcome::Failed { code: FailureCode::ProcessingError, .. }
+            ));
         }
         assert!(matches!(flaky.charge_outcome("txn_1", 3), ProviderOutcome::Succeeded { .. }));
         let down = SandboxMethod::parse("pm_test_unavailable").unwrap();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::BasicProperties;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +24,13 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Consumes `queue` (base name) until `shutdown`.
-pub async fn run<H: Handler>(handler: Arc<H>, amqp: Arc<Amqp>, queue: &'static str, prefetch: u16, shutdown: CancellationToken) {
+pub async fn run<H: Handler>(
+    handler: Arc<H>,
+    amqp: Arc<Amqp>,
+    queue: &'static str,
+    prefetch: u16,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
@@ -56,7 +62,12 @@ async fn consume<H: Handler>(
     let channel = amqp.channel().await?;
     channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
     let mut consumer = channel
-        .basic_consume(amqp.name(queue).as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            amqp.name(queue).as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     loop {
         tokio::select! {
@@ -129,7 +140,13 @@ pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, cod
     let published = async {
         amqp.publisher()
             .await?
-            .basic_publish("".into(), amqp.name(dead_queue).as_str().into(), BasicPublishOptions::default(), &delivery.data, props)
+            .basic_publish(
+                "".into(),
+                amqp.name(dead_queue).as_str().into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
             .await?
             .await
     };

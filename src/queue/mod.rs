@@ -110,7 +110,8 @@ impl Amqp {
         self.declare_queue(ch, COMMANDS_QUEUE, COMMANDS_DEAD_QUEUE).await?;
         let exchange = self.name(COMMANDS_EXCHANGE);
         let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-        ch.exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        ch.exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
+            .await?;
         ch.queue_bind(
             self.name(COMMANDS_QUEUE).as_str().into(),
             exchange.as_str().into(),
@@ -142,7 +143,10 @@ impl Amqp {
             let _ = ch.queue_delete(self.name(q).as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
         }
         let _ = ch
-            .exchange_delete(self.name(COMMANDS_EXCHANGE).as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+            .exchange_delete(
+                self.name(COMMANDS_EXCHANGE).as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
             .await;
         self.close().await;
     }

@@ -102,7 +102,9 @@ async fn publish_batch(pool: &PgPool, amqp: &Amqp) -> anyhow::Result<usize> {
         }
         Ok(())
     };
-    tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await.map_err(|_| anyhow::anyhow!("publisher confirms timed out"))??;
+    tokio::time::timeout(CONFIRM_TIMEOUT, confirmed)
+        .await
+        .map_err(|_| anyhow::anyhow!("publisher confirms timed out"))??;
     crate::observe::publish_batch(started.elapsed());
     for row in &rows {
         crate::observe::published(&row.queue, 1);

@@ -27,12 +27,16 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
     let mut q = Query::new(query, &["status", "payment_id", "merchant_id", "limit", "offset"])?;
     let status = q.string("status");
     if let Some(s) = &status
-        && !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::invalid("status", format!("status must be one of {}", STATUSES.join(", "))));
-        }
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(ApiError::invalid("status", format!("status must be one of {}", STATUSES.join(", "))));
+    }
     let payment_id = q
         .string("payment_id")
-        .map(|p| domain::PaymentId::parse(&p).ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)")))
+        .map(|p| {
+            domain::PaymentId::parse(&p)
+                .ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)"))
+        })
         .transpose()?;
     let merchant_id = merchant_filter(viewer, q.string("merchant_id"))?;
     let filter = AttemptFilter { status, payment_id, merchant_id, limit: q.limit()?, offset: q.offset()? };
@@ -41,13 +45,19 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
 }
 
 /// `GET /v1/payments/{id}/attempts`
-pub async fn of_payment(ctx: &Ctx, viewer: &Viewer, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn of_payment(
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    query: HashMap<String, String>,
+) -> Result<Value, ApiError> {
     let id = parse_id(id)?;
     let mut q = Query::new(query, &["limit", "offset"])?;
     let mut conn = ctx.db.acquire().await?;
     store::find_visible(&mut conn, viewer, &id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     drop(conn);
-    let filter = AttemptFilter { payment_id: Some(id), limit: q.limit()?, offset: q.offset()?, ..AttemptFilter::default() };
+    let filter =
+        AttemptFilter { payment_id: Some(id), limit: q.limit()?, offset: q.offset()?, ..AttemptFilter::default() };
     let (rows, total) = attempts::list(&ctx.db, viewer, &filter).await?;
     list_body(&rows, filter.offset, total)
 }
@@ -63,8 +73,13 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Val
     // Lock order everywhere: payment, then attempt.
     let payment = store::lock_by_id(&mut tx, &found.payment_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
     let Some(canceled) = attempts::cancel_one(&mut tx, &id, reason.as_deref()).await? else {
-        let now: String = sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?;
-        return Err(ApiError::new(409, "attempt_not_scheduled", format!("only a scheduled attempt can be canceled; this one is {now}")));
+        let now: String =
+            sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?;
+        return Err(ApiError::new(
+            409,
+            "attempt_not_scheduled",
+            format!("only a scheduled attempt can be canceled; this one is {now}"),
+        ));
     };
     let message = reason.clone().unwrap_or_else(|| "the scheduled retry was canceled".to_owned());
     txns::settle(&mut tx, &canceled.transaction_id, "failed", None, Some(("retry_canceled", &message))).await?;

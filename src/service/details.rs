@@ -20,7 +20,13 @@ pub const TAGS_MAX: usize = 50;
 
 /// `POST /v1/payments/{id}`: merges `metadata` (a `null` value removes its
 /// key) and replaces `description` (`null` clears it).
-pub async fn update(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn update(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let clears_description = body.get("description").is_some_and(Value::is_null);
     let mut f = Fields::new(body, &["metadata", "description"])?;
@@ -56,7 +62,13 @@ pub async fn update(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
 
 /// `POST /v1/payments/{id}/tags`: adds `tags` (those already there are kept
 /// once, in their first place).
-pub async fn add_tags(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn add_tags(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["tags"])?;
     let new = f.strings("tags")?;
@@ -109,7 +121,12 @@ async fn visible(ctx: &Ctx, viewer: &Viewer, id: &str) -> Result<PaymentId, ApiE
 }
 
 /// `GET /v1/payments/{id}/transactions`, newest first.
-pub async fn transactions(ctx: &Ctx, viewer: &Viewer, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn transactions(
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    query: HashMap<String, String>,
+) -> Result<Value, ApiError> {
     let mut q = Query::new(query, &["limit", "offset"])?;
     let (limit, offset) = (q.limit()?, q.offset()?);
     let id = visible(ctx, viewer, id).await?;
@@ -118,7 +135,12 @@ pub async fn transactions(ctx: &Ctx, viewer: &Viewer, id: &str, query: HashMap<S
 }
 
 /// `GET /v1/payments/{id}/audit_log`, oldest first.
-pub async fn audit_log(ctx: &Ctx, viewer: &Viewer, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn audit_log(
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    query: HashMap<String, String>,
+) -> Result<Value, ApiError> {
     let mut q = Query::new(query, &["limit", "offset"])?;
     let (limit, offset) = (q.limit()?, q.offset()?);
     let id = visible(ctx, viewer, id).await?;

@@ -28,7 +28,13 @@ async fn balances(conn: &mut PgConnection, row: &PaymentRow) -> Result<Balances,
 /// `POST /v1/payments/{id}/cancel`. From `pending`, cancels the scheduled
 /// attempt so no provider call happens afterwards; from `requires_capture`,
 /// releases the authorization with a void at the provider.
-pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn cancel(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["reason"])?;
     let reason = f.optional_string("reason", REASON_MAX)?;
@@ -81,7 +87,13 @@ pub async fn cancel(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
 /// reserved from `amount_capturable` at once, so concurrent captures can never
 /// exceed the authorization; the provider call follows on the worker, and the
 /// first capture that succeeds makes the payment `succeeded`.
-pub async fn capture(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn capture(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["amount"])?;
     let requested = f.optional_amount("amount")?;
@@ -103,7 +115,13 @@ pub async fn capture(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Optio
 
 /// `POST /v1/payments/{id}/refund`: records a pending refund and queues the
 /// provider call; `payment.refunded` follows when the provider confirms.
-pub async fn refund(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn refund(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let requested = f.optional_amount("amount")?;
@@ -120,14 +138,21 @@ pub async fn refund(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option
         .bind(&reason)
         .execute(&mut *tx)
         .await?;
-    let refund = store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow!("refund vanished")))?;
+    let refund =
+        store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow!("refund vanished")))?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&refund)? }).await
 }
 
 /// `POST /v1/payments/{id}/chargebacks`: records money the cardholder's bank
 /// took back. No provider call: the provider told the merchant. It counts
 /// toward `amount_refunded` and leaves the payment `refunded`.
-pub async fn chargeback(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Option<&IdempotencyKey>) -> Result<Outcome, ApiError> {
+pub async fn chargeback(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    body: Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let amount = f.amount("amount")?;
@@ -136,7 +161,8 @@ pub async fn chargeback(ctx: &Ctx, scope: &Scope, id: &str, body: Value, key: Op
     let row = locked(&mut tx, scope, &id).await?;
     let status = domain::payment::chargeback(row.status(), balances(&mut tx, &row).await?, amount)?;
     let txn = txns::record(&mut tx, &id, "chargeback", amount.get(), &row.currency, reason.as_deref(), None).await?;
-    let refunded = row.amount_refunded.checked_add(amount.get()).ok_or_else(|| ApiError::internal(anyhow!("overflow")))?;
+    let refunded =
+        row.amount_refunded.checked_add(amount.get()).ok_or_else(|| ApiError::internal(anyhow!("overflow")))?;
     set_refunded(&mut tx, &row, status, refunded).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
 }
@@ -155,7 +181,8 @@ pub async fn reverse_chargeback(
     let raw = f.string("transaction_id", 64)?;
     let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.chargeback_reversal"));
     let row = locked(&mut tx, scope, &id).await?;
-    let missing = || ApiError::new(404, "resource_missing", format!("no such chargeback: {raw}")).with_param("transaction_id");
+    let missing =
+        || ApiError::new(404, "resource_missing", format!("no such chargeback: {raw}")).with_param("transaction_id");
     let source = TransactionId::parse(&raw).ok_or_else(missing)?;
     let chargeback = txns::find(&mut tx, &id, &source).await?.ok_or_else(missing)?;
     if chargeback.kind != "chargeback" {
@@ -175,15 +202,20 @@ pub async fn reverse_chargeback(
         .checked_sub(chargeback.amount)
         .filter(|r| *r >= 0)
         .ok_or_else(|| ApiError::internal(anyhow!("payment {id} refunds less than its chargeback")))?;
-    let txn =
-        txns::record(&mut tx, &id, "chargeback_reversal", chargeback.amount, &row.currency, None, Some(&source)).await?;
+    let txn = txns::record(&mut tx, &id, "chargeback_reversal", chargeback.amount, &row.currency, None, Some(&source))
+        .await?;
     set_refunded(&mut tx, &row, domain::payment::status_after_refunds(refunded), refunded).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
 }
 
 /// Sets the refunded amount and the status it implies, guarded by the status
 /// the caller read under the row lock.
-async fn set_refunded(conn: &mut PgConnection, row: &PaymentRow, status: PaymentStatus, refunded: i64) -> Result<(), ApiError> {
+async fn set_refunded(
+    conn: &mut PgConnection,
+    row: &PaymentRow,
+    status: PaymentStatus,
+    refunded: i64,
+) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE payments SET status = $2, amount_refunded = $3, updated_at = now() WHERE id = $1 AND status = $4",
     )

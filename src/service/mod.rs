@@ -117,11 +117,9 @@ fn answer(claim: db::idempotency::Claim) -> Result<Option<Outcome>, ApiError> {
     match claim {
         Claim::Fresh => Ok(None),
         Claim::Replay { status, body } => Ok(Some(Outcome { status, body })),
-        Claim::Mismatch => Err(ApiError::new(
-            409,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request",
-        )),
+        Claim::Mismatch => {
+            Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request"))
+        }
         Claim::InFlight => Err(in_flight()),
     }
 }

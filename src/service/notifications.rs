@@ -39,8 +39,10 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
     let txn_id = TransactionId::parse(&note.idempotency_key).ok_or_else(|| ApiError::not_found("transaction"))?;
     let mut tx = ctx.db.begin().await?;
     crate::db::audit::act(&mut tx, crate::db::audit::SYSTEM, "provider.notification").await?;
-    let txn = crate::db::transactions::get(&mut tx, &txn_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
-    let payment = store::lock_by_id(&mut tx, &txn.payment_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
+    let txn =
+        crate::db::transactions::get(&mut tx, &txn_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
+    let payment =
+        store::lock_by_id(&mut tx, &txn.payment_id).await?.ok_or_else(|| ApiError::not_found("transaction"))?;
     if payment.provider != provider || Operation::from_transaction_type(&txn.kind) != Some(operation) {
         return Err(ApiError::not_found("transaction"));
     }

@@ -152,10 +152,7 @@ impl Fields {
         }
         for (k, v) in &map {
             if k.is_empty() || k.chars().count() > METADATA_KEY_MAX {
-                return Err(ApiError::invalid(
-                    name,
-                    format!("{name} keys must be 1 to {METADATA_KEY_MAX} characters"),
-                ));
+                return Err(ApiError::invalid(name, format!("{name} keys must be 1 to {METADATA_KEY_MAX} characters")));
             }
             match v {
                 Value::String(s) if s.chars().count() <= METADATA_VALUE_MAX => {}
@@ -288,7 +285,8 @@ mod tests {
 
     #[test]
     fn list_paging_is_bounded() {
-        let q = |k: &str, v: &str| Query::new(HashMap::from([(k.to_owned(), v.to_owned())]), &["limit", "offset"]).unwrap();
+        let q =
+            |k: &str, v: &str| Query::new(HashMap::from([(k.to_owned(), v.to_owned())]), &["limit", "offset"]).unwrap();
         assert!(q("limit", "0").limit().is_err());
         assert!(q("limit", "101").limit().is_err());
         assert!(q("limit", "x").limit().is_err());

@@ -71,11 +71,14 @@ pub async fn create(ctx: &Ctx, scope: &Scope, body: Value) -> Result<PaymentMeth
         return Err(ApiError::invalid("type", format!("type must be one of {}", TYPES.join(", "))));
     }
     if let Some(e) = &expires_at
-        && parse_expiry(e).is_none() {
-            return Err(ApiError::invalid("expires_at", "expires_at must be YYYY-MM"));
-        }
+        && parse_expiry(e).is_none()
+    {
+        return Err(ApiError::invalid("expires_at", "expires_at must be YYYY-MM"));
+    }
     if !ctx.providers.serves(&provider, scope.livemode) {
-        let why = if provider == "sandbox" { "the sandbox serves test mode only".to_owned() } else {
+        let why = if provider == "sandbox" {
+            "the sandbox serves test mode only".to_owned()
+        } else {
             format!("no provider named {provider} is configured")
         };
         return Err(ApiError::invalid("provider", why));
@@ -123,7 +126,9 @@ mod tests {
 
     #[test]
     fn card_numbers_are_recognised_in_any_grouping() {
-        for pan in ["4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242", "378282246310005", "4000056655665556123"] {
+        for pan in
+            ["4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242", "378282246310005", "4000056655665556123"]
+        {
             assert!(looks_like_card_number(pan), "{pan}");
         }
         for token in ["tok_visa", "tok_success", "12345", "4242424242424242x", "btok_4242424242424242"] {

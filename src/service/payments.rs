@@ -10,14 +10,14 @@ use sqlx::PgConnection;
 
 use super::params::{Fields, Query};
 use super::{Ctx, IdempotencyKey, Outcome, list_body, to_json};
-use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope, Viewer};
 use crate::db::intake::Draft;
+use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope, Viewer};
 use crate::db::{self, payment_methods, transactions as txns};
 use crate::domain::{
     Amount, AttemptId, Currency, EventId, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
 };
-use crate::provider::SandboxMethod;
 use crate::error::ApiError;
+use crate::provider::SandboxMethod;
 use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
 
 /// Longest `description`.
@@ -49,8 +49,15 @@ impl CreatePayment {
         let mut f = Fields::new(
             body,
             &[
-                "amount", "currency", "payment_method_id", "description", "metadata", "capture", "reference",
-                "external_key", "customer_id",
+                "amount",
+                "currency",
+                "payment_method_id",
+                "description",
+                "metadata",
+                "capture",
+                "reference",
+                "external_key",
+                "customer_id",
             ],
         )?;
         let amount = f.amount("amount")?;
@@ -67,7 +74,17 @@ impl CreatePayment {
         let reference = f.optional_string("reference", REFERENCE_MAX)?;
         let external_key = f.optional_string("external_key", EXTERNAL_KEY_MAX)?;
         let customer_id = f.optional_string("customer_id", REFERENCE_MAX)?;
-        Ok(Self { amount, currency, payment_method_id, description, metadata, capture, reference, external_key, customer_id })
+        Ok(Self {
+            amount,
+            currency,
+            payment_method_id,
+            description,
+            metadata,
+            capture,
+            reference,
+            external_key,
+            customer_id,
+        })
     }
 }
 
@@ -84,9 +101,10 @@ pub async fn create(
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
     if let Some(key) = key
-        && let Some(replayed) = key.peek(ctx, &scope.merchant_id).await? {
-            return Ok(replayed);
-        }
+        && let Some(replayed) = key.peek(ctx, &scope.merchant_id).await?
+    {
+        return Ok(replayed);
+    }
     let new = new_payment(ctx, scope, req).await?;
     let draft = Arc::new(draft(new, key)?);
     let payment = match ctx.intake.insert(draft.clone()).await {
@@ -94,7 +112,8 @@ pub async fn create(
         // A concurrent request with the same key was written first: its
         // answer is this one's (or the key was used for another request).
         Ok(None) => {
-            let key = key.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a create without a key was not written")))?;
+            let key =
+                key.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a create without a key was not written")))?;
             return key.peek(ctx, &scope.merchant_id).await?.ok_or_else(super::in_flight);
         }
         Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
@@ -135,11 +154,7 @@ fn charge_kind(new: &NewPayment) -> &'static str {
 }
 
 /// The checked request as a row to insert, with its payment method resolved.
-async fn new_payment(
-    ctx: &Ctx,
-    scope: &Scope,
-    req: CreatePayment,
-) -> Result<NewPayment, ApiError> {
+async fn new_payment(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<NewPayment, ApiError> {
     let (provider, method) = resolve_method(ctx, scope, &req.payment_method_id).await?;
     let currency = req.currency.code();
     if ctx.settings.providers.get(&provider).is_some_and(|p| !p.supports(currency)) {
@@ -185,7 +200,8 @@ async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> 
     };
     match pending.await {
         Ok(Some(p)) => pending_exists(&p),
-        Ok(None) => ApiError::new(422, "pending_payment_exists", "a pending payment exists for this reference").with_param("reference"),
+        Ok(None) => ApiError::new(422, "pending_payment_exists", "a pending payment exists for this reference")
+            .with_param("reference"),
         Err(e) => e.into(),
     }
 }
@@ -213,12 +229,8 @@ async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, S
 }
 
 fn pending_exists(pending: &PaymentId) -> ApiError {
-    ApiError::new(
-        422,
-        "pending_payment_exists",
-        format!("payment {pending} for this reference is still pending"),
-    )
-    .with_param("reference")
+    ApiError::new(422, "pending_payment_exists", format!("payment {pending} for this reference is still pending"))
+        .with_param("reference")
 }
 
 /// Adds a pending transaction, its attempt #1 and the attempt's work
@@ -254,15 +266,23 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
     let mut q = Query::new(
         query,
         &[
-            "limit", "offset", "status", "created_after", "created_before", "external_key", "reference", "customer_id",
+            "limit",
+            "offset",
+            "status",
+            "created_after",
+            "created_before",
+            "external_key",
+            "reference",
+            "customer_id",
             "merchant_id",
         ],
     )?;
     let status = match q.string("status") {
         None => None,
-        Some(s) => Some(PaymentStatus::parse(&s).ok_or_else(|| {
-            ApiError::invalid("status", format!("status must be one of {}", status_names()))
-        })?),
+        Some(s) => Some(
+            PaymentStatus::parse(&s)
+                .ok_or_else(|| ApiError::invalid("status", format!("status must be one of {}", status_names())))?,
+        ),
     };
     let filter = ListFilter {
         status,

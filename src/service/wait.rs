@@ -48,14 +48,21 @@ impl PaymentWatch {
 
     /// Waits until the payment is no longer `pending` or `timeout` passes;
     /// answers the payment as it is then.
-    pub async fn wait(&self, ctx: &Ctx, viewer: &Viewer, id: &PaymentId, timeout: Duration) -> Result<Payment, ApiError> {
+    pub async fn wait(
+        &self,
+        ctx: &Ctx,
+        viewer: &Viewer,
+        id: &PaymentId,
+        timeout: Duration,
+    ) -> Result<Payment, ApiError> {
         // Subscribe before reading, so a change between the read and the
         // wait is not missed.
         let mut rx = self.tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let mut conn = ctx.db.acquire().await?;
-            let row = store::find_visible(&mut conn, viewer, id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+            let row =
+                store::find_visible(&mut conn, viewer, id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
             let settled = row.status() != PaymentStatus::Pending;
             if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(store::view(&mut conn, row).await?);

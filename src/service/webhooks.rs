@@ -96,7 +96,8 @@ pub async fn update_endpoint(ctx: &Ctx, scope: &Scope, id: &str, body: Value) ->
         None => None,
     };
     let update = webhooks::EndpointUpdate { url, enabled_events, enabled, description };
-    let endpoint = webhooks::update(&ctx.db, scope, &id, update).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let endpoint =
+        webhooks::update(&ctx.db, scope, &id, update).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     to_json(&endpoint)
 }
 
@@ -119,7 +120,8 @@ pub async fn rotate_secret(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> R
 /// `POST /v1/webhook_deliveries/{id}/retry`: due now, sent again (202).
 pub async fn retry_delivery(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
     let id = DeliveryId::parse(id).ok_or_else(|| ApiError::not_found("webhook delivery"))?;
-    let delivery = webhooks::retry_now(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook delivery"))?;
+    let delivery =
+        webhooks::retry_now(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook delivery"))?;
     to_json(&delivery)
 }
 
@@ -133,14 +135,20 @@ pub async fn delete_endpoint(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value
 }
 
 /// `GET /v1/webhook_endpoints/{id}/deliveries`
-pub async fn list_deliveries(ctx: &Ctx, scope: &Scope, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
+pub async fn list_deliveries(
+    ctx: &Ctx,
+    scope: &Scope,
+    id: &str,
+    query: HashMap<String, String>,
+) -> Result<Value, ApiError> {
     let id = parse_endpoint_id(id)?;
     let mut q = Query::new(query, &["limit", "offset", "status"])?;
     let status = q.string("status");
     if let Some(s) = &status
-        && !["pending", "succeeded", "failed"].contains(&s.as_str()) {
-            return Err(ApiError::invalid("status", "status must be one of pending, succeeded, failed"));
-        }
+        && !["pending", "succeeded", "failed"].contains(&s.as_str())
+    {
+        return Err(ApiError::invalid("status", "status must be one of pending, succeeded, failed"));
+    }
     let (limit, offset) = (q.limit()?, q.offset()?);
     webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let (rows, total) = webhooks::deliveries(&ctx.db, &id, status.as_deref(), limit, offset).await?;
@@ -158,9 +166,13 @@ pub async fn retrieve_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value,
 pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let mut q = Query::new(query, &["limit", "offset", "type", "payment_id"])?;
     let kind = q.string("type");
-    let payment = q.string("payment_id").map(|p| PaymentId::parse(&p).ok_or_else(|| {
-        ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)")
-    })).transpose()?;
+    let payment = q
+        .string("payment_id")
+        .map(|p| {
+            PaymentId::parse(&p)
+                .ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)"))
+        })
+        .transpose()?;
     let (limit, offset) = (q.limit()?, q.offset()?);
     let (rows, total) = events::list(&ctx.db, scope, kind.as_deref(), payment.as_ref(), limit, offset).await?;
     list_body(&rows, offset, total)

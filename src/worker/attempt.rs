@@ -14,10 +14,10 @@ use crate::db::payments as store;
 use crate::db::transactions::TransactionRow;
 use crate::db::{attempts, audit, notify, payment_methods, transactions as txns};
 use crate::domain::{self, AttemptId, PaymentMethodId};
-use crate::service::payment_methods::is_expired;
 use crate::faults::Faults;
 use crate::provider::{Operation, ProviderOutcome, ProviderRequest, Providers};
 use crate::retry::Schedule;
+use crate::service::payment_methods::is_expired;
 
 /// Runs attempts for the worker role.
 pub struct AttemptRunner {
@@ -62,11 +62,13 @@ impl AttemptRunner {
         };
         let claimed = call.claimed.clone();
         tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
-        let operation = Operation::from_transaction_type(&call.kind).context("transaction type without provider call")?;
+        let operation =
+            Operation::from_transaction_type(&call.kind).context("transaction type without provider call")?;
         let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
         // A built-in sandbox method is its own token, and a charge has no
         // parent: most calls need no more reads.
-        let (token, expired, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none() {
+        let (token, expired, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none()
+        {
             (call.payment_method_id.clone(), false, None)
         } else {
             let mut conn = self.pool.acquire().await?;
@@ -93,7 +95,10 @@ impl AttemptRunner {
         let started = std::time::Instant::now();
         let outcome = if expired && charges {
             // Declined before asking the provider, as the card's issuer would.
-            ProviderOutcome::Failed { code: domain::FailureCode::ExpiredCard, message: "The payment method has expired.".into() }
+            ProviderOutcome::Failed {
+                code: domain::FailureCode::ExpiredCard,
+                message: "The payment method has expired.".into(),
+            }
         } else {
             match tokio::time::timeout(self.provider_timeout, self.providers.call(&call.provider, &request)).await {
                 Ok(outcome) => outcome,
@@ -167,7 +172,8 @@ async fn method_token(conn: &mut sqlx::PgConnection, payment_method_id: &str) ->
     let Some(id) = PaymentMethodId::parse(payment_method_id) else {
         return Ok((payment_method_id.to_owned(), false));
     };
-    let (token, expires_at) = payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
+    let (token, expires_at) =
+        payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
     let today = time::OffsetDateTime::now_utc().date();
     Ok((token, expires_at.is_some_and(|e| is_expired(&e, today))))
 }

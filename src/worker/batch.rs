@@ -121,11 +121,12 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
     let ids: Vec<&PaymentId> = batch.iter().map(|&i| &jobs[i].claimed.payment_id).collect();
 
     let mut tx = pool.begin().await?;
-    let locked: HashMap<PaymentId, PaymentRow> = store::lock_all_for_change(&mut tx, &ids, audit::SYSTEM, "provider.outcome")
-        .await?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect();
+    let locked: HashMap<PaymentId, PaymentRow> =
+        store::lock_all_for_change(&mut tx, &ids, audit::SYSTEM, "provider.outcome")
+            .await?
+            .into_iter()
+            .map(|row| (row.id.clone(), row))
+            .collect();
     // A payment that vanished is left to the lone path, which reports it.
     let batch: Vec<usize> = batch.into_iter().filter(|&i| locked.contains_key(&jobs[i].claimed.payment_id)).collect();
     let done: Vec<(&Claimed, &str, Option<&str>)> = batch
@@ -148,7 +149,9 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         }
         answers[i] = Recorded::Written;
         let payment = &locked[&job.claimed.payment_id];
-        let Some((t, result)) = outcome::charge_change(payment, job.operation, job.amount, &job.outcome) else { continue };
+        let Some((t, result)) = outcome::charge_change(payment, job.operation, job.amount, &job.outcome) else {
+            continue;
+        };
         transitions.insert(&job.claimed.payment_id, t);
         settled.push(Settled {
             payment_id: &job.claimed.payment_id,

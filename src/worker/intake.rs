@@ -46,13 +46,10 @@ impl CommandIntake {
         if d.data.len() > MAX_BODY {
             return Err(too_large());
         }
-        let message_id = d
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.to_string())
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| ApiError::new(400, "message_id_missing", "message_id is required: it is the idempotency key"))?;
+        let message_id =
+            d.properties.message_id().as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()).ok_or_else(|| {
+                ApiError::new(400, "message_id_missing", "message_id is required: it is the idempotency key")
+            })?;
         let principal = self.authenticate(d).await?;
         let CommandBody { kind, data } = parse_body(&d.data)?;
         if principal.kind == KeyKind::Ops {
@@ -83,7 +80,9 @@ impl CommandIntake {
                     _ => lifecycle::refund(ctx, &scope, &id, rest, Some(&key)).await,
                 }
             }
-            other => Err(ApiError::new(400, "command_unknown", format!("unknown command type {other}")).with_param("type")),
+            other => {
+                Err(ApiError::new(400, "command_unknown", format!("unknown command type {other}")).with_param("type"))
+            }
         }
     }
 

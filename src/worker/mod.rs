@@ -10,9 +10,9 @@ pub mod outcome;
 
 use lapin::message::Delivery;
 
+use crate::queue::Amqp;
 use crate::queue::consumer::{self, Handler};
 use crate::queue::messages::{ATTEMPTS_DEAD_QUEUE, WorkMessage};
-use crate::queue::Amqp;
 pub use attempt::AttemptRunner;
 pub use intake::CommandIntake;
 

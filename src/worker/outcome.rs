@@ -29,7 +29,9 @@ pub async fn record(
 ) -> anyhow::Result<()> {
     match (retry_delay(outcome, attempt, retry), operation) {
         (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, delay).await,
-        (None, Operation::Purchase | Operation::Authorize) => apply_charge(conn, payment, txn, operation, outcome).await,
+        (None, Operation::Purchase | Operation::Authorize) => {
+            apply_charge(conn, payment, txn, operation, outcome).await
+        }
         (None, Operation::Capture) => apply_capture(conn, payment, txn, outcome).await,
         (None, Operation::Void) => apply_void(conn, payment, txn, outcome).await,
         (None, Operation::Refund) => apply_refund(conn, payment, txn, outcome).await,
@@ -125,7 +127,8 @@ async fn apply_charge(
 ) -> anyhow::Result<()> {
     // Here a failure is final: a hard decline, or the schedule is used up.
     let Some((transition, result)) = charge_change(payment, operation, txn.amount, outcome) else { return Ok(()) };
-    let settled = Settled { payment_id: &payment.id, transaction_id: &txn.id, from: transition.from, to: transition.to, result };
+    let settled =
+        Settled { payment_id: &payment.id, transaction_id: &txn.id, from: transition.from, to: transition.to, result };
     let row = charges::settle_all(conn, &[settled]).await?.pop().context("payment changed while locked")?;
     // The payment was pending until now: it has no refunds to read.
     emit_with(conn, Payment::new(row, Vec::new()), transition).await
@@ -170,11 +173,13 @@ async fn apply_capture(
         }
         ProviderOutcome::Failed { code, message } => {
             txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
-            sqlx::query("UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1")
-                .bind(&payment.id)
-                .bind(txn.amount)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(&payment.id)
+            .bind(txn.amount)
+            .execute(&mut *conn)
+            .await?;
             Ok(())
         }
         ProviderOutcome::Pending { .. } => Ok(()),

@@ -30,7 +30,10 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     for i in 0..60 {
         let (method, capture) = methods[i % 3];
         let (status, p) = app
-            .post("/v1/payments", json!({"amount": 100 + i, "currency": "EUR", "payment_method_id": method, "capture": capture}))
+            .post(
+                "/v1/payments",
+                json!({"amount": 100 + i, "currency": "EUR", "payment_method_id": method, "capture": capture}),
+            )
             .await;
         assert_eq!(status, 201, "{p}");
         let want = match (method, capture) {
@@ -48,7 +51,8 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     sqlx::query("SELECT id FROM payments FOR UPDATE").execute(&mut *lock).await.unwrap();
     let worker = app.start_more(&[Role::Worker]).await;
     eventually("all 60 outcomes handed to the writers", WAIT, || async {
-        let handed = staged(&app, "payd_batched_jobs_total", "outcome").await? + staged(&app, "payd_batch_queued", "outcome").await?;
+        let handed = staged(&app, "payd_batched_jobs_total", "outcome").await?
+            + staged(&app, "payd_batch_queued", "outcome").await?;
         (handed >= 60.0).then_some(())
     })
     .await;
@@ -100,7 +104,8 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     let batches = staged(&app, "payd_batches_total", "outcome").await.unwrap();
     assert_eq!(staged(&app, "payd_batched_jobs_total", "outcome").await, Some(60.0));
     assert!(batches <= 4.0, "60 outcomes in {batches} batches");
-    let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM payments").fetch_one(&app.pool).await.unwrap();
+    let commits: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM payments").fetch_one(&app.pool).await.unwrap();
     assert!(commits <= 4, "the payments' outcomes were written by {commits} transactions");
     assert!(staged(&app, "payd_batches_total", "claim").await.unwrap() < 60.0, "claims were batched too");
 
@@ -108,7 +113,8 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     let finals = ["payment.succeeded", "payment.failed", "payment.requires_capture"];
     for (id, (status, _)) in &expected {
         let kind = format!("payment.{status}");
-        let events = app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type <> 'payment.created'", id).await;
+        let events =
+            app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type <> 'payment.created'", id).await;
         assert_eq!(events, 1, "{id}");
         let hook = receiver.wait_for(&kind, id).await;
         assert!(verify_webhook(&secret, &hook), "{id}");

@@ -84,11 +84,12 @@ pub async fn burst_without_keys(app: &TestApp, n: usize, method: &str) -> Vec<St
 /// Waits until every payment succeeded (the terminal state all of them reach here).
 pub async fn wait_succeeded(app: &TestApp, ids: &[String]) {
     eventually("every payment succeeded", SETTLE, || async {
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE id = ANY($1) AND status <> 'succeeded'")
-            .bind(ids)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payments WHERE id = ANY($1) AND status <> 'succeeded'")
+                .bind(ids)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
         (pending == 0).then_some(())
     })
     .await;
@@ -148,7 +149,8 @@ pub async fn assert_promise_kept(app: &TestApp, ids: &[String], receivers: &[(&R
 }
 
 /// The sandbox's ledger as (key) rows of succeeded charges.
-pub const SANDBOX_CHARGES: &str = "SELECT idempotency_key AS key FROM sandbox_charges WHERE outcome->>'result' = 'succeeded'";
+pub const SANDBOX_CHARGES: &str =
+    "SELECT idempotency_key AS key FROM sandbox_charges WHERE outcome->>'result' = 'succeeded'";
 
 struct Fleet {
     procs: HashMap<&'static str, Vec<ChildGuard>>,
@@ -219,8 +221,10 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
         let tag = format!("round-{round}");
         let mut roles = ["api", "worker", "dispatcher", "scheduler"];
         roles.sort_by_key(|_| rng.random::<u32>());
-        let plan: Vec<(&'static str, u64, u64, usize)> =
-            roles.iter().map(|r| (*r, rng.random_range(0..250), rng.random_range(20..250), rng.random_range(0..8usize))).collect();
+        let plan: Vec<(&'static str, u64, u64, usize)> = roles
+            .iter()
+            .map(|r| (*r, rng.random_range(0..250), rng.random_range(20..250), rng.random_range(0..8usize)))
+            .collect();
         let app_ref = &app;
         let storm = async {
             for (role, before, down, which) in &plan {
@@ -230,8 +234,11 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
                 fleet.restart(app_ref, role, slot);
             }
         };
-        let (ids, keyless, ()) =
-            tokio::join!(burst(&app, &tag, 25, "pm_test_success"), burst_without_keys(&app, 15, "pm_test_success"), storm);
+        let (ids, keyless, ()) = tokio::join!(
+            burst(&app, &tag, 25, "pm_test_success"),
+            burst_without_keys(&app, 15, "pm_test_success"),
+            storm
+        );
         kills += plan.len();
         accepted.extend(ids);
         keyless_accepted += keyless.len();
@@ -275,7 +282,8 @@ async fn gateway_charge(
 async fn a_provider_failing_30_percent_and_receivers_failing_half_still_keep_the_promise() {
     let gateway = FlakyGateway::default();
     *gateway.rng.lock().unwrap() = Some(StdRng::seed_from_u64(seed()));
-    let router = axum::Router::new().route("/v1/charges", axum::routing::post(gateway_charge)).with_state(gateway.clone());
+    let router =
+        axum::Router::new().route("/v1/charges", axum::routing::post(gateway_charge)).with_state(gateway.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.ok() });
@@ -303,7 +311,9 @@ async fn a_provider_failing_30_percent_and_receivers_failing_half_still_keep_the
     // The gateway's own ledger stands in for the sandbox's.
     let charged = gateway.charged.lock().unwrap().clone();
     let values: Vec<String> = charged.keys().map(|k| format!("('{k}')")).collect();
-    let ledger = if values.is_empty() { "SELECT NULL::text AS key WHERE false".to_owned() } else {
+    let ledger = if values.is_empty() {
+        "SELECT NULL::text AS key WHERE false".to_owned()
+    } else {
         format!("SELECT key FROM (VALUES {}) AS v(key)", values.join(","))
     };
     let pairs: Vec<(&Receiver, &str)> = receivers.iter().zip(secrets.iter().map(String::as_str)).collect();

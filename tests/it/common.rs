@@ -96,7 +96,16 @@ impl TestApp {
         let pool = PgPool::connect(&db_url).await.unwrap();
         let m = payd::db::keys::create_merchant(&pool, "Test merchant", None).await.unwrap();
         let base = running.addr.map(|a| format!("http://{a}")).unwrap_or_default();
-        Self { base, http: reqwest::Client::new(), pool, key: m.secret_key, merchant: m.id, vars, running: Some(running), db_name }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            pool,
+            key: m.secret_key,
+            merchant: m.id,
+            vars,
+            running: Some(running),
+            db_name,
+        }
     }
 
     /// Starts more roles in this process on the same database and prefix.
@@ -125,7 +134,14 @@ impl TestApp {
     }
 
     /// A request with any key and extra headers.
-    pub async fn call_as(&self, key: &str, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base))
@@ -152,9 +168,8 @@ impl TestApp {
 
     /// Creates a payment and asserts the 201.
     pub async fn create_payment(&self, method: &str, amount: i64) -> Value {
-        let (status, body) = self
-            .post("/v1/payments", json!({"amount": amount, "currency": "USD", "payment_method_id": method}))
-            .await;
+        let (status, body) =
+            self.post("/v1/payments", json!({"amount": amount, "currency": "USD", "payment_method_id": method})).await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["status"], "pending");
         body
@@ -186,7 +201,9 @@ impl TestApp {
         assert_eq!(list["total_count"].as_u64().unwrap() as usize, txns.len());
         let sum = |kinds: &[&str], statuses: &[&str]| -> i64 {
             txns.iter()
-                .filter(|t| kinds.contains(&t["type"].as_str().unwrap()) && statuses.contains(&t["status"].as_str().unwrap()))
+                .filter(|t| {
+                    kinds.contains(&t["type"].as_str().unwrap()) && statuses.contains(&t["status"].as_str().unwrap())
+                })
                 .map(|t| t["amount"].as_i64().unwrap())
                 .sum()
         };
@@ -272,7 +289,10 @@ async fn cleanup(vars: &HashMap<String, String>, db_name: &str) {
                 let _ = ch.queue_delete(format!("{prefix}{q}").as_str().into(), QueueDeleteOptions::default()).await;
             }
             let _ = ch
-                .exchange_delete(format!("{prefix}payd.commands").as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+                .exchange_delete(
+                    format!("{prefix}payd.commands").as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
                 .await;
         }
         let _ = conn.close(200, "bye".into()).await;
@@ -497,7 +517,6 @@ pub async fn wait_exit(child: &mut std::process::Child, within: Duration) -> std
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
 
 /// A child process that is killed when the test ends, even by a panic, so a
 /// failed test leaves no payd running.

@@ -14,7 +14,11 @@ async fn worker_dies_at(point: &str) {
     let app = TestApp::spawn_with(&[Role::Api, Role::Dispatcher], &[]).await;
     let receiver = Receiver::start().await;
     let (endpoint, secret) = app.add_endpoint(&receiver.url).await;
-    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", point), ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "1s")]));
+    let mut child = crate::common::spawn(&mut payd(
+        &app,
+        &["serve", "--role", "worker"],
+        &[("PAYD_FAULTS__CRASH_AT", point), ("PAYD_PAYMENTS__PROVIDER_TIMEOUT", "1s")],
+    ));
     let p = app.create_payment("pm_test_success", 1234).await;
     let id = p["id"].as_str().unwrap();
 
@@ -35,8 +39,14 @@ async fn worker_dies_at(point: &str) {
     assert_eq!(charges.len(), 1, "exactly one charge at the provider");
     assert_eq!(charges[0].calls, 2, "the retry reused the idempotency key");
     assert_eq!(app.count("SELECT count(*) FROM attempts WHERE payment_id = $1 AND status = 'succeeded'", id).await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM transactions WHERE payment_id = $1 AND status = 'succeeded'", id).await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM transactions WHERE payment_id = $1 AND status = 'succeeded'", id).await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await,
+        1
+    );
     let hook = receiver.wait_for("payment.succeeded", id).await;
     assert!(verify_webhook(&secret, &hook));
     let delivered: i64 = app
@@ -112,7 +122,13 @@ async fn the_cli_creates_merchants_and_keys_that_the_api_accepts() {
     assert!(test_key.starts_with("sk_test_"));
     assert!(m["publishable_key"].as_str().unwrap().starts_with("pk_test_"));
     let (status, created) = app
-        .call_as(test_key, "POST", "/v1/payments", Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[])
+        .call_as(
+            test_key,
+            "POST",
+            "/v1/payments",
+            Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})),
+            &[],
+        )
         .await;
     assert_eq!(status, 201, "{created}");
 
@@ -123,10 +139,17 @@ async fn the_cli_creates_merchants_and_keys_that_the_api_accepts() {
     assert!(live["publishable_key"].as_str().unwrap().starts_with("pk_live_"));
     let (_, list) = app.call_as(live_key, "GET", "/v1/payments", None, &[]).await;
     assert_eq!(list["total_count"], 0);
-    let (status, _) = app.call_as(live_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    let (status, _) =
+        app.call_as(live_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
     assert_eq!(status, 404);
     let (status, err) = app
-        .call_as(live_key, "POST", "/v1/payments", Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[])
+        .call_as(
+            live_key,
+            "POST",
+            "/v1/payments",
+            Some(serde_json::json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})),
+            &[],
+        )
         .await;
     assert_eq!(status, 404, "{err}");
     assert_eq!(err["error"]["param"], "payment_method_id");
@@ -134,12 +157,16 @@ async fn the_cli_creates_merchants_and_keys_that_the_api_accepts() {
     let ops = run_json(&app, &["keys", "create", "--ops"]);
     let ops_key = ops["secret_key"].as_str().unwrap();
     assert!(ops_key.starts_with("sk_ops_"));
-    let (status, seen) = app.call_as(ops_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    let (status, seen) =
+        app.call_as(ops_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
     assert_eq!(status, 200, "operator keys read every merchant's payments: {seen}");
-    let (status, _) = app.call_as(ops_key, "POST", &format!("/v1/payments/{}/cancel", created["id"].as_str().unwrap()), None, &[]).await;
+    let (status, _) = app
+        .call_as(ops_key, "POST", &format!("/v1/payments/{}/cancel", created["id"].as_str().unwrap()), None, &[])
+        .await;
     assert_eq!(status, 403, "but change none");
 
-    let out = payd(&app, &["keys", "create", "--merchant", "mer_00000000000000000000000000000000"], &[]).output().unwrap();
+    let out =
+        payd(&app, &["keys", "create", "--merchant", "mer_00000000000000000000000000000000"], &[]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such merchant"));
     app.stop().await;

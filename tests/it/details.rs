@@ -25,7 +25,8 @@ async fn metadata_merges_null_removes_and_the_audit_log_names_every_actor() {
     app.wait_status(id, "succeeded").await;
     let path = format!("/v1/payments/{id}");
 
-    let (status, p) = app.post(&path, json!({"metadata": {"channel": null, "gift": "yes"}, "description": "second"})).await;
+    let (status, p) =
+        app.post(&path, json!({"metadata": {"channel": null, "gift": "yes"}, "description": "second"})).await;
     assert_eq!(status, 200, "{p}");
     assert_eq!(p["metadata"], json!({"order_id": "12345", "gift": "yes"}));
     assert_eq!(p["description"], "second");
@@ -35,7 +36,9 @@ async fn metadata_merges_null_removes_and_the_audit_log_names_every_actor() {
     let (_, p) = app.post(&path, json!({"description": null})).await;
     assert_eq!(p["description"], Value::Null);
 
-    for bad in [json!({"metadata": {"k": 5}}), json!({"metadata": "x"}), json!({"amount": 5}), json!({"metadata": {"": "v"}})] {
+    for bad in
+        [json!({"metadata": {"k": 5}}), json!({"metadata": "x"}), json!({"amount": 5}), json!({"metadata": {"": "v"}})]
+    {
         let (status, err) = app.post(&path, bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {err}");
     }
@@ -69,7 +72,8 @@ async fn metadata_merges_null_removes_and_the_audit_log_names_every_actor() {
     let (status, log) = app.get(&format!("{path}/audit_log?limit=100")).await;
     assert_eq!(status, 200, "{log}");
     let entries = log["data"].as_array().unwrap();
-    let summary: Vec<(&str, &str)> = entries.iter().map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
+    let summary: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
     assert_eq!(
         summary,
         [
@@ -128,7 +132,8 @@ async fn external_keys_references_filters_and_search() {
     let b_id = b["id"].as_str().unwrap();
     // Another merchant may reuse the same external key.
     let (_, other_key) = app.other_merchant().await;
-    let (status, _) = app.call_as(&other_key, "POST", "/v1/payments", Some(make(json!({"external_key": "ext-1"}))), &[]).await;
+    let (status, _) =
+        app.call_as(&other_key, "POST", "/v1/payments", Some(make(json!({"external_key": "ext-1"}))), &[]).await;
     assert_eq!(status, 201);
 
     let (_, list) = app.get("/v1/payments?external_key=ext-1").await;
@@ -160,7 +165,15 @@ async fn external_keys_references_filters_and_search() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -186,7 +199,12 @@ async fn ten_concurrent_creates_for_one_reference_make_one_pending_payment() {
     // Once it is no longer pending, the reference is free again.
     let (status, _) = app.post(&format!("/v1/payments/{winner}/cancel"), json!({})).await;
     assert_eq!(status, 200);
-    let (status, _) = app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": "pm_test_success", "reference": "policy-7"})).await;
+    let (status, _) = app
+        .post(
+            "/v1/payments",
+            json!({"amount": 1, "currency": "USD", "payment_method_id": "pm_test_success", "reference": "policy-7"}),
+        )
+        .await;
     assert_eq!(status, 201);
     app.stop().await;
 }
@@ -201,7 +219,15 @@ async fn keys_publishable_live_and_operator() {
     .await;
     let m = run_json(&app, &["keys", "create", "--merchant", app.merchant.as_str()]);
     let pk = m["publishable_key"].as_str().unwrap().to_owned();
-    let (status, p) = app.call_as(&pk, "POST", "/v1/payments", Some(json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})), &[]).await;
+    let (status, p) = app
+        .call_as(
+            &pk,
+            "POST",
+            "/v1/payments",
+            Some(json!({"amount": 100, "currency": "USD", "payment_method_id": "pm_test_success"})),
+            &[],
+        )
+        .await;
     assert_eq!(status, 201, "publishable keys create payments: {p}");
     let id = p["id"].as_str().unwrap();
     for (method, path) in [
@@ -215,7 +241,8 @@ async fn keys_publishable_live_and_operator() {
         ("GET", "/v1/attempts".to_owned()),
         ("GET", "/v1/events".to_owned()),
     ] {
-        let (status, err) = app.call_as(&pk, method, &path, if method == "POST" { Some(json!({})) } else { None }, &[]).await;
+        let (status, err) =
+            app.call_as(&pk, method, &path, if method == "POST" { Some(json!({})) } else { None }, &[]).await;
         assert_eq!(status, 403, "{method} {path}: {err}");
         assert_eq!(err["error"]["type"], "permission_error");
     }
@@ -225,9 +252,23 @@ async fn keys_publishable_live_and_operator() {
     let sk_live = live["secret_key"].as_str().unwrap().to_owned();
     let (status, _) = app.call_as(&sk_live, "GET", &format!("/v1/payments/{id}"), None, &[]).await;
     assert_eq!(status, 404, "a test payment is invisible to a live key");
-    let (status, err) = app.call_as(&sk_live, "POST", "/v1/payment_methods", Some(json!({"provider": "sandbox", "token": "tok_success"})), &[]).await;
-    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("provider")), "the sandbox is test mode only: {err}");
-    let (status, pm) = app.call_as(&sk_live, "POST", "/v1/payment_methods", Some(json!({"provider": "acme", "token": "tok_live"})), &[]).await;
+    let (status, err) = app
+        .call_as(
+            &sk_live,
+            "POST",
+            "/v1/payment_methods",
+            Some(json!({"provider": "sandbox", "token": "tok_success"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["param"].as_str()),
+        (400, Some("provider")),
+        "the sandbox is test mode only: {err}"
+    );
+    let (status, pm) = app
+        .call_as(&sk_live, "POST", "/v1/payment_methods", Some(json!({"provider": "acme", "token": "tok_live"})), &[])
+        .await;
     assert_eq!((status, pm["livemode"].as_bool()), (201, Some(true)), "{pm}");
     let live_pay = json!({"amount": 100, "currency": "USD", "payment_method_id": pm["id"]});
     let (status, live_p) = app.call_as(&sk_live, "POST", "/v1/payments", Some(live_pay.clone()), &[]).await;
@@ -236,7 +277,11 @@ async fn keys_publishable_live_and_operator() {
     let (status, _) = app.get(&format!("/v1/payments/{live_id}")).await;
     assert_eq!(status, 404, "a live payment is invisible to a test key");
     let (status, err) = app.post("/v1/payments", live_pay).await;
-    assert_eq!((status, err["error"]["param"].as_str()), (404, Some("payment_method_id")), "a live method in test mode: {err}");
+    assert_eq!(
+        (status, err["error"]["param"].as_str()),
+        (404, Some("payment_method_id")),
+        "a live method in test mode: {err}"
+    );
     let (_, live_list) = app.call_as(&sk_live, "GET", "/v1/payments", None, &[]).await;
     assert_eq!(ids(&live_list), [live_id]);
     let (_, test_list) = app.get("/v1/payments").await;
@@ -246,7 +291,15 @@ async fn keys_publishable_live_and_operator() {
     let ops = run_json(&app, &["keys", "create", "--ops"]);
     let ops = ops["secret_key"].as_str().unwrap().to_owned();
     let (_, other_key) = app.other_merchant().await;
-    let (_, theirs) = app.call_as(&other_key, "POST", "/v1/payments", Some(json!({"amount": 5, "currency": "USD", "payment_method_id": "pm_test_success"})), &[]).await;
+    let (_, theirs) = app
+        .call_as(
+            &other_key,
+            "POST",
+            "/v1/payments",
+            Some(json!({"amount": 5, "currency": "USD", "payment_method_id": "pm_test_success"})),
+            &[],
+        )
+        .await;
     let theirs = theirs["id"].as_str().unwrap();
     for pid in [id, theirs] {
         for suffix in ["", "/transactions", "/attempts", "/audit_log"] {
@@ -262,7 +315,11 @@ async fn keys_publishable_live_and_operator() {
     assert_eq!(ids(&found), [theirs]);
     let (status, _) = app.get(&format!("/v1/payments?merchant_id={}", app.merchant)).await;
     assert_eq!(status, 403, "merchant_id is for operators");
-    for (method, path) in [("POST", format!("/v1/payments/{id}/cancel")), ("POST", format!("/v1/payments/{id}")), ("POST", "/v1/payment_methods".to_owned())] {
+    for (method, path) in [
+        ("POST", format!("/v1/payments/{id}/cancel")),
+        ("POST", format!("/v1/payments/{id}")),
+        ("POST", "/v1/payment_methods".to_owned()),
+    ] {
         let (status, _) = app.call_as(&ops, method, &path, Some(json!({})), &[]).await;
         assert_eq!(status, 403, "{method} {path}");
     }

@@ -37,7 +37,13 @@ async fn ready(app: &TestApp) -> Value {
 async fn create_during_outage(app: &TestApp, key: &str) -> String {
     eventually("a payment to be accepted", OUTAGE_WAIT, || async {
         let (status, body) = app
-            .call_as(&app.key, "POST", "/v1/payments", Some(json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success"})), &[("Idempotency-Key", key)])
+            .call_as(
+                &app.key,
+                "POST",
+                "/v1/payments",
+                Some(json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success"})),
+                &[("Idempotency-Key", key)],
+            )
             .await;
         (status == 201).then(|| body["id"].as_str().unwrap().to_owned())
     })
@@ -47,7 +53,10 @@ async fn create_during_outage(app: &TestApp, key: &str) -> String {
 async fn delivered(app: &TestApp, receiver: &Receiver, secret: &str, id: &str) {
     app.wait_payment(id, "succeeded after the outage", |p| p["status"] == "succeeded").await;
     let hook = eventually(&format!("payment.succeeded for {id}"), OUTAGE_WAIT, || async {
-        receiver.all().into_iter().find(|r| r.json()["type"] == "payment.succeeded" && r.json()["data"]["object"]["id"] == id)
+        receiver
+            .all()
+            .into_iter()
+            .find(|r| r.json()["type"] == "payment.succeeded" && r.json()["data"]["object"]["id"] == id)
     })
     .await;
     assert!(verify_webhook(secret, &hook));
@@ -68,7 +77,10 @@ async fn disruptive_rabbitmq_dropped_and_restarted_mid_load_loses_nothing() {
     let outage = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
         // First every connection is dropped under payd's feet; then the broker goes away.
-        assert!(run("rabbitmqctl", &["-q", "close_all_connections", "payd test: connection dropped"]), "dropping connections");
+        assert!(
+            run("rabbitmqctl", &["-q", "close_all_connections", "payd test: connection dropped"]),
+            "dropping connections"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(run("rabbitmqctl", &["-q", "stop_app"]), "stopping RabbitMQ");
         let down = eventually("/health/ready to say 503", OUTAGE_WAIT, || async {
@@ -88,7 +100,10 @@ async fn disruptive_rabbitmq_dropped_and_restarted_mid_load_loses_nothing() {
     };
     let (mut ids, during) = tokio::join!(burst(&app, "broker", 40, "pm_test_success"), outage);
     ids.push(during);
-    eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    eventually("/health/ready to say 200", OUTAGE_WAIT, || async {
+        (ready(&app).await["http_status"] == 200).then_some(())
+    })
+    .await;
     let after = create_during_outage(&app, "after-broker-outage").await;
     ids.push(after);
     assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
@@ -132,8 +147,11 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
         phase("started");
         true
     };
-    let (mut ids, keyless, restarted) =
-        tokio::join!(burst(&app, "postgres", 40, "pm_test_success"), burst_without_keys(&app, 20, "pm_test_success"), outage);
+    let (mut ids, keyless, restarted) = tokio::join!(
+        burst(&app, "postgres", 40, "pm_test_success"),
+        burst_without_keys(&app, 20, "pm_test_success"),
+        outage
+    );
     ids.extend(keyless);
     if !restarted {
         eprintln!("SKIPPED: pg_ctlcluster could not stop PostgreSQL {version} (not root?)");
@@ -143,7 +161,10 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
     phase("burst answered");
     ids.push(before["id"].as_str().unwrap().to_owned());
     ids.push(create_during_outage(&app, "after-postgres-restart").await);
-    eventually("/health/ready to say 200", OUTAGE_WAIT, || async { (ready(&app).await["http_status"] == 200).then_some(()) }).await;
+    eventually("/health/ready to say 200", OUTAGE_WAIT, || async {
+        (ready(&app).await["http_status"] == 200).then_some(())
+    })
+    .await;
     phase("ready again");
     assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     phase("promise kept");

@@ -61,7 +61,9 @@ async fn invalid_payment_bodies_are_400_naming_the_field() {
         assert_error(status, &err, 400, "invalid_request_error", Some(param), case);
     }
     // Malformed JSON and wrong shapes.
-    for (case, raw) in [("truncated", "{\"amount\": 10"), ("array", "[1,2]"), ("string", "\"hi\""), ("garbage", "\u{0}\u{1}")] {
+    for (case, raw) in
+        [("truncated", "{\"amount\": 10"), ("array", "[1,2]"), ("string", "\"hi\""), ("garbage", "\u{0}\u{1}")]
+    {
         let (status, body) = app.post_raw("/v1/payments", "application/json", raw.to_owned()).await;
         assert_eq!(status, 400, "{case}: {body}");
         assert_eq!(body["error"]["type"], "invalid_request_error", "{case}");
@@ -84,28 +86,35 @@ async fn auth_media_type_size_and_lookup_errors() {
     }
 
     // 403: a publishable key may only create payments.
-    let pk: String = sqlx::query_scalar("SELECT key_prefix FROM api_keys WHERE merchant_id = $1 AND kind = 'publishable'")
-        .bind(&app.merchant)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let pk: String =
+        sqlx::query_scalar("SELECT key_prefix FROM api_keys WHERE merchant_id = $1 AND kind = 'publishable'")
+            .bind(&app.merchant)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert!(pk.starts_with("pk_test_"));
     let m = payd::db::keys::create_merchant(&app.pool, "Publishing merchant", None).await.unwrap();
     let (status, created) = app.call_as(&m.publishable_key, "POST", "/v1/payments", Some(body.clone()), &[]).await;
     assert_eq!(status, 201, "{created}");
-    let (status, err) = app.call_as(&m.publishable_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    let (status, err) = app
+        .call_as(&m.publishable_key, "GET", &format!("/v1/payments/{}", created["id"].as_str().unwrap()), None, &[])
+        .await;
     assert_error(status, &err, 403, "permission_error", None, "publishable read");
     let (status, err) = app.call_as(&m.publishable_key, "GET", "/v1/payments", None, &[]).await;
     assert_error(status, &err, 403, "permission_error", None, "publishable list");
 
     // 404: unknown ids and unknown payment methods.
-    for path in ["/v1/payments/pay_00000000000000000000000000000000", "/v1/payments/nonsense", "/v1/events/evt_x", "/v1/webhook_endpoints/we_1"] {
+    for path in [
+        "/v1/payments/pay_00000000000000000000000000000000",
+        "/v1/payments/nonsense",
+        "/v1/events/evt_x",
+        "/v1/webhook_endpoints/we_1",
+    ] {
         let (status, err) = app.get(path).await;
         assert_error(status, &err, 404, "invalid_request_error", None, path);
     }
-    let (status, err) = app
-        .post("/v1/payments", json!({"amount": 1000, "currency": "USD", "payment_method_id": "pm_card_visa"}))
-        .await;
+    let (status, err) =
+        app.post("/v1/payments", json!({"amount": 1000, "currency": "USD", "payment_method_id": "pm_card_visa"})).await;
     assert_error(status, &err, 404, "invalid_request_error", Some("payment_method_id"), "unknown method");
     let (status, err) = app.get("/v1/nothing-here").await;
     assert_error(status, &err, 404, "invalid_request_error", None, "unknown route");
@@ -154,7 +163,8 @@ async fn conflicts_and_refusals() {
     let (status, err) = app.post("/v1/payments", body(json!({"external_key": "ext-1"}))).await;
     assert_error(status, &err, 409, "invalid_request_error", Some("external_key"), "external_key reused");
     let (_, other_key) = app.other_merchant().await;
-    let (status, _) = app.call_as(&other_key, "POST", "/v1/payments", Some(body(json!({"external_key": "ext-1"}))), &[]).await;
+    let (status, _) =
+        app.call_as(&other_key, "POST", "/v1/payments", Some(body(json!({"external_key": "ext-1"}))), &[]).await;
     assert_eq!(status, 201, "another merchant may use the same external_key");
 
     // One pending payment per reference; the message names it.
@@ -170,9 +180,12 @@ async fn conflicts_and_refusals() {
         let (status, err) = app.post("/v1/webhook_endpoints", json!({"url": url, "enabled_events": ["*"]})).await;
         assert_error(status, &err, status_want, "invalid_request_error", Some("url"), url);
     }
-    let (status, err) = app.post("/v1/webhook_endpoints", json!({"url": "http://127.0.0.1/x", "enabled_events": ["payment.exploded"]})).await;
+    let (status, err) = app
+        .post("/v1/webhook_endpoints", json!({"url": "http://127.0.0.1/x", "enabled_events": ["payment.exploded"]}))
+        .await;
     assert_error(status, &err, 400, "invalid_request_error", Some("enabled_events"), "unknown event type");
-    let (status, err) = app.post("/v1/webhook_endpoints", json!({"url": "http://127.0.0.1/x", "enabled_events": []})).await;
+    let (status, err) =
+        app.post("/v1/webhook_endpoints", json!({"url": "http://127.0.0.1/x", "enabled_events": []})).await;
     assert_error(status, &err, 400, "invalid_request_error", Some("enabled_events"), "no events");
     app.stop().await;
 }
@@ -208,10 +221,18 @@ async fn private_webhook_targets_are_refused_outside_development() {
     // Live mode takes https only.
     let live = payd::db::keys::generate_key(payd::db::keys::KeyKind::Secret, true);
     let mut conn = app.pool.acquire().await.unwrap();
-    payd::db::keys::insert_key(&mut conn, Some(&app.merchant), payd::db::keys::KeyKind::Secret, true, &live).await.unwrap();
+    payd::db::keys::insert_key(&mut conn, Some(&app.merchant), payd::db::keys::KeyKind::Secret, true, &live)
+        .await
+        .unwrap();
     drop(conn);
     let (status, err) = app
-        .call_as(&live, "POST", "/v1/webhook_endpoints", Some(json!({"url": "http://example.com/hook", "enabled_events": ["*"]})), &[])
+        .call_as(
+            &live,
+            "POST",
+            "/v1/webhook_endpoints",
+            Some(json!({"url": "http://example.com/hook", "enabled_events": ["*"]})),
+            &[],
+        )
         .await;
     assert_error(status, &err, 422, "invalid_request_error", Some("url"), "http in live mode");
     app.stop().await;
@@ -225,7 +246,9 @@ async fn hostile_input_never_gets_a_5xx() {
     nul_desc["description"] = json!("a\u{0}b");
     let mut nul_meta = ok.clone();
     nul_meta["metadata"] = json!({"k\u{0}": "v"});
-    for (case, body, param) in [("NUL in description", nul_desc, "description"), ("NUL in metadata", nul_meta, "metadata")] {
+    for (case, body, param) in
+        [("NUL in description", nul_desc, "description"), ("NUL in metadata", nul_meta, "metadata")]
+    {
         let (status, err) = app.post("/v1/payments", body).await;
         assert_error(status, &err, 400, "invalid_request_error", Some(param), case);
     }
@@ -239,7 +262,9 @@ async fn hostile_input_never_gets_a_5xx() {
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let (status, _) = app.post_raw("/v1/payments", "application/json", deep).await;
     assert_eq!(status, 400, "deeply nested JSON");
-    for (method, path) in [("POST", "/v1/payments/x/cancel"), ("POST", "/v1/payments/x/refund"), ("DELETE", "/v1/webhook_endpoints/x")] {
+    for (method, path) in
+        [("POST", "/v1/payments/x/cancel"), ("POST", "/v1/payments/x/refund"), ("DELETE", "/v1/webhook_endpoints/x")]
+    {
         let (status, err) = app.call(method, path, Some(json!({"unknown": true}))).await;
         assert!(status < 500, "{method} {path}: {status} {err}");
     }

@@ -35,7 +35,11 @@ async fn a_payment_succeeds_and_signed_webhooks_arrive() {
     assert!(paid["provider_reference"].as_str().unwrap().starts_with("ch_"));
 
     let created_hook = receiver.wait_for("payment.created", id).await;
-    assert_eq!(created_hook.json()["data"]["object"], created, "payment.created carries the payment exactly as created");
+    assert_eq!(
+        created_hook.json()["data"]["object"],
+        created,
+        "payment.created carries the payment exactly as created"
+    );
     let succeeded_hook = receiver.wait_for("payment.succeeded", id).await;
     for hook in [&created_hook, &succeeded_hook] {
         assert!(verify_webhook(&secret, hook), "signature must verify: {:?}", hook.headers);
@@ -132,16 +136,16 @@ async fn a_failing_receiver_gets_the_same_event_again() {
 async fn events_for_an_endpoint_are_only_those_it_subscribed_to() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
-    let (status, ep) = app
-        .post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.failed"]}))
-        .await;
+    let (status, ep) =
+        app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.failed"]})).await;
     assert_eq!(status, 201, "{ep}");
     let ok = app.create_payment("pm_test_success", 100).await;
     let bad = app.create_payment("pm_test_decline", 100).await;
     app.wait_status(ok["id"].as_str().unwrap(), "succeeded").await;
     receiver.wait_for("payment.failed", bad["id"].as_str().unwrap()).await;
     // Deliveries are written with their event, so this count is final.
-    let pending: i64 = app.count("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", ep["id"].as_str().unwrap()).await;
+    let pending: i64 =
+        app.count("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", ep["id"].as_str().unwrap()).await;
     assert_eq!(pending, 1, "only the failed event is queued for this endpoint");
     assert!(receiver.all().iter().all(|r| r.json()["type"] == "payment.failed"));
     app.stop().await;

@@ -27,7 +27,11 @@ async fn app_with_gateway(gateway: &MockServer) -> TestApp {
 }
 
 async fn transaction_of(app: &TestApp, payment: &str) -> String {
-    sqlx::query_scalar("SELECT id FROM transactions WHERE payment_id = $1").bind(payment).fetch_one(&app.pool).await.unwrap()
+    sqlx::query_scalar("SELECT id FROM transactions WHERE payment_id = $1")
+        .bind(payment)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -50,7 +54,8 @@ async fn a_gateway_charge_carries_the_secret_and_the_idempotency_key() {
     let requests = gateway.received_requests().await.unwrap();
     assert_eq!(requests[0].headers.get("idempotency-key").unwrap().to_str().unwrap(), transaction_of(&app, id).await);
 
-    let (status, err) = app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": "pm_nope_tok"})).await;
+    let (status, err) =
+        app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": "pm_nope_tok"})).await;
     assert_eq!(status, 404, "an unconfigured gateway: {err}");
     assert_eq!(err["error"]["param"], "payment_method_id");
     app.stop().await;
@@ -59,17 +64,24 @@ async fn a_gateway_charge_carries_the_secret_and_the_idempotency_key() {
 #[tokio::test]
 async fn gateway_500s_and_slow_answers_are_retried_with_the_same_key() {
     let gateway = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/charges"))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
         .respond_with(ResponseTemplate::new(500))
         .up_to_n_times(1)
         .mount(&gateway)
         .await;
-    Mock::given(method("POST")).and(path("/v1/charges"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_late", "status": "succeeded"})).set_delay(Duration::from_secs(2)))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "gw_late", "status": "succeeded"}))
+                .set_delay(Duration::from_secs(2)),
+        )
         .up_to_n_times(1)
         .mount(&gateway)
         .await;
-    Mock::given(method("POST")).and(path("/v1/charges"))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_2", "status": "succeeded"})))
         .mount(&gateway)
         .await;
@@ -79,23 +91,34 @@ async fn gateway_500s_and_slow_answers_are_retried_with_the_same_key() {
     let paid = app.wait_status(id, "succeeded").await;
     assert_eq!(paid["attempt_count"], 3);
     let (_, attempts) = app.get(&format!("/v1/payments/{id}/attempts")).await;
-    let codes: Vec<Option<&str>> = attempts["data"].as_array().unwrap().iter().map(|a| a["error_code"].as_str()).rev().collect();
+    let codes: Vec<Option<&str>> =
+        attempts["data"].as_array().unwrap().iter().map(|a| a["error_code"].as_str()).rev().collect();
     assert_eq!(codes, [Some("processing_error"), Some("timeout"), None]);
     let txn = transaction_of(&app, id).await;
     let requests = gateway.received_requests().await.unwrap();
     assert_eq!(requests.len(), 3);
-    assert!(requests.iter().all(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap() == txn), "one key for every attempt");
+    assert!(
+        requests.iter().all(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap() == txn),
+        "one key for every attempt"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn gateway_declines_fail_at_once() {
     let gateway = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/charges")).and(body_partial_json(json!({"payment_method": "tok_poor"})))
-        .respond_with(ResponseTemplate::new(402).set_body_json(json!({"error": {"code": "insufficient_funds", "message": "Not enough money"}})))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .and(body_partial_json(json!({"payment_method": "tok_poor"})))
+        .respond_with(
+            ResponseTemplate::new(402)
+                .set_body_json(json!({"error": {"code": "insufficient_funds", "message": "Not enough money"}})),
+        )
         .mount(&gateway)
         .await;
-    Mock::given(method("POST")).and(path("/v1/charges")).and(body_partial_json(json!({"payment_method": "tok_odd"})))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .and(body_partial_json(json!({"payment_method": "tok_odd"})))
         .respond_with(ResponseTemplate::new(400).set_body_string("<html>nope</html>"))
         .mount(&gateway)
         .await;
@@ -113,7 +136,8 @@ async fn gateway_declines_fail_at_once() {
 #[tokio::test]
 async fn a_pending_gateway_charge_completes_from_its_notification() {
     let gateway = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/charges"))
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
         .respond_with(ResponseTemplate::new(202).set_body_json(json!({"id": "gw_ch_9", "status": "pending"})))
         .mount(&gateway)
         .await;
@@ -130,7 +154,8 @@ async fn a_pending_gateway_charge_completes_from_its_notification() {
         r.filter(|r| r == "gw_ch_9")
     })
     .await;
-    let body = json!({"id": "evt_gw_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_9"}).to_string();
+    let body = json!({"id": "evt_gw_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_9"})
+        .to_string();
     let sig = notification::sign(SECRET, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
     let resp = app
         .http
@@ -180,7 +205,9 @@ async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_c
     )
     .await;
     let pm = app.payment_method("acme", "tok_visa").await;
-    let (_, p) = app.post("/v1/payments", json!({"amount": 1000, "currency": "USD", "payment_method_id": pm, "capture": false})).await;
+    let (_, p) = app
+        .post("/v1/payments", json!({"amount": 1000, "currency": "USD", "payment_method_id": pm, "capture": false}))
+        .await;
     let id = p["id"].as_str().unwrap();
     app.wait_status(id, "requires_capture").await;
     let (status, _) = app.post(&format!("/v1/payments/{id}/capture"), json!({"amount": 400})).await;
@@ -197,10 +224,14 @@ async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_c
     })
     .await;
     let att = attempts["data"][0]["id"].as_str().unwrap();
-    let (status, canceled) = app.post(&format!("/v1/attempts/{att}/cancel"), json!({"reason": "merchant gave up"})).await;
+    let (status, canceled) =
+        app.post(&format!("/v1/attempts/{att}/cancel"), json!({"reason": "merchant gave up"})).await;
     assert_eq!(status, 200, "{canceled}");
     let p = app.assert_amounts(id).await;
-    assert_eq!((p["status"].as_str(), p["amount_captured"].as_i64(), p["amount_capturable"].as_i64()), (Some("succeeded"), Some(400), Some(600)));
+    assert_eq!(
+        (p["status"].as_str(), p["amount_captured"].as_i64(), p["amount_capturable"].as_i64()),
+        (Some("succeeded"), Some(400), Some(600))
+    );
     app.stop().await;
 }
 
@@ -218,14 +249,20 @@ async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
     .await;
     let pm = app.payment_method("acme", "tok_visa").await;
     for (currency, status) in [("USD", 201), ("EUR", 201), ("gbp", 422), ("JPY", 422)] {
-        let (got, body) = app.post("/v1/payments", json!({"amount": 100, "currency": currency, "payment_method_id": pm})).await;
+        let (got, body) =
+            app.post("/v1/payments", json!({"amount": 100, "currency": currency, "payment_method_id": pm})).await;
         assert_eq!(got, status, "{currency}: {body}");
         if status == 422 {
-            assert_eq!((body["error"]["code"].as_str(), body["error"]["param"].as_str()), (Some("currency_not_supported"), Some("currency")));
+            assert_eq!(
+                (body["error"]["code"].as_str(), body["error"]["param"].as_str()),
+                (Some("currency_not_supported"), Some("currency"))
+            );
         }
     }
     // The sandbox takes every currency.
-    let (status, _) = app.post("/v1/payments", json!({"amount": 100, "currency": "JPY", "payment_method_id": "pm_test_success"})).await;
+    let (status, _) = app
+        .post("/v1/payments", json!({"amount": 100, "currency": "JPY", "payment_method_id": "pm_test_success"}))
+        .await;
     assert_eq!(status, 201);
     assert!(gateway.received_requests().await.unwrap().is_empty());
     app.stop().await;

@@ -35,7 +35,8 @@ async fn a_repeated_request_answers_the_first_answer_and_creates_nothing() {
 
     // Too long a key.
     let long = "k".repeat(256);
-    let (status, err) = app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &[("Idempotency-Key", &long)]).await;
+    let (status, err) =
+        app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &[("Idempotency-Key", &long)]).await;
     assert_eq!(status, 400, "{err}");
     app.stop().await;
 }
@@ -64,13 +65,11 @@ async fn a_key_still_in_flight_is_409() {
 #[tokio::test]
 async fn concurrent_duplicates_create_one_payment() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
-    let calls = (0..10).map(|_| app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &[("Idempotency-Key", "burst")]));
+    let calls =
+        (0..10).map(|_| app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &[("Idempotency-Key", "burst")]));
     let results = futures_util::future::join_all(calls).await;
-    let ids: std::collections::HashSet<String> = results
-        .iter()
-        .filter(|(s, _)| *s == 201)
-        .map(|(_, b)| b["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: std::collections::HashSet<String> =
+        results.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 1, "every 201 is the same payment: {results:?}");
     assert!(results.iter().all(|(s, b)| *s == 201 || (*s == 409 && b["error"]["code"] == "idempotency_key_in_use")));
     assert_eq!(app.count("SELECT count(*) FROM payments WHERE merchant_id = $1", app.merchant.as_str()).await, 1);
@@ -130,7 +129,8 @@ async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() 
         let app = &app;
         async move {
             let key = format!("k-{k}");
-            let (status, answer) = app.call_as(&app.key, "POST", "/v1/payments", Some(keyed_body(k)), &[("Idempotency-Key", &key)]).await;
+            let (status, answer) =
+                app.call_as(&app.key, "POST", "/v1/payments", Some(keyed_body(k)), &[("Idempotency-Key", &key)]).await;
             (k, status, answer)
         }
     };
@@ -155,9 +155,13 @@ async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() 
         assert_eq!(*status, 201, "key {k}: {answer}");
         assert_eq!(answer["amount"], 100 + *k as i64, "key {k} answers its own payment");
     }
-    let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM idempotency_keys").fetch_one(&app.pool).await.unwrap();
+    let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM idempotency_keys")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert!(commits <= 4, "20 keyed creates were written by {commits} transactions");
-    let paid: i64 = sqlx::query_scalar("SELECT count(DISTINCT p.xmin::text) FROM payments p").fetch_one(&app.pool).await.unwrap();
+    let paid: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT p.xmin::text) FROM payments p").fetch_one(&app.pool).await.unwrap();
     assert_eq!(paid, commits, "each key was stored in its payment's transaction");
 
     // Each stored answer is the payment as it was created, and every key

@@ -25,7 +25,10 @@ async fn concurrent_creates_share_commits_and_keep_their_own_answers_and_actors(
         .to_owned();
     let (_, other) = app.other_merchant().await;
     let (status, taken) = app
-        .post("/v1/payments", json!({"amount": 5, "currency": "EUR", "payment_method_id": "pm_test_success", "external_key": "taken"}))
+        .post(
+            "/v1/payments",
+            json!({"amount": 5, "currency": "EUR", "payment_method_id": "pm_test_success", "external_key": "taken"}),
+        )
         .await;
     assert_eq!(status, 201, "{taken}");
 
@@ -55,7 +58,12 @@ async fn concurrent_creates_share_commits_and_keep_their_own_answers_and_actors(
         eventually("all 90 creates handed to the writers", WAIT, || async {
             let text = app.http.get(format!("{}/metrics", app.base)).send().await.ok()?.text().await.ok()?;
             let gauge = |name: &str| -> Option<f64> {
-                text.lines().find(|l| l.starts_with(&format!("{name}{{stage=\"intake\"}} ")))?.rsplit(' ').next()?.parse().ok()
+                text.lines()
+                    .find(|l| l.starts_with(&format!("{name}{{stage=\"intake\"}} ")))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
             };
             // The first create of this test (`taken`) was written before.
             let handed = gauge("payd_batched_jobs_total")? + gauge("payd_batch_queued")?;
@@ -118,7 +126,10 @@ async fn concurrent_creates_share_commits_and_keep_their_own_answers_and_actors(
     // And they were written together: rows of one statement share a
     // transaction id, so fewer transactions than payments means batches.
     let (payments, commits): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(DISTINCT xmin::text::bigint) FROM payments").fetch_one(&app.pool).await.unwrap();
+        sqlx::query_as("SELECT count(*), count(DISTINCT xmin::text::bigint) FROM payments")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(payments, 89);
     // (The batch holding the two refused creates is split in halves until
     // they stand alone: about two commits per halving.)

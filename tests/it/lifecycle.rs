@@ -18,7 +18,8 @@ async fn a_pending_payment_is_canceled_and_never_charged() {
     assert_eq!(status, 400, "a pending payment cannot be refunded: {err}");
     assert_eq!(err["error"]["type"], "invalid_request_error");
 
-    let (status, canceled) = app.post(&format!("/v1/payments/{id}/cancel"), json!({"reason": "Customer requested cancellation"})).await;
+    let (status, canceled) =
+        app.post(&format!("/v1/payments/{id}/cancel"), json!({"reason": "Customer requested cancellation"})).await;
     assert_eq!(status, 200, "{canceled}");
     assert_eq!(canceled["status"], "canceled");
     assert_eq!(canceled["cancellation_reason"], "Customer requested cancellation");
@@ -155,7 +156,8 @@ async fn lists_are_filtered_paged_and_newest_first() {
 
     let (_, future) = app.get("/v1/payments?created_after=2999-01-01T00:00:00Z").await;
     assert_eq!(future["total_count"], 0);
-    let (_, past) = app.get("/v1/payments?created_before=2999-01-01T00:00:00Z&created_after=2000-01-01T00:00:00Z").await;
+    let (_, past) =
+        app.get("/v1/payments?created_before=2999-01-01T00:00:00Z&created_after=2000-01-01T00:00:00Z").await;
     assert_eq!(past["total_count"], 3);
     app.stop().await;
 }

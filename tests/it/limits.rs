@@ -12,7 +12,9 @@ use crate::common::{TestApp, run_json};
 async fn rate_limits_are_per_key_with_retry_after() {
     // 12 per minute: one more every 5 s, slow enough that a busy machine
     // cannot refill the bucket between the test's requests.
-    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "12"), ("PAYD_RATE_LIMIT__BURST", "3")]).await;
+    let app =
+        TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "12"), ("PAYD_RATE_LIMIT__BURST", "3")])
+            .await;
     let url = format!("{}/v1/payments", app.base);
     let get = |key: String| {
         let http = app.http.clone();
@@ -47,7 +49,9 @@ async fn rate_limits_are_per_key_with_retry_after() {
 
 #[tokio::test]
 async fn zero_turns_rate_limits_off() {
-    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "0"), ("PAYD_RATE_LIMIT__BURST", "1")]).await;
+    let app =
+        TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "0"), ("PAYD_RATE_LIMIT__BURST", "1")])
+            .await;
     for _ in 0..30 {
         let (status, _) = app.get("/v1/payments").await;
         assert_eq!(status, 200);
@@ -82,26 +86,57 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         .collect();
     // The contract's routes (§4–§6), each described.
     let contract = [
-        ("POST", "/v1/payments"), ("GET", "/v1/payments"), ("GET", "/v1/payments/search"), ("GET", "/v1/payments/{id}"),
-        ("POST", "/v1/payments/{id}"), ("POST", "/v1/payments/{id}/cancel"), ("POST", "/v1/payments/{id}/capture"),
-        ("POST", "/v1/payments/{id}/refund"), ("GET", "/v1/payments/{id}/transactions"), ("GET", "/v1/payments/{id}/attempts"),
-        ("POST", "/v1/payments/{id}/chargebacks"), ("POST", "/v1/payments/{id}/chargeback_reversals"),
-        ("POST", "/v1/payments/{id}/tags"), ("DELETE", "/v1/payments/{id}/tags/{tag}"), ("GET", "/v1/payments/{id}/audit_log"),
-        ("GET", "/v1/attempts"), ("POST", "/v1/attempts/{id}/cancel"),
-        ("POST", "/v1/payment_methods"), ("GET", "/v1/payment_methods"), ("GET", "/v1/payment_methods/{id}"),
-        ("DELETE", "/v1/payment_methods/{id}"), ("POST", "/v1/provider_notifications/{provider}"),
-        ("POST", "/v1/webhook_endpoints"), ("GET", "/v1/webhook_endpoints"), ("GET", "/v1/webhook_endpoints/{id}"),
-        ("POST", "/v1/webhook_endpoints/{id}"), ("DELETE", "/v1/webhook_endpoints/{id}"),
-        ("POST", "/v1/webhook_endpoints/{id}/rotate_secret"), ("GET", "/v1/webhook_endpoints/{id}/deliveries"),
-        ("POST", "/v1/webhook_deliveries/{id}/retry"), ("GET", "/v1/events"), ("GET", "/v1/events/{id}"),
+        ("POST", "/v1/payments"),
+        ("GET", "/v1/payments"),
+        ("GET", "/v1/payments/search"),
+        ("GET", "/v1/payments/{id}"),
+        ("POST", "/v1/payments/{id}"),
+        ("POST", "/v1/payments/{id}/cancel"),
+        ("POST", "/v1/payments/{id}/capture"),
+        ("POST", "/v1/payments/{id}/refund"),
+        ("GET", "/v1/payments/{id}/transactions"),
+        ("GET", "/v1/payments/{id}/attempts"),
+        ("POST", "/v1/payments/{id}/chargebacks"),
+        ("POST", "/v1/payments/{id}/chargeback_reversals"),
+        ("POST", "/v1/payments/{id}/tags"),
+        ("DELETE", "/v1/payments/{id}/tags/{tag}"),
+        ("GET", "/v1/payments/{id}/audit_log"),
+        ("GET", "/v1/attempts"),
+        ("POST", "/v1/attempts/{id}/cancel"),
+        ("POST", "/v1/payment_methods"),
+        ("GET", "/v1/payment_methods"),
+        ("GET", "/v1/payment_methods/{id}"),
+        ("DELETE", "/v1/payment_methods/{id}"),
+        ("POST", "/v1/provider_notifications/{provider}"),
+        ("POST", "/v1/webhook_endpoints"),
+        ("GET", "/v1/webhook_endpoints"),
+        ("GET", "/v1/webhook_endpoints/{id}"),
+        ("POST", "/v1/webhook_endpoints/{id}"),
+        ("DELETE", "/v1/webhook_endpoints/{id}"),
+        ("POST", "/v1/webhook_endpoints/{id}/rotate_secret"),
+        ("GET", "/v1/webhook_endpoints/{id}/deliveries"),
+        ("POST", "/v1/webhook_deliveries/{id}/retry"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/events/{id}"),
     ];
-    let contract: BTreeSet<(String, String)> = contract.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let contract: BTreeSet<(String, String)> =
+        contract.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
     assert_eq!(described, contract, "the document and the contract list the same routes");
 
     // Every described operation is served (not the unknown-route or wrong-method fallback),
     // has a response for success and an error schema, and references schemas that exist.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in ["Payment", "Transaction", "Attempt", "PaymentMethod", "AuditEntry", "Endpoint", "Event", "ErrorResponse", "Refund"] {
+    for name in [
+        "Payment",
+        "Transaction",
+        "Attempt",
+        "PaymentMethod",
+        "AuditEntry",
+        "Endpoint",
+        "Event",
+        "ErrorResponse",
+        "Refund",
+    ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
     for (method, path) in &described {
@@ -121,7 +156,10 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         let responses = op["responses"].as_object().unwrap();
         assert!(responses.keys().any(|k| k.starts_with('2')), "{method} {path}: no success response");
         if path != "/v1/provider_notifications/{provider}" {
-            assert!(responses.contains_key("401") && responses.contains_key("404"), "{method} {path}: errors not described");
+            assert!(
+                responses.contains_key("401") && responses.contains_key("404"),
+                "{method} {path}: errors not described"
+            );
         }
     }
     let text = doc.to_string();
@@ -175,11 +213,14 @@ async fn twenty_parallel_refunds_never_exceed_what_was_captured() {
 async fn ten_parallel_creates_with_one_idempotency_key_make_one_payment() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let body = json!({"amount": 4200, "currency": "USD", "payment_method_id": "pm_test_success"});
-    let creates = (0..10).map(|_| {
-        let app = &app;
-        let body = body.clone();
-        async move { app.call_as(&app.key, "POST", "/v1/payments", Some(body), &[("Idempotency-Key", "order-42")]).await }
-    });
+    let creates =
+        (0..10).map(|_| {
+            let app = &app;
+            let body = body.clone();
+            async move {
+                app.call_as(&app.key, "POST", "/v1/payments", Some(body), &[("Idempotency-Key", "order-42")]).await
+            }
+        });
     let answers = futures_util::future::join_all(creates).await;
     let created: BTreeSet<&str> =
         answers.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b["id"].as_str().unwrap()).collect();
@@ -196,7 +237,10 @@ async fn capture_racing_cancel_has_exactly_one_winner() {
     let app = TestApp::spawn().await;
     for round in 0..6 {
         let (_, p) = app
-            .post("/v1/payments", json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success", "capture": false}))
+            .post(
+                "/v1/payments",
+                json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success", "capture": false}),
+            )
             .await;
         let id = p["id"].as_str().unwrap().to_owned();
         app.wait_status(&id, "requires_capture").await;

@@ -1,9 +1,9 @@
 //! Integration tests against real PostgreSQL and RabbitMQ. Each test has its
 //! own database and AMQP prefix, so they run in parallel.
 
-mod common;
 mod batches;
 mod chaos;
+mod common;
 mod crash;
 mod details;
 mod disruptive;
@@ -15,8 +15,8 @@ mod intake;
 mod lifecycle;
 mod limits;
 mod methods;
-mod observe;
 mod notifications;
+mod observe;
 mod producers;
 mod queue;
 mod retries;

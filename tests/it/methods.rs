@@ -11,12 +11,18 @@ use crate::common::TestApp;
 async fn payment_methods_are_created_listed_used_and_deleted() {
     let app = TestApp::spawn().await;
     let (status, pm) = app
-        .post("/v1/payment_methods", json!({"provider": "sandbox", "token": "tok_success", "expires_at": "2099-12", "customer_id": "cust_1"}))
+        .post(
+            "/v1/payment_methods",
+            json!({"provider": "sandbox", "token": "tok_success", "expires_at": "2099-12", "customer_id": "cust_1"}),
+        )
         .await;
     assert_eq!(status, 201, "{pm}");
     let id = pm["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("pm_"));
-    assert_eq!((pm["object"].as_str(), pm["type"].as_str(), pm["provider"].as_str()), (Some("payment_method"), Some("card"), Some("sandbox")));
+    assert_eq!(
+        (pm["object"].as_str(), pm["type"].as_str(), pm["provider"].as_str()),
+        (Some("payment_method"), Some("card"), Some("sandbox"))
+    );
     let (status, got) = app.get(&format!("/v1/payment_methods/{id}")).await;
     assert_eq!((status, &got), (200, &pm));
     let declining = app.payment_method("sandbox", "tok_decline").await;
@@ -27,7 +33,10 @@ async fn payment_methods_are_created_listed_used_and_deleted() {
     assert_eq!(list["total_count"], 1);
 
     let ok = app.create_payment(&id, 1200).await;
-    assert_eq!((ok["payment_method_id"].as_str(), ok["provider"].as_str(), ok["method"].as_str()), (Some(id.as_str()), Some("sandbox"), Some("card")));
+    assert_eq!(
+        (ok["payment_method_id"].as_str(), ok["provider"].as_str(), ok["method"].as_str()),
+        (Some(id.as_str()), Some("sandbox"), Some("card"))
+    );
     app.wait_status(ok["id"].as_str().unwrap(), "succeeded").await;
     let bad = app.create_payment(&declining, 1200).await;
     let bad = app.wait_status(bad["id"].as_str().unwrap(), "failed").await;
@@ -38,7 +47,13 @@ async fn payment_methods_are_created_listed_used_and_deleted() {
     let (status, _) = app.call_as(&other_key, "GET", &format!("/v1/payment_methods/{id}"), None, &[]).await;
     assert_eq!(status, 404);
     let (status, err) = app
-        .call_as(&other_key, "POST", "/v1/payments", Some(json!({"amount": 1, "currency": "USD", "payment_method_id": id})), &[])
+        .call_as(
+            &other_key,
+            "POST",
+            "/v1/payments",
+            Some(json!({"amount": 1, "currency": "USD", "payment_method_id": id})),
+            &[],
+        )
         .await;
     assert_eq!((status, err["error"]["param"].as_str()), (404, Some("payment_method_id")), "{err}");
 
@@ -49,7 +64,8 @@ async fn payment_methods_are_created_listed_used_and_deleted() {
     assert_eq!(status, 404);
     let (status, _) = app.get(&format!("/v1/payment_methods/{id}")).await;
     assert_eq!(status, 404);
-    let (status, err) = app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": id})).await;
+    let (status, err) =
+        app.post("/v1/payments", json!({"amount": 1, "currency": "USD", "payment_method_id": id})).await;
     assert_eq!((status, err["error"]["param"].as_str()), (404, Some("payment_method_id")), "{err}");
     app.stop().await;
 }
@@ -71,7 +87,8 @@ async fn card_numbers_and_bad_methods_are_refused() {
         assert_eq!(status, 400, "{body}: {err}");
         assert_eq!(err["error"]["param"], param, "{body}: {err}");
     }
-    let (_, err) = app.post("/v1/payment_methods", json!({"provider": "sandbox", "token": "4242-4242-4242-4242"})).await;
+    let (_, err) =
+        app.post("/v1/payment_methods", json!({"provider": "sandbox", "token": "4242-4242-4242-4242"})).await;
     assert_eq!(err["error"]["code"], "card_number_refused");
     assert_eq!(app.count("SELECT count(*) FROM payment_methods WHERE token <> $1", "").await, 0, "nothing was stored");
     app.stop().await;
@@ -80,7 +97,9 @@ async fn card_numbers_and_bad_methods_are_refused() {
 #[tokio::test]
 async fn an_expired_method_fails_as_expired_card_without_a_provider_call() {
     let app = TestApp::spawn().await;
-    let (_, pm) = app.post("/v1/payment_methods", json!({"provider": "sandbox", "token": "tok_success", "expires_at": "2020-01"})).await;
+    let (_, pm) = app
+        .post("/v1/payment_methods", json!({"provider": "sandbox", "token": "tok_success", "expires_at": "2020-01"}))
+        .await;
     let p = app.create_payment(pm["id"].as_str().unwrap(), 300).await;
     let p = app.wait_status(p["id"].as_str().unwrap(), "failed").await;
     assert_eq!(p["error_code"], "expired_card");
@@ -132,8 +151,13 @@ async fn prefer_wait_gives_up_after_n_seconds_with_the_pending_payment() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let started = Instant::now();
     let (status, p) = app
-        .call_as(&app.key, "POST", "/v1/payments",
-            Some(json!({"amount": 900, "currency": "USD", "payment_method_id": "pm_test_success"})), &[("Prefer", "wait=1")])
+        .call_as(
+            &app.key,
+            "POST",
+            "/v1/payments",
+            Some(json!({"amount": 900, "currency": "USD", "payment_method_id": "pm_test_success"})),
+            &[("Prefer", "wait=1")],
+        )
         .await;
     let waited = started.elapsed();
     assert_eq!((status, p["status"].as_str()), (201, Some("pending")), "{p}");

@@ -34,7 +34,8 @@ async fn an_async_payment_completes_from_the_signed_notification() {
     assert_eq!(attempts["data"][0]["status"], "succeeded");
     let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
     assert_eq!(calls[0].calls, 1, "the notification settled it; nobody had to ask again");
-    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
+    let notes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(notes, 1);
     app.stop().await;
 }
@@ -64,7 +65,12 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
     let mut vars = app.vars.clone();
     vars.insert("PAYD_PROVIDERS__SANDBOX__NOTIFY_URL".into(), NOWHERE.into());
     let s = settings(&vars);
-    let runner = AttemptRunner::new(app.pool.clone(), Providers::new(app.pool.clone(), &s, None), &s.payments, Faults::default());
+    let runner = AttemptRunner::new(
+        app.pool.clone(),
+        Providers::new(app.pool.clone(), &s, None),
+        &s.payments,
+        Faults::default(),
+    );
     let p = app.create_payment("pm_test_async", 900).await;
     let id = p["id"].as_str().unwrap();
     let (att, txn): (String, String) = sqlx::query_as("SELECT id, transaction_id FROM attempts WHERE payment_id = $1")
@@ -73,7 +79,8 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
         .await
         .unwrap();
     runner.run(&AttemptId::parse(&att).unwrap()).await.unwrap();
-    let held: String = sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&att).fetch_one(&app.pool).await.unwrap();
+    let held: String =
+        sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&att).fetch_one(&app.pool).await.unwrap();
     assert_eq!(held, "running", "a pending answer keeps the attempt open");
 
     let note = json!({"id": "ntf_test_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "ch_x"});
@@ -88,7 +95,8 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
         assert_eq!(status, 400, "{case}: {err}");
         assert_eq!(err["error"]["code"], "signature_invalid", "{case}");
     }
-    let (status, _) = post_note(&app, "acme", &note, Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()))).await;
+    let (status, _) =
+        post_note(&app, "acme", &note, Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()))).await;
     assert_eq!(status, 404, "unknown provider");
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(p["status"], "pending", "nothing changed");
@@ -101,13 +109,18 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
 
     let (status, again) = post_note(&app, "sandbox", &note, good).await;
     assert_eq!((status, &again["duplicate"]), (200, &json!(true)));
-    let late = json!({"id": "ntf_test_2", "type": "charge.failed", "idempotency_key": txn, "error_code": "card_declined"});
+    let late =
+        json!({"id": "ntf_test_2", "type": "charge.failed", "idempotency_key": txn, "error_code": "card_declined"});
     let late_body = late.to_string();
-    let (status, _) = post_note(&app, "sandbox", &late, Some(notification::sign(SANDBOX_SECRET, now(), late_body.as_bytes()))).await;
+    let (status, _) =
+        post_note(&app, "sandbox", &late, Some(notification::sign(SANDBOX_SECRET, now(), late_body.as_bytes()))).await;
     assert_eq!(status, 200, "a late notification is acknowledged");
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(p["status"], "succeeded", "and changes nothing");
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await,
+        1
+    );
     app.stop().await;
 }
 
@@ -125,7 +138,8 @@ async fn a_pending_payment_that_never_hears_back_is_checked_again() {
     let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].calls, 2, "the janitor asked the provider again with the same key");
-    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
+    let notes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(notes, 0, "no notification ever arrived");
     app.stop().await;
 }

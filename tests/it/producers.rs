@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use payd::app::Role;
@@ -26,18 +29,28 @@ struct Producer {
 
 impl Producer {
     async fn connect(app: &TestApp) -> Self {
-        let url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let url =
+            std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
         let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
         let q = ch
-            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let reply_queue = q.name().to_string();
         let replies: Arc<Mutex<HashMap<String, Vec<Value>>>> = Arc::default();
         let mut consumer = ch
-            .basic_consume(reply_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .basic_consume(
+                reply_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let sink = replies.clone();
@@ -54,7 +67,14 @@ impl Producer {
 
     /// Publishes a command; `reply` asks for an answer under `message_id`'s
     /// own correlation id. Answers the correlation id.
-    async fn send(&self, key: Option<&str>, message_id: Option<&str>, routing_key: &str, body: &[u8], reply: bool) -> String {
+    async fn send(
+        &self,
+        key: Option<&str>,
+        message_id: Option<&str>,
+        routing_key: &str,
+        body: &[u8],
+        reply: bool,
+    ) -> String {
         let corr = uuid::Uuid::new_v4().to_string();
         let mut headers = FieldTable::default();
         if let Some(k) = key {
@@ -73,7 +93,13 @@ impl Producer {
         }
         let confirm = self
             .ch
-            .basic_publish(self.exchange.as_str().into(), routing_key.into(), BasicPublishOptions::default(), body, props)
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
             .await
             .unwrap()
             .await
@@ -112,10 +138,12 @@ async fn dead_letters(app: &TestApp, ch: &Channel, n: usize) -> Vec<(String, Vec
         assert!(tokio::time::Instant::now() < deadline, "dead letters so far: {got:?}");
         match ch.basic_get(queue.as_str().into(), BasicGetOptions::default()).await.unwrap() {
             Some(m) => {
-                let code = match m.delivery.properties.headers().as_ref().and_then(|h| h.inner().get("x-payd-error").cloned()) {
-                    Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                    other => panic!("no x-payd-error header: {other:?}"),
-                };
+                let code =
+                    match m.delivery.properties.headers().as_ref().and_then(|h| h.inner().get("x-payd-error").cloned())
+                    {
+                        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                        other => panic!("no x-payd-error header: {other:?}"),
+                    };
                 got.push((code, m.delivery.data.clone()));
                 m.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
             }
@@ -152,7 +180,15 @@ async fn every_command_runs_with_and_without_a_reply() {
     app.wait_status(found["id"].as_str().unwrap(), "succeeded").await;
 
     // payment.refund, answered and not.
-    let corr = p.command(&app.key, "refund-1", "payment.refund", json!({"payment_id": id, "amount": 300, "reason": "returned"}), true).await;
+    let corr = p
+        .command(
+            &app.key,
+            "refund-1",
+            "payment.refund",
+            json!({"payment_id": id, "amount": 300, "reason": "returned"}),
+            true,
+        )
+        .await;
     let reply = p.reply(&corr).await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!((reply["data"]["object"].as_str(), reply["data"]["amount"].as_i64()), (Some("refund"), Some(300)));
@@ -164,7 +200,9 @@ async fn every_command_runs_with_and_without_a_reply() {
     let created = p.reply(&corr).await;
     let flaky = created["data"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
     app.wait_payment(&flaky, "a retry scheduled", |p| p["next_attempt_at"].is_string()).await;
-    let corr = p.command(&app.key, "cancel-1", "payment.cancel", json!({"payment_id": flaky, "reason": "changed mind"}), true).await;
+    let corr = p
+        .command(&app.key, "cancel-1", "payment.cancel", json!({"payment_id": flaky, "reason": "changed mind"}), true)
+        .await;
     let reply = p.reply(&corr).await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["data"]["status"], "canceled");
@@ -182,9 +220,14 @@ async fn every_command_runs_with_and_without_a_reply() {
     let corr = p.command(&app.key, "create-5", "payment.create", two_stage, true).await;
     let auth = p.reply(&corr).await["data"]["id"].as_str().unwrap().to_owned();
     app.wait_status(&auth, "requires_capture").await;
-    let corr = p.command(&app.key, "capture-0", "payment.capture", json!({"payment_id": auth, "amount": 500}), true).await;
+    let corr =
+        p.command(&app.key, "capture-0", "payment.capture", json!({"payment_id": auth, "amount": 500}), true).await;
     let reply = p.reply(&corr).await;
-    assert_eq!((reply["ok"].as_bool(), reply["data"]["amount_capturable"].as_i64()), (Some(true), Some(400)), "{reply}");
+    assert_eq!(
+        (reply["ok"].as_bool(), reply["data"]["amount_capturable"].as_i64()),
+        (Some(true), Some(400)),
+        "{reply}"
+    );
     p.command(&app.key, "capture-00", "payment.capture", json!({"payment_id": auth}), false).await;
     app.wait_payment(&auth, "fully captured", |p| p["amount_captured"] == 900).await;
     app.assert_amounts(&auth).await;
@@ -220,7 +263,13 @@ async fn a_repeated_message_id_creates_nothing_new() {
     assert_eq!(other["error"]["code"], "idempotency_key_reused");
     // message_id and Idempotency-Key are twins: HTTP with the same key replays too.
     let (status, http) = app
-        .call_as(&app.key, "POST", "/v1/payments", Some(create_data("pm_test_success", 1234)), &[("Idempotency-Key", "order-77")])
+        .call_as(
+            &app.key,
+            "POST",
+            "/v1/payments",
+            Some(create_data("pm_test_success", 1234)),
+            &[("Idempotency-Key", "order-77")],
+        )
         .await;
     assert_eq!((status, &http["id"]), (201, &first["data"]["id"]));
     p.conn.close(200, "bye".into()).await.ok();
@@ -240,7 +289,14 @@ async fn poison_messages_are_answered_and_dead_lettered_once() {
     let cases: Vec<PoisonCase> = vec![
         ("not JSON", Some(&app.key), Some("p1"), b"{not json".to_vec(), 400, "json_invalid"),
         ("not an object", Some(&app.key), Some("p2"), b"[1,2,3]".to_vec(), 400, "parameter_invalid"),
-        ("unknown type", Some(&app.key), Some("p3"), br#"{"type":"payment.explode","data":{}}"#.to_vec(), 400, "command_unknown"),
+        (
+            "unknown type",
+            Some(&app.key),
+            Some("p3"),
+            br#"{"type":"payment.explode","data":{}}"#.to_vec(),
+            400,
+            "command_unknown",
+        ),
         ("no key", None, Some("p4"), good.clone().into_bytes(), 401, "invalid_api_key"),
         ("bad key", Some("sk_test_nope"), Some("p5"), good.clone().into_bytes(), 401, "invalid_api_key"),
         (
@@ -251,7 +307,14 @@ async fn poison_messages_are_answered_and_dead_lettered_once() {
             400,
             "parameter_invalid",
         ),
-        ("unknown field", Some(&live_free_key), Some("p7"), br#"{"type":"payment.create","data":{},"extra":1}"#.to_vec(), 400, "parameter_unknown"),
+        (
+            "unknown field",
+            Some(&live_free_key),
+            Some("p7"),
+            br#"{"type":"payment.create","data":{},"extra":1}"#.to_vec(),
+            400,
+            "parameter_unknown",
+        ),
         ("no message_id", Some(&app.key), None, good.clone().into_bytes(), 400, "message_id_missing"),
         ("over 64 KiB", Some(&app.key), Some("p9"), big.into_bytes(), 413, "body_too_large"),
     ];
@@ -286,7 +349,11 @@ async fn poison_messages_are_answered_and_dead_lettered_once() {
 async fn a_consumer_killed_before_its_ack_processes_the_command_once() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let p = Producer::connect(&app).await;
-    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "worker"], &[("PAYD_FAULTS__CRASH_AT", "intake.before_ack")]));
+    let mut child = crate::common::spawn(&mut payd(
+        &app,
+        &["serve", "--role", "worker"],
+        &[("PAYD_FAULTS__CRASH_AT", "intake.before_ack")],
+    ));
     let corr = p.command(&app.key, "kill-me", "payment.create", create_data("pm_test_success", 4321), true).await;
     let first = p.reply(&corr).await;
     assert!(!wait_exit(&mut child, WAIT).await.success(), "the worker died before acking");
@@ -320,7 +387,14 @@ async fn a_producer_flood_and_http_load_are_all_processed() {
             let calls = (0..10).map(|i| async move {
                 let app = app_ref;
                 let key = format!("http-{chunk}-{i}");
-                app.call_as(&app.key, "POST", "/v1/payments", Some(create_data("pm_test_success", 20)), &[("Idempotency-Key", key.as_str())]).await
+                app.call_as(
+                    &app.key,
+                    "POST",
+                    "/v1/payments",
+                    Some(create_data("pm_test_success", 20)),
+                    &[("Idempotency-Key", key.as_str())],
+                )
+                .await
             });
             for (status, body) in futures_util::future::join_all(calls).await {
                 assert_eq!(status, 201, "{body}");
@@ -329,11 +403,15 @@ async fn a_producer_flood_and_http_load_are_all_processed() {
     };
     tokio::join!(flood, http);
     eventually("all 400 payments to succeed", Duration::from_secs(60), || async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'succeeded'").fetch_one(&app.pool).await.unwrap();
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'succeeded'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
         (done == 400).then_some(())
     })
     .await;
-    let amqp: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE amount = 10").fetch_one(&app.pool).await.unwrap();
+    let amqp: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE amount = 10").fetch_one(&app.pool).await.unwrap();
     assert_eq!(amqp, 300);
     p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;

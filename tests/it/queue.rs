@@ -19,7 +19,13 @@ async fn channel() -> (Connection, Channel) {
 
 async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
     let confirm = ch
-        .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), body, BasicProperties::default().with_delivery_mode(2))
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
         .await
         .unwrap()
         .await
@@ -32,7 +38,11 @@ fn queue(app: &TestApp, base: &str) -> String {
 }
 
 async fn attempt_of(app: &TestApp, payment: &str) -> String {
-    sqlx::query_scalar("SELECT id FROM attempts WHERE payment_id = $1").bind(payment).fetch_one(&app.pool).await.unwrap()
+    sqlx::query_scalar("SELECT id FROM attempts WHERE payment_id = $1")
+        .bind(payment)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -87,7 +97,10 @@ async fn duplicate_messages_racing_on_two_workers_charge_once() {
     assert_eq!(charges.len(), 5);
     assert!(charges.iter().all(|c| c.calls == 1), "{charges:?}");
     for id in &ids {
-        assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await, 1);
+        assert_eq!(
+            app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.succeeded'", id).await,
+            1
+        );
     }
     conn.close(200, "bye".into()).await.ok();
     w1.stop().await;

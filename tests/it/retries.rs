@@ -123,9 +123,11 @@ async fn operators_list_and_cancel_scheduled_retries() {
     assert_eq!(ids(&own), [att]);
     let (_, theirs) = app.call_as(&other_key, "GET", "/v1/attempts", None, &[]).await;
     assert_eq!(theirs["total_count"], 0);
-    let (_, by_merchant) = app.call_as(&ops, "GET", &format!("/v1/attempts?merchant_id={other_merchant}"), None, &[]).await;
+    let (_, by_merchant) =
+        app.call_as(&ops, "GET", &format!("/v1/attempts?merchant_id={other_merchant}"), None, &[]).await;
     assert_eq!(by_merchant["total_count"], 0);
-    let (_, by_merchant) = app.call_as(&ops, "GET", &format!("/v1/attempts?merchant_id={}", app.merchant), None, &[]).await;
+    let (_, by_merchant) =
+        app.call_as(&ops, "GET", &format!("/v1/attempts?merchant_id={}", app.merchant), None, &[]).await;
     assert_eq!(by_merchant["total_count"], 2);
     let (status, _) = app.get(&format!("/v1/attempts?merchant_id={}", app.merchant)).await;
     assert_eq!(status, 403);
@@ -182,7 +184,10 @@ async fn the_cli_lists_and_cancels_attempts() {
     assert_eq!(canceled["status"], "canceled");
     let failed = app.wait_status(id, "failed").await;
     assert_eq!(failed["error_code"], "retry_canceled");
-    let out = crate::common::payd(&app, &["attempts", "cancel", &att], &[]).stdout(std::process::Stdio::piped()).output().unwrap();
+    let out = crate::common::payd(&app, &["attempts", "cancel", &att], &[])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "cancelling twice fails");
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["error"]["code"], "attempt_not_scheduled");
@@ -208,7 +213,10 @@ async fn cancelling_a_payment_waiting_for_a_retry_cancels_the_retry() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    eventually("the retry's due time to pass", WAIT, || async { (time::OffsetDateTime::now_utc() > due).then_some(()) }).await;
+    eventually("the retry's due time to pass", WAIT, || async {
+        (time::OffsetDateTime::now_utc() > due).then_some(())
+    })
+    .await;
     assert_eq!(payd::scheduler::tick(&app.pool, Duration::from_secs(3600), false).await.unwrap(), 0);
     let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
     assert_eq!(calls[0].calls, 1, "the canceled retry never reached the provider");
@@ -284,11 +292,12 @@ async fn a_scheduled_retry_survives_a_restart() {
     app.base = format!("http://{}", restarted.addr.unwrap());
     let p = app.wait_payment(&id, "the second attempt", |p| p["attempt_count"] == 2).await;
     assert_eq!(p["status"], "pending", "flaky fails twice; the third attempt waits an hour");
-    let on_time: bool = sqlx::query_scalar("SELECT started_at >= scheduled_at FROM attempts WHERE payment_id = $1 AND number = 2")
-        .bind(&id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let on_time: bool =
+        sqlx::query_scalar("SELECT started_at >= scheduled_at FROM attempts WHERE payment_id = $1 AND number = 2")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert!(on_time, "the retry ran at its time, not before");
     app.running = Some(restarted);
     app.stop().await;

@@ -5,11 +5,14 @@
 use payd::app::Role;
 use serde_json::{Value, json};
 
-use crate::common::{Receiver, TestApp, eventually, WAIT};
+use crate::common::{Receiver, TestApp, WAIT, eventually};
 
 async fn authorized(app: &TestApp, amount: i64) -> String {
     let (status, p) = app
-        .post("/v1/payments", json!({"amount": amount, "currency": "EUR", "payment_method_id": "pm_test_success", "capture": false}))
+        .post(
+            "/v1/payments",
+            json!({"amount": amount, "currency": "EUR", "payment_method_id": "pm_test_success", "capture": false}),
+        )
         .await;
     assert_eq!(status, 201, "{p}");
     assert_eq!(p["capture"], false);
@@ -37,7 +40,13 @@ fn types(list: &Value) -> Vec<(String, String, i64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["type"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned(), t["amount"].as_i64().unwrap()))
+        .map(|t| {
+            (
+                t["type"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+                t["amount"].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -97,7 +106,11 @@ async fn an_authorization_is_captured_in_parts_never_beyond_what_was_authorized(
     );
     assert!(list["data"][0]["id"].as_str().unwrap().starts_with("txn_"));
     assert_eq!(list["data"][0]["object"], "transaction");
-    assert_eq!(receiver.all().iter().filter(|r| r.json()["type"] == "payment.succeeded").count(), 1, "one payment.succeeded");
+    assert_eq!(
+        receiver.all().iter().filter(|r| r.json()["type"] == "payment.succeeded").count(),
+        1,
+        "one payment.succeeded"
+    );
 
     // Captured money is refundable as usual.
     let (status, refund) = app.post(&format!("/v1/payments/{id}/refund"), json!({"amount": 400})).await;
@@ -143,7 +156,10 @@ async fn cancelling_an_authorization_voids_it_at_the_provider() {
 async fn a_declined_authorization_fails_and_a_purchase_cannot_be_captured() {
     let app = TestApp::spawn().await;
     let (_, p) = app
-        .post("/v1/payments", json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_decline", "capture": false}))
+        .post(
+            "/v1/payments",
+            json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_decline", "capture": false}),
+        )
         .await;
     let id = p["id"].as_str().unwrap();
     let p = app.wait_status(id, "failed").await;
@@ -167,14 +183,21 @@ async fn a_pending_authorization_cannot_be_captured_yet() {
     // No worker: the authorization stays pending.
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let (_, p) = app
-        .post("/v1/payments", json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success", "capture": false}))
+        .post(
+            "/v1/payments",
+            json!({"amount": 500, "currency": "USD", "payment_method_id": "pm_test_success", "capture": false}),
+        )
         .await;
     let id = p["id"].as_str().unwrap();
     let (status, err) = app.post(&format!("/v1/payments/{id}/capture"), json!({})).await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["code"], "payment_unexpected_state");
     let (status, err) = app.post(&format!("/v1/payments/{id}/chargebacks"), json!({"amount": 100})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("payment_unexpected_state")), "nothing charged yet: {err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("payment_unexpected_state")),
+        "nothing charged yet: {err}"
+    );
     app.stop().await;
 }
 
@@ -192,7 +215,10 @@ async fn chargebacks_count_as_refunded_and_reversals_give_it_back() {
     }
     let (status, cb) = app.post(&path, json!({"amount": 600, "reason": "fraudulent"})).await;
     assert_eq!(status, 200, "{cb}");
-    assert_eq!((cb["type"].as_str(), cb["status"].as_str(), cb["amount"].as_i64()), (Some("chargeback"), Some("succeeded"), Some(600)));
+    assert_eq!(
+        (cb["type"].as_str(), cb["status"].as_str(), cb["amount"].as_i64()),
+        (Some("chargeback"), Some("succeeded"), Some(600))
+    );
     assert_eq!(cb["reason"], "fraudulent");
     let p = app.assert_amounts(id).await;
     assert_eq!((p["status"].as_str(), p["amount_refunded"].as_i64()), (Some("refunded"), Some(600)));

@@ -29,17 +29,27 @@ async fn endpoint_status(app: &TestApp, endpoint: &str) -> String {
 async fn endpoints_are_updated_and_only_enabled_subscribed_ones_get_events() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
-    let (status, ep) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.succeeded"], "description": "orders"})).await;
+    let (status, ep) = app
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": receiver.url, "enabled_events": ["payment.succeeded"], "description": "orders"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let id = ep["id"].as_str().unwrap();
     let path = format!("/v1/webhook_endpoints/{id}");
 
-    let (status, updated) = app.post(&path, json!({"enabled_events": ["payment.failed"], "description": "failures"})).await;
+    let (status, updated) =
+        app.post(&path, json!({"enabled_events": ["payment.failed"], "description": "failures"})).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["enabled_events"], json!(["payment.failed"]));
     assert_eq!(updated["description"], "failures");
     assert!(updated.get("secret").is_none());
-    for (body, param) in [(json!({"status": "paused"}), "status"), (json!({"secret": "x"}), "secret"), (json!({"enabled_events": ["nope"]}), "enabled_events")] {
+    for (body, param) in [
+        (json!({"status": "paused"}), "status"),
+        (json!({"secret": "x"}), "secret"),
+        (json!({"enabled_events": ["nope"]}), "enabled_events"),
+    ] {
         let (status, err) = app.post(&path, body).await;
         assert_eq!((status, err["error"]["param"].as_str()), (400, Some(param)), "{err}");
     }
@@ -67,7 +77,8 @@ async fn a_rotated_secret_signs_alongside_the_new_one_until_it_expires() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let (id, old) = app.add_endpoint(&receiver.url).await;
-    let (status, rotated) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 3600})).await;
+    let (status, rotated) =
+        app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 3600})).await;
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert!(new.starts_with("whsec_") && new != old);
@@ -81,14 +92,16 @@ async fn a_rotated_secret_signs_alongside_the_new_one_until_it_expires() {
     assert!(verify_signature(&new, &hook, sigs[0]), "the new secret's signature comes first");
     assert!(verify_signature(&old, &hook, sigs[1]));
 
-    let (_, again) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 0})).await;
+    let (_, again) =
+        app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 0})).await;
     let newest = again["secret"].as_str().unwrap().to_owned();
     let p = app.create_payment("pm_test_success", 100).await;
     let hook = receiver.wait_for("payment.created", p["id"].as_str().unwrap()).await;
     assert_eq!(hook.header("webhook-signature").split(' ').count(), 1, "the expired secret no longer signs");
     assert!(verify_webhook(&newest, &hook));
     assert!(!verify_webhook(&new, &hook));
-    let (status, err) = app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": -1})).await;
+    let (status, err) =
+        app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": -1})).await;
     assert_eq!((status, err["error"]["param"].as_str()), (400, Some("expire_previous_in")));
     app.stop().await;
 }
@@ -109,7 +122,10 @@ async fn gone_disables_the_endpoint_and_redirects_are_not_followed() {
     app.wait_status(p["id"].as_str().unwrap(), "failed").await;
     wait_delivery(&app, &gone_id, "a failed delivery to the 410 endpoint", |d| d["status"] == "failed").await;
     assert_eq!(endpoint_status(&app, &gone_id).await, "disabled");
-    let d = wait_delivery(&app, &redirect_id, "a refused send to the redirecting endpoint", |d| d["last_status_code"] == 302).await;
+    let d = wait_delivery(&app, &redirect_id, "a refused send to the redirecting endpoint", |d| {
+        d["last_status_code"] == 302
+    })
+    .await;
     assert_ne!(d["status"], "succeeded", "a 3xx is not a success");
     assert!(target.all().is_empty(), "the redirect was not followed");
     assert_eq!(endpoint_status(&app, &redirect_id).await, "enabled");
@@ -144,7 +160,8 @@ async fn every_send_is_logged_and_a_delivery_can_be_sent_again() {
     let receiver = Receiver::start().await;
     receiver.always(500);
     receiver.body(&"x".repeat(5000));
-    let (ep, secret) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.failed"]}))
+    let (ep, secret) = app
+        .post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.failed"]}))
         .await
         .1
         .as_object()
@@ -179,20 +196,31 @@ async fn every_send_is_logged_and_a_delivery_can_be_sent_again() {
 
     let (other_id, other_key) = app.other_merchant().await;
     let _ = other_id;
-    let (status, _) = app.call_as(&other_key, "POST", &format!("/v1/webhook_deliveries/{d}/retry"), Some(json!({})), &[]).await;
+    let (status, _) =
+        app.call_as(&other_key, "POST", &format!("/v1/webhook_deliveries/{d}/retry"), Some(json!({})), &[]).await;
     assert_eq!(status, 404);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_endpoint_failing_longer_than_disable_after_is_disabled() {
-    let app = TestApp::spawn_with(&[], &[("PAYD_WEBHOOKS__RETRY_SCHEDULE", "400ms,400ms,400ms,400ms,400ms,400ms"), ("PAYD_WEBHOOKS__DISABLE_AFTER", "1s")]).await;
+    let app = TestApp::spawn_with(
+        &[],
+        &[
+            ("PAYD_WEBHOOKS__RETRY_SCHEDULE", "400ms,400ms,400ms,400ms,400ms,400ms"),
+            ("PAYD_WEBHOOKS__DISABLE_AFTER", "1s"),
+        ],
+    )
+    .await;
     let receiver = Receiver::start().await;
     receiver.always(500);
     let (id, _) = app.add_endpoint(&receiver.url).await;
     let p = app.create_payment("pm_test_decline", 100).await;
     app.wait_status(p["id"].as_str().unwrap(), "failed").await;
-    eventually("the endpoint to be disabled", WAIT, || async { (endpoint_status(&app, &id).await == "disabled").then_some(()) }).await;
+    eventually("the endpoint to be disabled", WAIT, || async {
+        (endpoint_status(&app, &id).await == "disabled").then_some(())
+    })
+    .await;
     // Once disabled, new events are not queued for it.
     let before = deliveries(&app, &id).await.len();
     let q = app.create_payment("pm_test_decline", 100).await;
@@ -205,7 +233,11 @@ async fn an_endpoint_failing_longer_than_disable_after_is_disabled() {
 async fn a_slow_endpoint_does_not_hold_up_the_others() {
     let app = TestApp::spawn_with(
         &[],
-        &[("PAYD_WEBHOOKS__CONCURRENCY", "4"), ("PAYD_WEBHOOKS__ENDPOINT_CONCURRENCY", "2"), ("PAYD_WEBHOOKS__TIMEOUT", "10s")],
+        &[
+            ("PAYD_WEBHOOKS__CONCURRENCY", "4"),
+            ("PAYD_WEBHOOKS__ENDPOINT_CONCURRENCY", "2"),
+            ("PAYD_WEBHOOKS__TIMEOUT", "10s"),
+        ],
     )
     .await;
     let slow = Receiver::start().await;
@@ -219,7 +251,8 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
         ids.push(app.create_payment("pm_test_decline", 100).await["id"].as_str().unwrap().to_owned());
     }
     // 16 events each; the slow endpoint would need 24 s for its share alone.
-    eventually("the fast endpoint to get all 16 events", WAIT, || async { (fast.all().len() >= 16).then_some(()) }).await;
+    eventually("the fast endpoint to get all 16 events", WAIT, || async { (fast.all().len() >= 16).then_some(()) })
+        .await;
     assert!(started.elapsed() < Duration::from_secs(6), "the fast endpoint was held up: {:?}", started.elapsed());
     assert!(slow.all().len() < 16, "the slow endpoint is still busy");
     assert!(slow.max_in_flight.load(Ordering::SeqCst) <= 2, "at most endpoint_concurrency sends to one endpoint");
@@ -230,13 +263,18 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
 async fn a_dispatcher_killed_between_send_and_record_sends_again() {
     let app = TestApp::spawn_with(&[Role::Api, Role::Worker], &[("PAYD_WEBHOOKS__TIMEOUT", "1s")]).await;
     let receiver = Receiver::start().await;
-    let (id, secret) = app.post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.succeeded"]}))
+    let (id, secret) = app
+        .post("/v1/webhook_endpoints", json!({"url": receiver.url, "enabled_events": ["payment.succeeded"]}))
         .await
         .1
         .as_object()
         .map(|o| (o["id"].as_str().unwrap().to_owned(), o["secret"].as_str().unwrap().to_owned()))
         .unwrap();
-    let mut child = crate::common::spawn(&mut payd(&app, &["serve", "--role", "dispatcher"], &[("PAYD_FAULTS__CRASH_AT", "dispatcher.after_send"), ("PAYD_WEBHOOKS__TIMEOUT", "1s")]));
+    let mut child = crate::common::spawn(&mut payd(
+        &app,
+        &["serve", "--role", "dispatcher"],
+        &[("PAYD_FAULTS__CRASH_AT", "dispatcher.after_send"), ("PAYD_WEBHOOKS__TIMEOUT", "1s")],
+    ));
     let p = app.create_payment("pm_test_success", 100).await;
     let pid = p["id"].as_str().unwrap();
     receiver.wait_for("payment.succeeded", pid).await;
