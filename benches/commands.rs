@@ -76,7 +76,7 @@ async fn main() {
     ]);
     app::migrate(&settings).await.unwrap();
     let pool = PgPool::connect(&db.url).await.unwrap();
-    let merchant = payd::db::keys::create_merchant(&pool, "Bench", None).await.unwrap();
+    let merchant = payd::testing::create_merchant(&pool, "Bench").await.unwrap();
 
     // A receiver subscribed to payment.succeeded.
     let arrivals: Arrivals = Arc::default();
@@ -84,8 +84,7 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    let scope = payd::db::payments::Scope::system(merchant.id.clone(), false);
-    support::endpoint(&pool, &scope, url, &["payment.succeeded"]).await;
+    payd::testing::add_endpoint(&pool, &merchant.id, url, &["payment.succeeded"]).await.unwrap();
 
     // The relay declares the topology at start; the worker is not running yet,
     // so phase 1 measures acceptance alone and then the drain of a backlog.

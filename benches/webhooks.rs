@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use payd::app::{self, Role};
-use payd::db::payments::{Payment, PaymentRow, Scope};
 use sqlx::PgPool;
 use support::{BenchDb, percentile, rss_kib};
 
@@ -29,15 +28,8 @@ async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> Status
 }
 
 /// Inserts `n` events (each fanned out to every endpoint) in batches.
-async fn queue_events(pool: &PgPool, scope: &Scope, payment: &Payment, n: usize) {
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let mut tx = pool.begin().await.unwrap();
-        for _ in chunk {
-            payd::db::events::record(&mut tx, scope, payd::domain::EventType::PaymentSucceeded, payment).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-        payd::db::notify::ring(pool, payd::db::notify::DELIVERIES);
-    }
+async fn queue_events(pool: &PgPool, payment: &str, n: usize) {
+    payd::testing::record_payment_events(pool, payment, n, 500).await.unwrap();
 }
 
 async fn delivered(pool: &PgPool) -> i64 {
@@ -68,30 +60,28 @@ async fn main() {
 
     // Receivers and endpoints.
     let arrivals: Arrivals = Arc::default();
-    let merchant = payd::db::keys::create_merchant(&pool, "Bench", None).await.unwrap();
-    let scope = Scope::system(merchant.id.clone(), false);
+    let merchant = payd::testing::create_merchant(&pool, "Bench").await.unwrap();
     for _ in 0..endpoints {
         let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-        support::endpoint(&pool, &scope, url, &["*"]).await;
+        payd::testing::add_endpoint(&pool, &merchant.id, url, &["*"]).await.unwrap();
     }
     // A realistic event body: a payment object.
-    let row: PaymentRow = sqlx::query_as(
+    let payment: String = sqlx::query_scalar(
         "INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, payment_method_id, provider, method, metadata)
          VALUES ($1, $2, false, 1000, 'USD', 'succeeded', 'pm_test_success', 'sandbox', 'card', '{\"order_id\": \"12345\"}')
-         RETURNING *",
+         RETURNING id",
     )
-    .bind(payd::domain::PaymentId::generate())
+    .bind(format!("pay_{}", uuid::Uuid::now_v7().simple()))
     .bind(&merchant.id)
     .fetch_one(&pool)
     .await
     .unwrap();
-    let payment = Payment::new(row, vec![]);
 
     // Phase 1: throughput from a backlog.
-    queue_events(&pool, &scope, &payment, events).await;
+    queue_events(&pool, &payment, events).await;
     let total = (events * endpoints) as i64;
     println!("queued {events} events x {endpoints} endpoints = {total} deliveries; RSS {} MiB", rss_kib() / 1024);
     let start = Instant::now();
@@ -119,13 +109,8 @@ async fn main() {
     let mut created: HashMap<String, time::OffsetDateTime> = HashMap::new();
     let t0 = Instant::now();
     for i in 0..latency_events {
-        let mut tx = pool.begin().await.unwrap();
-        let id = payd::db::events::record(&mut tx, &scope, payd::domain::EventType::PaymentSucceeded, &payment)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        payd::db::notify::ring(&pool, payd::db::notify::DELIVERIES);
-        created.insert(id.to_string(), time::OffsetDateTime::now_utc());
+        let id = payd::testing::record_payment_events(&pool, &payment, 1, 1).await.unwrap().remove(0);
+        created.insert(id, time::OffsetDateTime::now_utc());
         let next = t0 + gap * (i as u32 + 1);
         tokio::time::sleep_until(next.into()).await;
     }

@@ -17,14 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::domain::messages::{ATTEMPTS_QUEUE, COMMANDS_QUEUE};
 use crate::faults::Faults;
 use crate::http::AppState;
 use crate::provider::Providers;
-use crate::queue::messages::{ATTEMPTS_QUEUE, COMMANDS_QUEUE};
 use crate::queue::{Amqp, consumer, relay};
 use crate::service::Ctx;
 use crate::service::wait::PaymentWatch;
-use crate::worker::{AttemptRunner, CommandIntake};
+use crate::worker::{AttemptRunner, CommandConsumer};
 use crate::{db, dispatcher, http, scheduler, worker};
 
 /// A role a process can run.
@@ -63,8 +63,7 @@ pub fn expand(roles: &[Role]) -> BTreeSet<Role> {
 pub struct Running {
     /// The HTTP address, when the api role runs.
     pub addr: Option<SocketAddr>,
-    /// The use cases' context (tests use its pool and providers).
-    pub ctx: Ctx,
+    ctx: Ctx,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     amqp: Arc<Amqp>,
@@ -187,8 +186,8 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone() });
         let prefetch = settings.amqp.prefetch;
         tasks.spawn(consumer::run(attempts, amqp.clone(), ATTEMPTS_QUEUE, prefetch, shutdown.clone()));
-        let intake = Arc::new(CommandIntake::new(ctx.clone(), amqp.clone(), faults.clone()));
-        tasks.spawn(consumer::run(intake, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
+        let commands = Arc::new(CommandConsumer::new(ctx.clone(), amqp.clone(), faults.clone()));
+        tasks.spawn(consumer::run(commands, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {
         tasks.spawn(scheduler::run(pool.clone(), settings.payments.requeue_after, shutdown.clone()));
@@ -205,6 +204,14 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_amqp_command_is_the_twin_of_a_served_route() {
+        let doc = serde_json::to_value(http::openapi_document()).unwrap();
+        for (kind, route) in crate::worker::commands::COMMANDS {
+            assert!(doc["paths"][route]["post"].is_object(), "{kind}: POST {route} is not a route");
+        }
+    }
 
     #[test]
     fn roles_bring_their_helpers() {

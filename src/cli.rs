@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::app::{self, Role};
 use crate::config::Settings;
-use crate::db::attempts::Viewer;
-use crate::db::{self, keys::KeyKind};
+use crate::db;
 use crate::domain::MerchantId;
+use crate::domain::{KeyKind, Viewer};
 use crate::provider::Providers;
 use crate::service::{self, Ctx};
 
@@ -20,6 +20,7 @@ use crate::service::{self, Ctx};
 #[derive(Debug, Parser)]
 #[command(name = "payd", version, about)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,16 +38,19 @@ pub enum Command {
     Migrate,
     /// Merchants.
     Merchants {
+        /// What to do with merchants.
         #[command(subcommand)]
         command: MerchantCommand,
     },
     /// API keys.
     Keys {
+        /// What to do with keys.
         #[command(subcommand)]
         command: KeyCommand,
     },
     /// Provider attempts and scheduled retries (operators).
     Attempts {
+        /// What to do with attempts.
         #[command(subcommand)]
         command: AttemptCommand,
     },
@@ -169,7 +173,7 @@ async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result
             service::attempts::cancel(
                 &ctx,
                 &Viewer::Operator,
-                crate::db::audit::SYSTEM,
+                crate::domain::SYSTEM_ACTOR,
                 &id,
                 json!({ "reason": reason }),
             )

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::faults::CrashPoint;
+
 /// The defaults, compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -190,8 +192,8 @@ pub struct RateLimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct FaultSettings {
     /// Comma-separated fault points, e.g. `worker.after_provider_call`.
-    #[serde(default, deserialize_with = "string_list")]
-    pub crash_at: Vec<String>,
+    #[serde(default, deserialize_with = "crash_points")]
+    pub crash_at: Vec<CrashPoint>,
 }
 
 fn default_env() -> String {
@@ -309,9 +311,18 @@ fn duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Er
     Ok(list)
 }
 
-fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+fn crash_points<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CrashPoint>, D::Error> {
     let s = String::deserialize(d)?;
-    Ok(s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            CrashPoint::parse(p).ok_or_else(|| {
+                let known: Vec<&str> = CrashPoint::ALL.iter().map(|c| c.as_str()).collect();
+                serde::de::Error::custom(format!("unknown fault point {p:?}; known: {}", known.join(", ")))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,51 +1,52 @@
 //! payd — a webhook-driven asynchronous payment worker.
 //!
-//! Map of the crate (the flow runs top to bottom):
+//! # The rule: one import direction
 //!
-//! - [`config`]: settings from `config/*.toml` and `PAYD_SECTION__KEY`.
-//! - [`domain`]: ids, money, the payment state machine, event types. Pure.
-//! - [`error`]: the one error answer and its contract body.
-//! - [`service`]: the use cases (payments, their money operations and
-//!   details, payment methods, endpoints, `Prefer: wait`…), each one
-//!   transaction of state + events + outbox; shared by every intake.
-//! - [`http`]: the axum API: routes (each described for OpenAPI),
-//!   extractors, per-key rate limits, error rendering.
-//! - [`db`]: Postgres queries, one module per table group (payments,
-//!   transactions, attempts, audit log, payment methods…); migrations;
-//!   group commits (`db::batch`) that write concurrent callers' statements
-//!   together (creates, claims, outcomes, webhook records).
-//! - [`queue`]: RabbitMQ connection and topology, the outbox relay.
-//! - [`worker`]: consumes the work queue, claims attempts, calls providers,
-//!   records their outcomes (the common ones in shared transactions).
-//! - [`provider`]: payment providers (the built-in `sandbox`, HTTP gateways).
-//! - [`scheduler`]: expired leases, due attempts, purges; [`retry`]: schedules.
-//! - [`dispatcher`]: signed webhook delivery with retries; SSRF guard.
-//! - [`webhooks`]: `verify`, for receivers of payd's webhooks.
-//! - [`app`]: starts and stops roles; [`cli`]: the command line;
-//!   [`loadtest`]: `payd loadtest`, the load generator.
-//! - [`faults`]: crash points for kill-9 tests; [`telemetry`]: logs;
-//!   [`observe`]: Prometheus metrics (`GET /metrics`).
+//! Each module belongs to one layer and imports only from layers below it
+//! (`scripts/check-architecture` fails the build otherwise, and fails on SQL
+//! outside `db`):
+//!
+//! | layer | modules | may import |
+//! |---|---|---|
+//! | 0 domain | [`domain`]: ids, money, the payment state machine, statuses and kinds, event types, queue messages. Pure. | nothing of payd |
+//! | 1 support | [`config`], [`telemetry`], [`observe`], [`faults`], [`timefmt`], [`retry`], [`webhooks`] (Standard Webhooks signatures), [`target`] (the SSRF guard) | domain, support |
+//! | 2 db | [`db`]: every SQL statement, behind named functions whose guards state their transition; the group commit | domain, support |
+//! | 3 providers | [`provider`]: the sandbox (its ledger is in db), HTTP gateways | db and below |
+//! | 4 service | [`service`]: the use cases, authentication, idempotency, the one error type [`service::ApiError`] | providers and below |
+//! | 5 transport | [`queue`]: the RabbitMQ connection, topology, consumer loop and the outbox relay | service and below |
+//! | 6 entry points | [`http`] (the API; it calls the service only, never db), [`worker`] (attempts and AMQP commands), [`dispatcher`] (webhooks), [`scheduler`] | transport and below, never each other |
+//! | 7 composition | [`app`] (starts roles), [`cli`], [`loadtest`], [`testing`] | everything |
+//!
+//! The flow: a create (HTTP, or an AMQP command) commits the payment, its
+//! attempt, its event and an outbox row in one statement; the relay
+//! publishes the outbox to RabbitMQ; a worker claims the attempt, calls the
+//! provider and commits the outcome with its events; the dispatcher claims
+//! due deliveries and sends them signed. Postgres holds the truth; RabbitMQ
+//! carries work.
+
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod db;
-pub mod dispatcher;
-pub mod domain;
-pub mod error;
-pub mod faults;
-pub mod http;
-pub mod loadtest;
-pub mod observe;
-pub mod provider;
-pub mod queue;
-pub mod retry;
-pub mod scheduler;
-pub mod service;
+mod db;
+mod dispatcher;
+mod domain;
+mod faults;
+mod http;
+mod loadtest;
+mod observe;
+mod provider;
+mod queue;
+mod retry;
+mod scheduler;
+mod service;
+mod target;
 pub mod telemetry;
-pub mod timefmt;
+pub mod testing;
+mod timefmt;
 pub mod webhooks;
-pub mod worker;
+mod worker;
 
 /// Installs the process-wide TLS crypto provider (aws-lc-rs) used by the
 /// Postgres, RabbitMQ and HTTP clients. Safe to call more than once.

@@ -341,9 +341,7 @@ async fn cleanup(settings: &Settings, db_url: &url::Url, prefix: &str) {
     admin.set_path("/postgres");
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin.as_str()).await {
         let name = db_url.path().trim_start_matches('/');
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await;
+        let _ = crate::db::drop_database(&mut conn, name).await;
     }
     let amqp =
         crate::queue::Amqp::new(&crate::config::AmqpSettings { prefix: prefix.to_owned(), ..settings.amqp.clone() });

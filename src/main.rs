@@ -5,8 +5,8 @@ use clap::Parser;
 use payd::cli::{self, Cli};
 use payd::config::Settings;
 
-// glibc's malloc was an eighth of payd's CPU under load (perf); mimalloc
-// does the same work for less (docs/PERFORMANCE.md).
+// mimalloc does payd's many small allocations for less CPU than glibc's
+// malloc (docs/PERFORMANCE.md has the profile and the figures).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

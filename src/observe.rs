@@ -17,7 +17,7 @@
 //! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
 //! | `payd_webhook_delivery_duration_seconds` | histogram | |
 //! | `payd_webhook_endpoints_disabled_total` | counter | |
-//! | `payd_batches_total` · `payd_batched_jobs_total` | counters (their ratio is the mean group-commit batch) | `stage` (`intake`, `claim`, `outcome`, `delivery`, `sandbox`) |
+//! | `payd_batches_total` · `payd_batched_jobs_total` | counters (their ratio is the mean group-commit batch) | `stage` (`create`, `claim`, `outcome`, `delivery`, `sandbox`) |
 //! | `payd_batch_queued` | gauge (jobs waiting for a group-commit writer) | `stage` |
 //!
 //! Gauges read from Postgres (outbox, due attempts) are the whole

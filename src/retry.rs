@@ -21,16 +21,6 @@ impl Schedule {
         Self { delays: delays.into(), jitter: jitter.clamp(0.0, 1.0) }
     }
 
-    /// How many retries the schedule allows.
-    pub fn len(&self) -> usize {
-        self.delays.len()
-    }
-
-    /// True when it allows no retry at all.
-    pub fn is_empty(&self) -> bool {
-        self.delays.is_empty()
-    }
-
     /// The undisturbed delay after failed attempt `failed` (1-based).
     pub fn step(&self, failed: usize) -> Option<Duration> {
         failed.checked_sub(1).and_then(|i| self.delays.get(i)).copied()

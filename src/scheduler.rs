@@ -9,7 +9,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{attempts, idempotency, outbox};
-use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
+use crate::domain::WorkMessage;
+use crate::domain::messages::ATTEMPTS_QUEUE;
 
 /// How often the scheduler looks.
 const TICK: Duration = Duration::from_millis(500);
@@ -21,16 +22,9 @@ const GAUGE_EVERY: u64 = 10;
 /// Reads the deployment-wide gauges: the outbox's backlog and lag, and the
 /// scheduled attempts that are due.
 async fn gauges(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let (pending, lag): (i64, f64) =
-        sqlx::query_as("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox")
-            .fetch_one(pool)
-            .await?;
+    let (pending, lag) = outbox::backlog(pool).await?;
     crate::observe::outbox(pending, lag);
-    let due: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()")
-            .fetch_one(pool)
-            .await?;
-    crate::observe::attempts_due(due);
+    crate::observe::attempts_due(attempts::due_count(pool).await?);
     Ok(())
 }
 
@@ -64,8 +58,7 @@ pub async fn tick(pool: &PgPool, requeue_after: Duration, purge: bool) -> anyhow
     }
     ids.extend(attempts::take_due(&mut tx, requeue_after, BATCH).await?);
     for attempt_id in &ids {
-        let msg = serde_json::to_value(WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
-        outbox::enqueue(&mut tx, ATTEMPTS_QUEUE, &msg).await?;
+        outbox::enqueue(&mut tx, ATTEMPTS_QUEUE, &WorkMessage::run(attempt_id)).await?;
     }
     if purge {
         idempotency::purge_expired(&mut tx).await?;

@@ -55,16 +55,3 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
-
-/// Registers a webhook endpoint for `events` at `url`.
-pub async fn endpoint(pool: &sqlx::PgPool, scope: &payd::db::payments::Scope, url: String, events: &[&str]) {
-    let mut c = pool.acquire().await.unwrap();
-    let new = payd::db::webhooks::NewEndpoint {
-        url,
-        enabled_events: events.iter().map(|e| (*e).to_owned()).collect(),
-        description: None,
-        metadata: serde_json::json!({}),
-        secret: payd::dispatcher::signing::generate_secret(),
-    };
-    payd::db::webhooks::create(&mut c, scope, new).await.unwrap();
-}

@@ -6,7 +6,9 @@ use std::time::Duration;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{AttemptId, PaymentId, TransactionId};
+use crate::domain::{
+    AttemptId, AttemptStatus, Currency, FailureCode, MerchantId, PaymentId, TransactionId, TransactionKind, Viewer,
+};
 
 /// An attempt a worker has claimed.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -48,9 +50,9 @@ pub struct ClaimedCall {
     #[sqlx(flatten)]
     pub claimed: Claimed,
     /// The transaction's type, amount and currency.
-    pub kind: String,
+    pub kind: TransactionKind,
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     /// The payment's provider and payment method.
     pub provider: String,
     pub payment_method_id: String,
@@ -87,13 +89,14 @@ pub async fn claim_calls(
     .await
 }
 
-/// Records the outcome of a claimed attempt; false when the claim was lost
-/// (its lease ran out and the attempt was handed to another worker).
+/// `running` → `status`: records the outcome of a claimed attempt; false
+/// when the claim was lost (its lease ran out and the attempt was handed to
+/// another worker).
 pub async fn finish(
     conn: &mut PgConnection,
     claimed: &Claimed,
-    status: &str,
-    error_code: Option<&str>,
+    status: AttemptStatus,
+    error_code: Option<FailureCode>,
 ) -> Result<bool, sqlx::Error> {
     Ok(!finish_all(conn, &[(claimed, status, error_code)]).await?.is_empty())
 }
@@ -103,12 +106,12 @@ pub async fn finish(
 /// were handed to another worker and are left as they are).
 pub async fn finish_all(
     conn: &mut PgConnection,
-    done: &[(&Claimed, &str, Option<&str>)],
+    done: &[(&Claimed, AttemptStatus, Option<FailureCode>)],
 ) -> Result<Vec<AttemptId>, sqlx::Error> {
     let ids: Vec<&str> = done.iter().map(|(c, _, _)| c.id.as_str()).collect();
     let tokens: Vec<Uuid> = done.iter().map(|(c, _, _)| c.claim_token).collect();
-    let statuses: Vec<&str> = done.iter().map(|(_, s, _)| *s).collect();
-    let codes: Vec<Option<&str>> = done.iter().map(|(_, _, code)| *code).collect();
+    let statuses: Vec<&str> = done.iter().map(|(_, s, _)| s.as_str()).collect();
+    let codes: Vec<Option<&str>> = done.iter().map(|(_, _, code)| code.map(FailureCode::as_str)).collect();
     sqlx::query_scalar(
         "UPDATE attempts a SET status = i.status, finished_at = now(), error_code = i.code, lease_until = NULL
          FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, status, code)
@@ -150,7 +153,8 @@ pub async fn running_for(conn: &mut PgConnection, transaction: &TransactionId) -
     .await
 }
 
-/// Cancels the scheduled attempts of a transaction; answers how many.
+/// `scheduled` → `canceled`: cancels the scheduled attempts of a
+/// transaction (its payment was canceled); answers how many.
 pub async fn cancel_scheduled(conn: &mut PgConnection, transaction: &TransactionId) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE attempts SET status = 'canceled', finished_at = now(), error_code = 'canceled'
@@ -168,20 +172,6 @@ pub async fn running_exists(conn: &mut PgConnection, transaction: &TransactionId
         .bind(transaction)
         .fetch_one(conn)
         .await
-}
-
-/// The charge transaction (authorize or purchase) of a payment.
-pub async fn charge_transaction(
-    conn: &mut PgConnection,
-    payment: &PaymentId,
-) -> Result<Option<TransactionId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM transactions WHERE payment_id = $1 AND type IN ('purchase', 'authorize')
-         ORDER BY created_at LIMIT 1",
-    )
-    .bind(payment)
-    .fetch_optional(conn)
-    .await
 }
 
 /// Hands running attempts whose lease ran out (their worker died or hung)
@@ -235,27 +225,25 @@ pub struct Attempt {
     pub payment_id: PaymentId,
     pub transaction_id: TransactionId,
     pub number: i32,
-    pub status: String,
+    pub status: AttemptStatus,
     #[serde(serialize_with = "crate::timefmt::ser")]
     pub scheduled_at: time::OffsetDateTime,
     #[serde(serialize_with = "crate::timefmt::ser_opt")]
     pub started_at: Option<time::OffsetDateTime>,
     #[serde(serialize_with = "crate::timefmt::ser_opt")]
     pub finished_at: Option<time::OffsetDateTime>,
-    pub error_code: Option<String>,
+    pub error_code: Option<FailureCode>,
 }
 
 const ATTEMPT_COLUMNS: &str = "'attempt' AS object, a.id, a.payment_id, a.transaction_id, a.number, a.status,
     a.scheduled_at, a.started_at, a.finished_at, a.error_code";
 
-pub use super::payments::Viewer;
-
 /// Filters of `GET /v1/attempts`.
 #[derive(Clone, Debug, Default)]
 pub struct AttemptFilter {
-    pub status: Option<String>,
+    pub status: Option<AttemptStatus>,
     pub payment_id: Option<PaymentId>,
-    pub merchant_id: Option<crate::domain::MerchantId>,
+    pub merchant_id: Option<MerchantId>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -302,8 +290,9 @@ pub async fn find(conn: &mut PgConnection, viewer: &Viewer, id: &AttemptId) -> R
     .await
 }
 
-/// Cancels one attempt if it is still scheduled; the claim guard then makes
-/// the cancel final (a worker can no longer claim it).
+/// `scheduled` → `canceled`: cancels one attempt if it is still scheduled
+/// (its retry was canceled); the claim guard then makes the cancel final (a
+/// worker can no longer claim it).
 pub async fn cancel_one(
     conn: &mut PgConnection,
     id: &AttemptId,
@@ -318,4 +307,16 @@ pub async fn cancel_one(
     .bind(reason)
     .fetch_optional(conn)
     .await
+}
+
+/// The status an attempt is in now.
+pub async fn status_of(conn: &mut PgConnection, id: &AttemptId) -> Result<AttemptStatus, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(id).fetch_one(conn).await
+}
+
+/// Scheduled attempts that are due now, across the deployment (a gauge).
+pub async fn due_count(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'scheduled' AND scheduled_at <= now()")
+        .fetch_one(pool)
+        .await
 }

@@ -10,10 +10,7 @@ use time::OffsetDateTime;
 use crate::domain::PaymentId;
 use crate::timefmt;
 
-/// The actor of changes no key asked for (workers, the scheduler, providers).
-pub const SYSTEM: &str = "system";
-
-/// Names the actor (a key id, or [`SYSTEM`]) and the action of every payment
+/// Names the actor (a key id, or [`crate::domain::SYSTEM_ACTOR`]) and the action of every payment
 /// change in the rest of this transaction.
 pub async fn act(conn: &mut PgConnection, actor: &str, action: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('payd.actor', $1, true), set_config('payd.action', $2, true)")

@@ -5,7 +5,7 @@
 use sqlx::PgConnection;
 
 use super::payments::PaymentRow;
-use crate::domain::{PaymentId, PaymentStatus, TransactionId};
+use crate::domain::{FailureCode, PaymentId, PaymentStatus, TransactionId, TransactionStatus};
 
 /// One charge outcome to write. The payment must be locked by the caller
 /// (in the same transaction), and `from` is the status it was read in.
@@ -24,7 +24,7 @@ pub enum ChargeResult<'a> {
     /// Charged: the captured and capturable amounts the payment now has.
     Succeeded { reference: &'a str, captured: i64, capturable: i64 },
     /// Declined for good.
-    Failed { code: &'a str, message: &'a str },
+    Failed { code: FailureCode, message: &'a str },
 }
 
 /// Writes the outcomes: each transaction (still `pending`) becomes
@@ -47,7 +47,7 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
         to.push(o.to.as_str());
         match &o.result {
             ChargeResult::Succeeded { reference, captured: c, capturable: k } => {
-                txn_status.push("succeeded");
+                txn_status.push(TransactionStatus::Succeeded.as_str());
                 captured.push(Some(*c));
                 capturable.push(Some(*k));
                 references.push(Some(*reference));
@@ -55,11 +55,11 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
                 messages.push(None);
             }
             ChargeResult::Failed { code, message } => {
-                txn_status.push("failed");
+                txn_status.push(TransactionStatus::Failed.as_str());
                 captured.push(None);
                 capturable.push(None);
                 references.push(None);
-                codes.push(Some(*code));
+                codes.push(Some(code.as_str()));
                 messages.push(Some(*message));
             }
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::domain::{DeliveryId, EndpointId, EventId};
+use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EventId, EventType};
 
 /// A delivery the dispatcher has claimed, with what it needs to send it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -20,7 +20,7 @@ pub struct ClaimedDelivery {
     pub secret: String,
     pub previous_secret: Option<String>,
     pub event_id: EventId,
-    pub event_type: String,
+    pub event_type: EventType,
     pub event_created_at: OffsetDateTime,
     pub livemode: bool,
     pub data: Value,
@@ -124,9 +124,9 @@ pub async fn record(
     disable_after: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     let (status, retry_secs) = match next {
-        Next::Succeeded => ("succeeded", None),
-        Next::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
-        Next::Failed => ("failed", None),
+        Next::Succeeded => (DeliveryStatus::Succeeded, None),
+        Next::RetryIn(delay) => (DeliveryStatus::Pending, Some(delay.as_secs_f64())),
+        Next::Failed => (DeliveryStatus::Failed, None),
     };
     // One statement (one round trip, one commit): the log row, the delivery,
     // and the endpoint's health — a success ends a failure streak; a streak

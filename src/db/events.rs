@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::db::payments::{Payment, Scope};
-use crate::domain::{EventId, EventType, PaymentId};
+use crate::db::payments::Payment;
+use crate::domain::{EventId, EventType, PaymentId, Scope};
 use crate::timefmt;
 
 /// `{"object": …}`
@@ -23,7 +23,7 @@ pub struct Event {
     pub object: String,
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: EventType,
     #[serde(serialize_with = "timefmt::ser")]
     #[sqlx(rename = "created_at")]
     pub timestamp: OffsetDateTime,
@@ -100,7 +100,7 @@ pub async fn find(pool: &PgPool, scope: &Scope, id: &EventId) -> Result<Option<E
 pub async fn list(
     pool: &PgPool,
     scope: &Scope,
-    kind: Option<&str>,
+    kind: Option<EventType>,
     payment: Option<&PaymentId>,
     limit: i64,
     offset: i64,

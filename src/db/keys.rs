@@ -5,58 +5,10 @@ use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
-use crate::domain::{ApiKeyId, MerchantId};
+use crate::domain::{ApiKeyId, KeyKind, MerchantId, Principal};
 
 /// The development test merchant's secret key (contract §2).
 pub const DEV_SECRET_KEY: &str = "sk_test_1234567890abcdefghijklmnop";
-
-/// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `sk_test_` / `sk_live_`: every merchant operation.
-    Secret,
-    /// `pk_test_` / `pk_live_`: may only create payments.
-    Publishable,
-    /// `sk_ops_`: operators.
-    Ops,
-}
-
-impl KeyKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Secret => "secret",
-            Self::Publishable => "publishable",
-            Self::Ops => "ops",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [Self::Secret, Self::Publishable, Self::Ops].into_iter().find(|k| k.as_str() == s)
-    }
-
-    fn prefix(self, livemode: bool) -> &'static str {
-        match (self, livemode) {
-            (Self::Secret, false) => "sk_test_",
-            (Self::Secret, true) => "sk_live_",
-            (Self::Publishable, false) => "pk_test_",
-            (Self::Publishable, true) => "pk_live_",
-            (Self::Ops, _) => "sk_ops_",
-        }
-    }
-}
-
-/// Who is calling: the authenticated key.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    /// The key's id (the actor in logs).
-    pub key_id: ApiKeyId,
-    /// Its kind.
-    pub kind: KeyKind,
-    /// The merchant it belongs to; `None` for ops keys.
-    pub merchant_id: Option<MerchantId>,
-    /// Live or test mode.
-    pub livemode: bool,
-}
 
 fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -81,9 +33,7 @@ static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> = std::sync::L
 /// Looks a presented key up; `None` for unknown or revoked keys. Known keys
 /// are remembered for [`KEY_CACHE_TTL`] (per database).
 pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let o = pool.connect_options();
-    let cache_key =
-        (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), hash_key(key));
+    let cache_key = (super::identity(pool), hash_key(key));
     if let Some((p, at)) = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key)
         && at.elapsed() < KEY_CACHE_TTL
     {
@@ -101,15 +51,13 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Principal>,
 }
 
 async fn lookup(pool: &PgPool, key: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<(ApiKeyId, String, Option<MerchantId>, bool)> = sqlx::query_as(
+    let row: Option<(ApiKeyId, KeyKind, Option<MerchantId>, bool)> = sqlx::query_as(
         "SELECT id, kind, merchant_id, livemode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash_key(key))
     .fetch_optional(pool)
     .await?;
-    Ok(row.and_then(|(key_id, kind, merchant_id, livemode)| {
-        Some(Principal { key_id, kind: KeyKind::parse(&kind)?, merchant_id, livemode })
-    }))
+    Ok(row.map(|(key_id, kind, merchant_id, livemode)| Principal { key_id, kind, merchant_id, livemode }))
 }
 
 /// Stores a key (its hash) and answers its id.
@@ -126,7 +74,7 @@ pub async fn insert_key(
     )
     .bind(&id)
     .bind(merchant)
-    .bind(kind.as_str())
+    .bind(kind)
     .bind(livemode)
     .bind(hash_key(key))
     .bind(&key[..key.len().min(12)])

@@ -1,25 +1,29 @@
 //! PostgreSQL: the pool, migrations, and one module of queries per table
-//! group. Every function that changes state takes a transaction so callers
-//! can commit state, events and outbox messages together.
+//! group. Every SQL statement of payd is in this module, behind a named
+//! function; a function that changes state says in its guard (`WHERE status
+//! = …`) which transition it makes, and takes a connection so callers can
+//! commit state, events and outbox messages in one transaction.
 
-pub mod attempts;
-pub mod audit;
-pub mod batch;
-pub mod charges;
-pub mod dispatch;
-pub mod events;
-pub mod group_commit;
-pub mod idempotency;
-pub mod intake;
-pub mod keys;
-pub mod nodelay;
-pub mod notify;
-pub mod outbox;
-pub mod payment_methods;
-pub mod payments;
-pub mod sandbox;
-pub mod transactions;
-pub mod webhooks;
+pub(crate) mod attempts;
+pub(crate) mod audit;
+pub(crate) mod charges;
+pub(crate) mod creates;
+pub(crate) mod dispatch;
+pub(crate) mod events;
+pub(crate) mod group_commit;
+pub(crate) mod idempotency;
+pub(crate) mod keys;
+mod nodelay;
+pub(crate) mod notifications;
+pub(crate) mod notify;
+pub(crate) mod outbox;
+pub(crate) mod payment_changes;
+pub(crate) mod payment_methods;
+pub(crate) mod payments;
+pub(crate) mod refunds;
+pub(crate) mod sandbox;
+pub(crate) mod transactions;
+pub(crate) mod webhooks;
 
 use std::time::Duration;
 
@@ -98,4 +102,27 @@ pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
         sqlx::Error::Database(db) => db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint),
         _ => false,
     }
+}
+
+/// Which database `pool` is on (`host:port/name`), for what this process
+/// keeps per database: the NOTIFY bells, the key cache, group-commit counts.
+pub fn identity(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default())
+}
+
+/// True when the database answers (readiness).
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}
+
+/// Drops database `name` on the server of `admin`, closing its sessions
+/// (the load generator's throw-away databases). `name` must be an
+/// identifier payd made itself.
+pub async fn drop_database(admin: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(sqlx::Error::Protocol(format!("not a database name payd made: {name:?}")));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(admin).await?;
+    Ok(())
 }

@@ -4,8 +4,8 @@
 //! (sqlx issue #4335, fixed upstream but not released yet). A message
 //! larger than the socket's send buffer then leaves in two writes, the
 //! second held back until the first is acknowledged, and PostgreSQL delays
-//! that acknowledgement while it waits for the rest of the message: 40 ms
-//! on every batched create. sqlx gives no access to its socket, so when the
+//! that acknowledgement while it waits for the rest of the message (a
+//! delayed ACK) on every batched create. sqlx gives no access to its socket, so when the
 //! pool opens a connection this sets the option on every TCP socket of the
 //! process connected to PostgreSQL's port that lacks it. Remove this once
 //! sqlx sets it again.

@@ -29,10 +29,10 @@ pub const PAYMENT_STATUS: &str = "payd_payment_status";
 
 /// The shortest time between two NOTIFYs of one channel from this process.
 /// Each wakes a backend to send it and every listening backend and process
-/// to receive it, which on two cores cost more than the ring's work at a
-/// few hundred payments per second; spacing them bounds that to 200 a
-/// second per channel, for at most 5 ms more latency in other processes
-/// (this process is woken at once).
+/// to receive it, which under load costs more than the ring's work
+/// (docs/PERFORMANCE.md); spacing them bounds that to 200 a second per
+/// channel, for at most 5 ms more latency in other processes (this process
+/// is woken at once).
 const SPACING: Duration = Duration::from_millis(5);
 
 /// Longest NOTIFY payload sent (Postgres allows just under 8000 bytes).
@@ -53,8 +53,7 @@ type Key = (String, &'static str);
 static BELLS: LazyLock<Mutex<HashMap<Key, Arc<Bell>>>> = LazyLock::new(Mutex::default);
 
 fn key(pool: &PgPool, channel: &'static str) -> Key {
-    let o = pool.connect_options();
-    (format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default()), channel)
+    (super::identity(pool), channel)
 }
 
 /// The bell of `channel` on `pool`'s database, with its broadcaster.

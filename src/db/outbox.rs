@@ -38,3 +38,11 @@ pub async fn remove(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Er
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(conn).await?;
     Ok(())
 }
+
+/// The outbox's backlog across the deployment: rows not yet published, and
+/// the age of the oldest in seconds (gauges).
+pub async fn backlog(pool: &sqlx::PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox")
+        .fetch_one(pool)
+        .await
+}

@@ -4,8 +4,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::db::payments::Scope;
-use crate::domain::PaymentMethodId;
+use crate::domain::{MethodKind, PaymentMethodId, Scope};
 use crate::timefmt;
 
 /// The payment method object (contract §5).
@@ -18,10 +17,9 @@ pub struct PaymentMethod {
     pub livemode: bool,
     /// The provider that issued the token (`sandbox` or a configured gateway).
     pub provider: String,
-    /// `card`, `bank_account` or `wallet`.
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: MethodKind,
     /// The provider's token: never a card number.
     pub token: String,
     /// `YYYY-MM`; after that month, payments with it fail with `expired_card`.
@@ -38,7 +36,7 @@ const COLUMNS: &str =
 #[derive(Clone, Debug)]
 pub struct NewPaymentMethod {
     pub provider: String,
-    pub kind: String,
+    pub kind: MethodKind,
     pub token: String,
     pub expires_at: Option<String>,
     pub customer_id: Option<String>,
@@ -58,7 +56,7 @@ pub async fn insert(
     .bind(&scope.merchant_id)
     .bind(scope.livemode)
     .bind(&m.provider)
-    .bind(&m.kind)
+    .bind(m.kind)
     .bind(&m.token)
     .bind(&m.expires_at)
     .bind(&m.customer_id)

@@ -1,51 +1,17 @@
-//! Payments, their transactions and refunds, and the payment object as the
-//! contract shows it.
+//! Payments: the row, the payment object as the contract shows it, and
+//! the statements that find, lock and list payments. Statements that change
+//! a payment are in [`super::payment_changes`]; refunds in [`super::refunds`].
 
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::{Amount, Balances, MerchantId, PaymentId, PaymentStatus, RefundId};
+use super::refunds::{self, Refund};
+use crate::domain::{
+    Amount, Balances, Currency, FailureCode, MerchantId, MethodKind, PaymentId, PaymentStatus, Scope, Viewer,
+};
 use crate::timefmt;
-
-/// Which tenant and mode a change runs for, and who asks for it.
-#[derive(Clone, Debug)]
-pub struct Scope {
-    /// The merchant.
-    pub merchant_id: MerchantId,
-    /// Live or test mode.
-    pub livemode: bool,
-    /// The API key id acting, or `system` (the audit log's actor).
-    pub actor: String,
-}
-
-impl Scope {
-    /// A scope for changes no key asked for (workers, providers).
-    pub fn system(merchant_id: MerchantId, livemode: bool) -> Self {
-        Self { merchant_id, livemode, actor: crate::db::audit::SYSTEM.to_owned() }
-    }
-}
-
-/// Who may read payments and attempts: one tenant in one mode, or every
-/// merchant in both modes (operators).
-#[derive(Clone, Debug)]
-pub enum Viewer {
-    /// A merchant's secret key.
-    Merchant(Scope),
-    /// An operator key (`sk_ops_…`).
-    Operator,
-}
-
-impl Viewer {
-    /// The merchant and mode a query is limited to; `(None, None)` for operators.
-    pub fn bounds(&self) -> (Option<&MerchantId>, Option<bool>) {
-        match self {
-            Self::Merchant(s) => (Some(&s.merchant_id), Some(s.livemode)),
-            Self::Operator => (None, None),
-        }
-    }
-}
 
 /// A payments row; serialized, it is the payment object's fields.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -55,16 +21,16 @@ pub struct PaymentRow {
     #[serde(skip)]
     pub merchant_id: MerchantId,
     pub livemode: bool,
-    pub amount: i64,
-    pub currency: String,
+    pub amount: Amount,
+    pub currency: Currency,
     pub capture: bool,
     pub amount_capturable: i64,
     pub amount_captured: i64,
     pub amount_refunded: i64,
-    pub status: String,
+    pub status: PaymentStatus,
     pub payment_method_id: String,
     pub provider: String,
-    pub method: String,
+    pub method: MethodKind,
     pub description: Option<String>,
     pub reference: Option<String>,
     pub external_key: Option<String>,
@@ -73,7 +39,7 @@ pub struct PaymentRow {
     pub tags: Vec<String>,
     pub fee: i64,
     pub provider_reference: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<FailureCode>,
     pub failure_message: Option<String>,
     pub attempt_count: i32,
     #[serde(serialize_with = "timefmt::ser_opt")]
@@ -90,35 +56,16 @@ pub struct PaymentRow {
 }
 
 impl PaymentRow {
-    /// The parsed status. Rows are only ever written from [`PaymentStatus`].
-    pub fn status(&self) -> PaymentStatus {
-        PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Pending)
-    }
-
     /// The money on the payment, with refunds still pending.
-    pub fn balances(&self, refund_pending: i64) -> Option<Balances> {
-        Some(Balances {
-            amount: Amount::new(self.amount).ok()?,
+    pub fn balances(&self, refund_pending: i64) -> Balances {
+        Balances {
+            amount: self.amount,
             captured: self.amount_captured,
             refunded: self.amount_refunded,
             refund_pending,
             capturable: self.amount_capturable,
-        })
+        }
     }
-}
-
-/// The refund object.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Refund {
-    pub object: String,
-    pub id: RefundId,
-    pub payment_id: PaymentId,
-    pub amount: i64,
-    pub currency: String,
-    pub status: String,
-    pub reason: Option<String>,
-    #[serde(serialize_with = "timefmt::ser")]
-    pub created_at: OffsetDateTime,
 }
 
 /// `{"href": …}`
@@ -159,11 +106,11 @@ pub struct NewPayment {
     pub id: PaymentId,
     pub scope: Scope,
     pub amount: Amount,
-    pub currency: String,
+    pub currency: Currency,
     pub capture: bool,
     pub payment_method_id: String,
     pub provider: String,
-    pub method: String,
+    pub method: MethodKind,
     pub description: Option<String>,
     pub reference: Option<String>,
     pub external_key: Option<String>,
@@ -254,32 +201,9 @@ pub async fn lock_by_id(conn: &mut PgConnection, id: &PaymentId) -> Result<Optio
     sqlx::query_as("SELECT * FROM payments WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
 }
 
-/// The refunds of one payment, oldest first.
-pub async fn refunds(conn: &mut PgConnection, payment: &PaymentId) -> Result<Vec<Refund>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT 'refund' AS object, r.id, r.payment_id, t.amount, t.currency, t.status, r.reason, r.created_at
-         FROM refunds r JOIN transactions t ON t.id = r.transaction_id
-         WHERE r.payment_id = $1 ORDER BY r.created_at, r.id",
-    )
-    .bind(payment)
-    .fetch_all(conn)
-    .await
-}
-
-/// One refund.
-pub async fn refund(conn: &mut PgConnection, id: &RefundId) -> Result<Option<Refund>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT 'refund' AS object, r.id, r.payment_id, t.amount, t.currency, t.status, r.reason, r.created_at
-         FROM refunds r JOIN transactions t ON t.id = r.transaction_id WHERE r.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
 /// The payment object from its row.
 pub async fn view(conn: &mut PgConnection, row: PaymentRow) -> Result<Payment, sqlx::Error> {
-    let refunds = refunds(conn, &row.id).await?;
+    let refunds = refunds::of_payment(conn, &row.id).await?;
     Ok(Payment::new(row, refunds))
 }
 
@@ -335,7 +259,7 @@ pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec
         ($q:expr) => {
             $q.bind(merchant)
                 .bind(livemode)
-                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.status)
                 .bind(f.created_after)
                 .bind(f.created_before)
                 .bind(&f.external_key)

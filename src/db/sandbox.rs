@@ -8,10 +8,15 @@ use sqlx::{PgConnection, PgPool};
 /// One idempotency key the sandbox has seen.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct SandboxCharge {
+    /// The idempotency key the calls carried (payd's transaction id).
     pub idempotency_key: String,
+    /// `purchase`, `authorize`, `capture`, `void` or `refund`.
     pub operation: String,
+    /// The token the call charged.
     pub payment_method_id: String,
+    /// In minor units.
     pub amount: i64,
+    /// ISO 4217 code.
     pub currency: String,
     /// The final outcome; `None` while every call failed transiently.
     pub outcome: Option<Value>,

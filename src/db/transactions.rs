@@ -6,7 +6,10 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::{Amount, AttemptId, PaymentId, TransactionId};
+use crate::domain::messages::ATTEMPTS_QUEUE;
+use crate::domain::{
+    Amount, AttemptId, Currency, FailureCode, PaymentId, TransactionId, TransactionKind, TransactionStatus, WorkMessage,
+};
 use crate::timefmt;
 
 /// The transaction object (contract §4).
@@ -16,16 +19,14 @@ pub struct Transaction {
     pub object: String,
     pub id: TransactionId,
     pub payment_id: PaymentId,
-    /// `authorize`, `capture`, `purchase`, `void`, `refund`, `chargeback` or `chargeback_reversal`.
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: TransactionKind,
     pub amount: i64,
-    pub currency: String,
-    /// `pending`, `succeeded`, `failed` or `canceled`.
-    pub status: String,
+    pub currency: Currency,
+    pub status: TransactionStatus,
     pub provider_reference: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<FailureCode>,
     pub failure_message: Option<String>,
     /// Why (refunds and chargebacks).
     pub reason: Option<String>,
@@ -41,20 +42,18 @@ const COLUMNS: &str = "'transaction' AS object, id, payment_id, type, amount, cu
     error_code, failure_message, reason, source_transaction_id, created_at, updated_at";
 
 /// Inserts a pending transaction, its first attempt (scheduled now, marked
-/// enqueued) and the outbox message that runs it, in one round trip.
-#[allow(clippy::too_many_arguments)]
+/// enqueued) and the outbox message that runs it, in one round trip;
+/// answers the transaction. The caller rings the outbox after the commit.
 pub async fn insert_scheduled(
     conn: &mut PgConnection,
     payment: &PaymentId,
-    kind: &str,
+    kind: TransactionKind,
     amount: Amount,
-    currency: &str,
+    currency: Currency,
     reason: Option<&str>,
-    attempt: &AttemptId,
-    queue: &str,
-    message: &serde_json::Value,
 ) -> Result<TransactionId, sqlx::Error> {
     let id = TransactionId::generate();
+    let attempt = AttemptId::generate();
     sqlx::query(
         "WITH txn AS (
              INSERT INTO transactions (id, payment_id, type, amount, currency, status, reason)
@@ -67,12 +66,12 @@ pub async fn insert_scheduled(
     .bind(&id)
     .bind(payment)
     .bind(kind)
-    .bind(amount.get())
+    .bind(amount)
     .bind(currency)
     .bind(reason)
-    .bind(attempt)
-    .bind(queue)
-    .bind(message)
+    .bind(&attempt)
+    .bind(ATTEMPTS_QUEUE)
+    .bind(WorkMessage::run(&attempt))
     .execute(conn)
     .await?;
     Ok(id)
@@ -83,9 +82,9 @@ pub async fn insert_scheduled(
 pub async fn record(
     conn: &mut PgConnection,
     payment: &PaymentId,
-    kind: &str,
+    kind: TransactionKind,
     amount: i64,
-    currency: &str,
+    currency: Currency,
     reason: Option<&str>,
     source: Option<&TransactionId>,
 ) -> Result<Transaction, sqlx::Error> {
@@ -110,15 +109,14 @@ pub struct TransactionRow {
     pub id: TransactionId,
     pub payment_id: PaymentId,
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: TransactionKind,
     pub amount: i64,
-    pub currency: String,
-    pub status: String,
+    pub currency: Currency,
 }
 
 /// Loads a transaction.
 pub async fn get(conn: &mut PgConnection, id: &TransactionId) -> Result<Option<TransactionRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, payment_id, type, amount, currency, status FROM transactions WHERE id = $1")
+    sqlx::query_as("SELECT id, payment_id, type, amount, currency FROM transactions WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -160,13 +158,15 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// Settles a pending transaction; false when it was no longer pending.
+/// `pending` → `status`: settles a transaction with the provider's
+/// reference, or the failure's code and message; false when it was no
+/// longer pending.
 pub async fn settle(
     conn: &mut PgConnection,
     id: &TransactionId,
-    status: &str,
+    status: TransactionStatus,
     provider_reference: Option<&str>,
-    error: Option<(&str, &str)>,
+    error: Option<(FailureCode, &str)>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE transactions SET status = $2, provider_reference = COALESCE($3, provider_reference), error_code = $4,
@@ -200,7 +200,11 @@ pub async fn set_provider_reference(
 }
 
 /// The sum of a payment's pending transactions of one type.
-pub async fn pending_sum(conn: &mut PgConnection, payment: &PaymentId, kind: &str) -> Result<i64, sqlx::Error> {
+pub async fn pending_sum(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: TransactionKind,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(amount), 0)::bigint FROM transactions
          WHERE payment_id = $1 AND type = $2 AND status = 'pending'",
@@ -212,7 +216,11 @@ pub async fn pending_sum(conn: &mut PgConnection, payment: &PaymentId, kind: &st
 }
 
 /// True when a payment has a transaction of this type in flight.
-pub async fn pending_exists(conn: &mut PgConnection, payment: &PaymentId, kind: &str) -> Result<bool, sqlx::Error> {
+pub async fn pending_exists(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    kind: TransactionKind,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2 AND status = 'pending')",
     )
@@ -234,4 +242,25 @@ pub async fn charge_reference(conn: &mut PgConnection, payment: &PaymentId) -> R
     .fetch_optional(conn)
     .await
     .map(Option::flatten)
+}
+
+/// The charge transaction (purchase or authorization) of a payment.
+pub async fn charge_of(conn: &mut PgConnection, payment: &PaymentId) -> Result<Option<TransactionId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM transactions WHERE payment_id = $1 AND type IN ('purchase', 'authorize')
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(payment)
+    .fetch_optional(conn)
+    .await
+}
+
+/// True when the chargeback `source` has been reversed.
+pub async fn is_reversed(conn: &mut PgConnection, source: &TransactionId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM transactions WHERE source_transaction_id = $1 AND type = 'chargeback_reversal')",
+    )
+    .bind(source)
+    .fetch_one(conn)
+    .await
 }

@@ -5,8 +5,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::db::payments::Scope;
-use crate::domain::{DeliveryId, EndpointId, EventId};
+use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, Scope};
 use crate::timefmt;
 
 /// The webhook endpoint object. `secret` is only filled on creation.
@@ -16,7 +15,7 @@ pub struct Endpoint {
     pub id: EndpointId,
     pub url: String,
     pub enabled_events: Vec<String>,
-    pub status: String,
+    pub status: EndpointStatus,
     pub description: Option<String>,
     pub metadata: Value,
     pub livemode: bool,
@@ -98,7 +97,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Resu
 pub struct EndpointUpdate {
     pub url: Option<String>,
     pub enabled_events: Option<Vec<String>>,
-    pub enabled: Option<bool>,
+    pub status: Option<EndpointStatus>,
     pub description: Option<String>,
 }
 
@@ -120,7 +119,7 @@ pub async fn update(
     .bind(scope.livemode)
     .bind(&u.url)
     .bind(&u.enabled_events)
-    .bind(u.enabled.map(|e| if e { "enabled" } else { "disabled" }))
+    .bind(u.status)
     .bind(&u.description)
     .fetch_optional(pool)
     .await
@@ -194,8 +193,8 @@ pub struct Delivery {
     pub id: DeliveryId,
     pub event_id: EventId,
     pub endpoint_id: EndpointId,
-    pub event_type: String,
-    pub status: String,
+    pub event_type: EventType,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
@@ -216,7 +215,7 @@ const DELIVERY_SELECT: &str = "SELECT 'webhook_delivery' AS object, d.id, d.even
 pub async fn deliveries(
     pool: &PgPool,
     endpoint: &EndpointId,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Delivery>, i64), sqlx::Error> {

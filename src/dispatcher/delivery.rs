@@ -8,13 +8,13 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{signing, target};
 use crate::config::WebhookSettings;
-use crate::db::batch::Batcher;
 use crate::db::dispatch::{self, ClaimedDelivery, Next, SendResult};
+use crate::db::group_commit::GroupCommit;
 use crate::domain::DeliveryId;
-use crate::faults::Faults;
+use crate::faults::{CrashPoint, Faults};
 use crate::retry::Schedule;
+use crate::{target, webhooks as signing};
 
 /// Jitter of webhook retries (contract §6: ±20 %).
 pub const JITTER: f64 = 0.2;
@@ -29,7 +29,7 @@ pub struct Sender {
     settings: WebhookSettings,
     schedule: Schedule,
     faults: Faults,
-    succeeded: Batcher<Delivered, bool>,
+    succeeded: GroupCommit<Delivered, bool>,
 }
 
 /// A successful send to record.
@@ -48,7 +48,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
-        let succeeded = Batcher::start("delivery", pool.clone(), |pool, sent: Vec<Arc<Delivered>>| async move {
+        let succeeded = GroupCommit::start("delivery", pool.clone(), |pool, sent: Vec<Arc<Delivered>>| async move {
             let pairs: Vec<_> = sent.iter().map(|s| (&s.delivery, &s.result)).collect();
             let recorded: HashSet<DeliveryId> = dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
             Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
@@ -64,7 +64,7 @@ impl Sender {
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
         sent();
-        self.faults.crash_point("dispatcher.after_send");
+        self.faults.crash_point(CrashPoint::DispatcherAfterSend);
         let result = SendResult { duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32, ..result };
         let next = if result.status_code.is_some_and(|s| (200..300).contains(&s)) {
             Next::Succeeded

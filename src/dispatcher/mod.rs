@@ -3,9 +3,7 @@
 //! is recorded; a crash after sending and before recording means one more
 //! send with the same `webhook-id` (at least once, as promised).
 
-pub mod delivery;
-pub mod signing;
-pub mod target;
+mod delivery;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,36 +1,41 @@
-//! Why a provider call failed, and whether that is worth retrying.
+//! Why a provider call, an attempt or a payment did not succeed, and
+//! whether that is worth retrying.
 
-use serde::{Deserialize, Serialize};
+use super::text::text_enum;
 
-/// Why a provider call failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCode {
-    /// Hard decline.
-    CardDeclined,
-    /// Hard decline.
-    InsufficientFunds,
-    /// Hard decline.
-    ExpiredCard,
-    /// Transient: the provider had a problem; retry.
-    ProcessingError,
-    /// Transient: no answer in time; the outcome is unknown, so a retry must
-    /// reuse the same provider idempotency key.
-    Timeout,
-    /// Transient: could not reach the provider.
-    ProviderUnavailable,
+text_enum! {
+    /// Why something failed: the `error_code` of attempts, transactions and
+    /// payments.
+    pub enum FailureCode ("failure code") {
+        /// Hard decline.
+        CardDeclined = "card_declined",
+        /// Hard decline.
+        InsufficientFunds = "insufficient_funds",
+        /// Hard decline.
+        ExpiredCard = "expired_card",
+        /// Transient: the provider had a problem; retry.
+        ProcessingError = "processing_error",
+        /// Transient: no answer in time; the outcome is unknown, so a retry must
+        /// reuse the same provider idempotency key.
+        Timeout = "timeout",
+        /// Transient: could not reach the provider.
+        ProviderUnavailable = "provider_unavailable",
+        /// Not the provider's: the scheduled retry was canceled (by an
+        /// operator or the merchant), so the payment failed.
+        RetryCanceled = "retry_canceled",
+        /// Not the provider's: the attempt was canceled with its payment
+        /// before it ran.
+        Canceled = "canceled",
+    }
 }
 
 impl FailureCode {
-    /// The wire spelling, used as the payment's `error_code`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CardDeclined => "card_declined",
-            Self::InsufficientFunds => "insufficient_funds",
-            Self::ExpiredCard => "expired_card",
-            Self::ProcessingError => "processing_error",
-            Self::Timeout => "timeout",
-            Self::ProviderUnavailable => "provider_unavailable",
+    /// A code a provider (or gateway) gave for a failure: the codes payd
+    /// knows for provider calls; anything else is a card decline.
+    pub fn from_provider(code: Option<&str>) -> Self {
+        match code.and_then(Self::parse) {
+            Some(Self::RetryCanceled | Self::Canceled) | None => Self::CardDeclined,
+            Some(known) => known,
         }
     }
 
@@ -49,7 +54,18 @@ mod tests {
         assert!(!FailureCode::CardDeclined.is_transient());
         assert!(!FailureCode::InsufficientFunds.is_transient());
         assert!(!FailureCode::ExpiredCard.is_transient());
+        assert!(!FailureCode::RetryCanceled.is_transient());
         assert!(FailureCode::ProcessingError.is_transient());
         assert!(FailureCode::Timeout.is_transient());
+        assert!(FailureCode::ProviderUnavailable.is_transient());
+    }
+
+    #[test]
+    fn provider_codes_payd_does_not_know_are_declines() {
+        assert_eq!(FailureCode::from_provider(Some("insufficient_funds")), FailureCode::InsufficientFunds);
+        assert_eq!(FailureCode::from_provider(Some("timeout")), FailureCode::Timeout);
+        assert_eq!(FailureCode::from_provider(Some("do_not_honor")), FailureCode::CardDeclined);
+        assert_eq!(FailureCode::from_provider(Some("retry_canceled")), FailureCode::CardDeclined);
+        assert_eq!(FailureCode::from_provider(None), FailureCode::CardDeclined);
     }
 }

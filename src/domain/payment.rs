@@ -3,49 +3,25 @@
 //! refusal. The database applies the answer with `WHERE status = …` guards so
 //! that a race can never skip a transition this module forbids.
 
-use serde::{Deserialize, Serialize};
-
 use super::events::EventType;
 use super::money::Amount;
+use super::text::text_enum;
 
-/// Where a payment is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Accepted; queued, in flight, or waiting for a retry.
-    Pending,
-    /// Authorized with `capture: false`; waiting for a capture.
-    RequiresCapture,
-    /// Charged.
-    Succeeded,
-    /// Declined, retries exhausted or retry canceled. Terminal.
-    Failed,
-    /// Canceled before it was charged. Terminal.
-    Canceled,
-    /// Some amount refunded; terminal once everything captured is refunded.
-    Refunded,
-}
-
-impl PaymentStatus {
-    /// Every status, for parsing and exhaustive tests.
-    pub const ALL: [PaymentStatus; 6] =
-        [Self::Pending, Self::RequiresCapture, Self::Succeeded, Self::Failed, Self::Canceled, Self::Refunded];
-
-    /// The wire and database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::RequiresCapture => "requires_capture",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    /// Parses the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
+text_enum! {
+    /// Where a payment is in its life.
+    pub enum PaymentStatus ("payment status") {
+        /// Accepted; queued, in flight, or waiting for a retry.
+        Pending = "pending",
+        /// Authorized with `capture: false`; waiting for a capture.
+        RequiresCapture = "requires_capture",
+        /// Charged.
+        Succeeded = "succeeded",
+        /// Declined, retries exhausted or retry canceled. Terminal.
+        Failed = "failed",
+        /// Canceled before it was charged. Terminal.
+        Canceled = "canceled",
+        /// Some amount refunded; terminal once everything captured is refunded.
+        Refunded = "refunded",
     }
 }
 
@@ -257,7 +233,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in PaymentStatus::ALL {
+        for &s in PaymentStatus::ALL {
             assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
@@ -266,7 +242,7 @@ mod tests {
 
     #[test]
     fn only_pending_payments_take_charge_outcomes() {
-        for s in PaymentStatus::ALL {
+        for &s in PaymentStatus::ALL {
             let ok = charge_succeeded(s);
             let failed = charge_failed(s);
             if s == Pending {
@@ -281,7 +257,7 @@ mod tests {
 
     #[test]
     fn cancel_is_allowed_before_any_money_moved() {
-        for s in PaymentStatus::ALL {
+        for &s in PaymentStatus::ALL {
             let r = cancel(s);
             match s {
                 Pending | RequiresCapture => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
@@ -315,7 +291,7 @@ mod tests {
     #[test]
     fn captures_are_bounded_by_what_is_authorized() {
         let open = Balances { capturable: 700, ..balances(300, 0, 0) };
-        for s in PaymentStatus::ALL {
+        for &s in PaymentStatus::ALL {
             let ok = capture(s, open, None);
             match s {
                 RequiresCapture | Succeeded | Refunded => assert_eq!(ok.unwrap().get(), 700),

@@ -7,9 +7,9 @@ use serde_json::Value;
 use super::AppState;
 use super::extract::{JsonBody, PathId, QueryMap, Reader};
 use super::openapi::{AttemptCancelBody, AttemptFilters, CommonErrors, ErrorResponse, ListObject, Page};
-use crate::db::attempts::Attempt;
-use crate::error::ApiError;
+use crate::service::ApiError;
 use crate::service::attempts as svc;
+use crate::service::objects::Attempt;
 
 /// Attempts, newest first: an operator key sees every merchant's.
 #[utoipa::path(get, path = "/v1/attempts", operation_id = "list_attempts", tag = "attempts", params(AttemptFilters, Page),

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::service::{ApiError, ErrorCode};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -17,12 +17,12 @@ impl IntoResponse for ApiError {
 
 /// Unknown routes.
 pub async fn not_found() -> ApiError {
-    ApiError::new(404, "route_unknown", "no such route")
+    ApiError::new(404, ErrorCode::RouteUnknown, "no such route")
 }
 
 /// Known route, wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(405, "method_not_allowed", "this route does not take that method")
+    ApiError::new(405, ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
 /// A panic in a handler: a plain 500, with the cause logged.

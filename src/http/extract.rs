@@ -1,43 +1,28 @@
 //! Extractors that turn requests into checked input or contract errors:
-//! the authenticated key, a JSON body, a query map, the Idempotency-Key.
+//! the authenticated key (through [`crate::service::auth`], the one
+//! authentication of every entry point), a JSON body with its
+//! `Idempotency-Key`, a query map, `Prefer: wait`.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use serde_json::Value;
 
 use super::AppState;
-use crate::db::attempts::Viewer;
-use crate::db::keys::{self, KeyKind, Principal};
-use crate::db::payments::Scope;
-use crate::error::ApiError;
+use crate::domain::{Principal, Scope, Viewer};
+use crate::service::auth::{self, Access};
+use crate::service::{ApiError, ErrorCode, IdempotencyKey};
 
 /// Largest accepted body (contract §3: 413 above).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthenticated("no API key: send Authorization: Bearer <key>"))?;
-    let key = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or_else(|| ApiError::unauthenticated("malformed Authorization header: use Bearer <key>"))?;
-    keys::authenticate(&state.ctx.db, key).await?.ok_or_else(|| ApiError::unauthenticated("invalid API key"))
-}
-
-fn merchant_scope(p: &Principal) -> Result<Scope, ApiError> {
-    match &p.merchant_id {
-        Some(m) => Ok(Scope { merchant_id: m.clone(), livemode: p.livemode, actor: p.key_id.to_string() }),
-        None => Err(ApiError::forbidden("operator keys cannot use merchant routes")),
-    }
+    // A value that is not visible ASCII is no `Bearer <key>`: "" is refused as malformed.
+    let header = parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    auth::authenticate(&state.ctx, header, "no API key: send Authorization: Bearer <key>").await
 }
 
 /// A merchant's secret key: every merchant operation.
@@ -47,29 +32,20 @@ impl FromRequestParts<AppState> for Merchant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let p = principal(parts, state).await?;
-        if p.kind == KeyKind::Publishable {
-            return Err(ApiError::forbidden("publishable keys may only create payments"));
-        }
-        Ok(Self(merchant_scope(&p)?))
+        Ok(Self(auth::scope(&principal(parts, state).await?, Access::Merchant)?))
     }
 }
 
 /// An operator key (every merchant) or a merchant's secret key (its own):
-/// who may read payments and attempts, and cancel attempts.
+/// who may read payments and attempts, and cancel attempts; with the actor.
 pub struct Reader(pub Viewer, pub String);
 
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let p = principal(parts, state).await?;
-        let actor = p.key_id.to_string();
-        match p.kind {
-            KeyKind::Ops => Ok(Self(Viewer::Operator, actor)),
-            KeyKind::Publishable => Err(ApiError::forbidden("publishable keys may only create payments")),
-            KeyKind::Secret => Ok(Self(Viewer::Merchant(merchant_scope(&p)?), actor)),
-        }
+        let (viewer, actor) = auth::viewer(&principal(parts, state).await?)?;
+        Ok(Self(viewer, actor))
     }
 }
 
@@ -80,8 +56,7 @@ impl FromRequestParts<AppState> for PaymentCreator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let p = principal(parts, state).await?;
-        Ok(Self(merchant_scope(&p)?))
+        Ok(Self(auth::scope(&principal(parts, state).await?, Access::CreatePayments)?))
     }
 }
 
@@ -96,9 +71,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status().as_u16() == 413 {
-                ApiError::new(413, "body_too_large", format!("the body must be at most {BODY_LIMIT} bytes"))
+                ApiError::new(413, ErrorCode::BodyTooLarge, format!("the body must be at most {BODY_LIMIT} bytes"))
             } else {
-                ApiError::new(400, "body_invalid", "the body could not be read")
+                ApiError::new(400, ErrorCode::BodyInvalid, "the body could not be read")
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -111,14 +86,58 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !is_json {
             return Err(ApiError::new(
                 415,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as Content-Type: application/json",
             ));
         }
         serde_json::from_slice(&bytes)
             .map(Self)
-            .map_err(|e| ApiError::new(400, "json_invalid", format!("the body is not valid JSON: {e}")))
+            .map_err(|e| ApiError::new(400, ErrorCode::JsonInvalid, format!("the body is not valid JSON: {e}")))
     }
+}
+
+/// A JSON body with its `Idempotency-Key`, if sent, bound to the request:
+/// the key's fingerprint is the method and the matched route with its path
+/// parameters filled in, and the body. No handler names its operation.
+pub struct Keyed(pub Option<IdempotencyKey>, pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Keyed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let key = match parts.headers.get("idempotency-key") {
+            None => None,
+            Some(v) => Some(v.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::new(400, ErrorCode::IdempotencyKeyInvalid, "Idempotency-Key must be visible ASCII")
+            })?),
+        };
+        let route = match &key {
+            Some(_) => Some(route(&mut parts, state).await?),
+            None => None,
+        };
+        let method = parts.method.clone();
+        let JsonBody(body) = JsonBody::from_request(Request::from_parts(parts, body), state).await?;
+        let key = match (key, route) {
+            (Some(key), Some(route)) => Some(IdempotencyKey::new(&key, method.as_str(), &route, &body)?),
+            _ => None,
+        };
+        Ok(Self(key, body))
+    }
+}
+
+/// The route the request matched, with its path parameters filled in:
+/// `/v1/payments/{id}/refund` → `/v1/payments/pay_…/refund`.
+async fn route<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a keyed request outside a matched route")))?;
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::not_found("object"))?;
+    Ok(params.iter().fold(template, |route, (name, value)| route.replace(&format!("{{{name}}}"), value)))
 }
 
 /// Query parameters as a map; a malformed query string is a 400.
@@ -131,7 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
         Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| Self(q))
-            .map_err(|_| ApiError::new(400, "query_invalid", "the query string is malformed"))
+            .map_err(|_| ApiError::new(400, ErrorCode::QueryInvalid, "the query string is malformed"))
     }
 }
 
@@ -144,29 +163,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let mut wait = None;
         for v in parts.headers.get_all("prefer") {
-            let v = v.to_str().map_err(|_| ApiError::new(400, "prefer_invalid", "Prefer must be visible ASCII"))?;
+            let v =
+                v.to_str().map_err(|_| ApiError::new(400, ErrorCode::PreferInvalid, "Prefer must be visible ASCII"))?;
             if let Some(w) = crate::service::wait::parse_prefer(v)? {
                 wait = Some(w);
             }
         }
         Ok(Self(wait))
-    }
-}
-
-/// The raw `Idempotency-Key` header, if sent.
-pub struct IdempotencyHeader(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.headers.get("idempotency-key") {
-            None => Ok(Self(None)),
-            Some(v) => v
-                .to_str()
-                .map(|s| Self(Some(s.to_owned())))
-                .map_err(|_| ApiError::new(400, "idempotency_key_invalid", "Idempotency-Key must be visible ASCII")),
-        }
     }
 }
 

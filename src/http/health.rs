@@ -16,9 +16,7 @@ pub async fn live() -> Json<Value> {
 
 /// Postgres and RabbitMQ answer; 503 otherwise, naming which does not.
 pub async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&s.ctx.db))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let db = tokio::time::timeout(Duration::from_secs(2), s.ctx.database_answers()).await.is_ok_and(|ok| ok);
     let amqp = tokio::time::timeout(Duration::from_secs(2), s.amqp.check()).await.is_ok_and(|ok| ok);
     let status = if db && amqp { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };

@@ -2,13 +2,13 @@
 //! only extract and call [`crate::service`].
 
 mod attempts;
-pub mod error;
-pub mod extract;
+mod error;
+mod extract;
 mod health;
-pub mod openapi;
+mod openapi;
 mod payment_methods;
 mod payments;
-pub mod ratelimit;
+mod ratelimit;
 mod webhooks;
 
 use std::sync::Arc;
@@ -80,6 +80,7 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of [`api`].
+#[cfg(test)]
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api(ratelimit::RateLimit::off()).split_for_parts().1
 }
@@ -142,7 +143,7 @@ async fn notify(
     extract::PathId(provider): extract::PathId,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+) -> Result<axum::Json<serde_json::Value>, crate::service::ApiError> {
     let signature = headers.get(crate::provider::notification::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     crate::service::notifications::receive(&s.ctx, &provider, signature, &body).await.map(axum::Json)
 }
@@ -171,7 +172,7 @@ mod tests {
         // `#[utoipa::path]`; a plain `.route(…)` would add an undescribed one.
         assert!(!api_source().contains(".route("), "register /v1 routes with routes!(…) only");
         let src = include_str!("mod.rs");
-        let router = &src[src.find("pub fn router(").unwrap()..src.find("#[cfg(test)]").unwrap()];
+        let router = &src[src.find("pub fn router(").unwrap()..src.find("#[cfg(test)]\nmod tests").unwrap()];
         for line in router.lines().filter(|l| l.contains(".route(") || l.contains(".nest(")) {
             assert!(!line.contains("\"/v1"), "a /v1 route outside api(): {line}");
         }
@@ -184,7 +185,7 @@ mod tests {
             ("attempts", include_str!("attempts.rs")),
             ("webhooks", include_str!("webhooks.rs")),
             ("payment_methods", include_str!("payment_methods.rs")),
-            ("", include_str!("mod.rs").split("#[cfg(test)]").next().unwrap()),
+            ("", include_str!("mod.rs").split("#[cfg(test)]\nmod tests").next().unwrap()),
         ];
         let api = api_source();
         let mut described = 0;

@@ -28,9 +28,9 @@ use super::AppState;
         ErrorResponse, ErrorDetail, ListObject, CreatePaymentBody, UpdatePaymentBody, CancelBody, CaptureBody, RefundBody,
         ChargebackBody, ChargebackReversalBody, TagsBody, CreatePaymentMethodBody, DeletedObject,
         CreateEndpointBody, UpdateEndpointBody, RotateSecretBody, AttemptCancelBody,
-        crate::db::payments::Payment, crate::db::payments::Refund, crate::db::transactions::Transaction,
-        crate::db::attempts::Attempt, crate::db::audit::AuditEntry, crate::db::payment_methods::PaymentMethod,
-        crate::db::webhooks::Endpoint, crate::db::webhooks::Delivery, crate::db::events::Event,
+        crate::service::objects::Payment, crate::service::objects::Refund, crate::service::objects::Transaction,
+        crate::service::objects::Attempt, crate::service::objects::AuditEntry, crate::service::objects::PaymentMethod,
+        crate::service::objects::Endpoint, crate::service::objects::Delivery, crate::service::objects::Event,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -73,7 +73,7 @@ pub struct ErrorDetail {
     /// The input field at fault, when one is.
     pub param: Option<String>,
     /// Only with 402 (`Prefer: wait`): the failed payment.
-    pub payment: Option<crate::db::payments::Payment>,
+    pub payment: Option<crate::service::objects::Payment>,
 }
 
 /// `{"object":"list", …}`: `data` holds objects of the route's type.
@@ -221,6 +221,7 @@ pub struct AttemptCancelBody {
 }
 
 /// `limit` and `offset` of every list.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
@@ -233,6 +234,7 @@ pub struct Page {
 }
 
 /// Filters of `GET /v1/payments`.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentFilters {
@@ -249,6 +251,7 @@ pub struct PaymentFilters {
 }
 
 /// `GET /v1/payments/search`
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
@@ -258,6 +261,7 @@ pub struct SearchQuery {
 }
 
 /// Filters of `GET /v1/attempts`.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AttemptFilters {
@@ -268,6 +272,7 @@ pub struct AttemptFilters {
 }
 
 /// Filters of `GET /v1/events`.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilters {
@@ -277,6 +282,7 @@ pub struct EventFilters {
 }
 
 /// Filters of deliveries and payment methods.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatusFilter {
@@ -284,6 +290,7 @@ pub struct StatusFilter {
 }
 
 /// Filter of `GET /v1/payment_methods`.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerFilter {

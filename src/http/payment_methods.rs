@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::AppState;
 use super::extract::{JsonBody, Merchant, PathId, QueryMap};
 use super::openapi::{CommonErrors, CreatePaymentMethodBody, CustomerFilter, DeletedObject, ListObject, Page};
-use crate::db::payment_methods::PaymentMethod;
-use crate::error::ApiError;
+use crate::service::ApiError;
+use crate::service::objects::PaymentMethod;
 use crate::service::payment_methods as svc;
 
 /// Stores a provider's token. Card numbers are refused (400).

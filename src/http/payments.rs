@@ -7,21 +7,16 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{IdempotencyHeader, JsonBody, Merchant, PathId, PaymentCreator, PreferWait, QueryMap, Reader};
+use super::extract::{Keyed, Merchant, PathId, PaymentCreator, PreferWait, QueryMap, Reader};
 use super::openapi::{
     CancelBody, CaptureBody, ChargebackBody, ChargebackReversalBody, CommonErrors, CreatePaymentBody, ErrorResponse,
     ListObject, Page, PaymentFilters, RefundBody, SearchQuery, TagsBody, UpdatePaymentBody,
 };
-use crate::db::payments::{Payment, Refund, Viewer};
-use crate::db::transactions::Transaction;
-use crate::domain::PaymentId;
-use crate::error::ApiError;
+use crate::domain::{PaymentId, PaymentStatus, Viewer};
+use crate::service::ApiError;
+use crate::service::objects::{Payment, Refund, Transaction};
 use crate::service::payments::{self, CreatePayment};
-use crate::service::{IdempotencyKey, Outcome, details, lifecycle};
-
-fn key(header: IdempotencyHeader, operation: &str, body: &Value) -> Result<Option<IdempotencyKey>, ApiError> {
-    header.0.map(|k| IdempotencyKey::new(&k, operation, body)).transpose()
-}
+use crate::service::{Outcome, details, lifecycle};
 
 /// Creates a payment. With `Prefer: wait=N` the answer waits up to N seconds
 /// for the payment to leave `pending`: 201 with the payment, or 402 with the
@@ -52,19 +47,17 @@ fn key(header: IdempotencyHeader, operation: &str, body: &Value) -> Result<Optio
 pub async fn create(
     State(s): State<AppState>,
     PaymentCreator(scope): PaymentCreator,
-    idem: IdempotencyHeader,
     PreferWait(wait): PreferWait,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Response, ApiError> {
-    let key = key(idem, "POST /v1/payments", &body)?;
     let req = CreatePayment::parse(body)?;
     let outcome = payments::create(&s.ctx, &scope, req, key.as_ref()).await?;
     let Some(wait) = wait else { return Ok(outcome.into_response()) };
     let id = outcome.body["id"].as_str().and_then(PaymentId::parse);
     let (Some(id), 201) = (id, outcome.status) else { return Ok(outcome.into_response()) };
     let payment = s.watch.wait(&s.ctx, &Viewer::Merchant(scope), &id, wait).await?;
-    let mut resp = if payment.row.status == "failed" {
-        let code = payment.row.error_code.clone().unwrap_or_else(|| "payment_failed".into());
+    let mut resp = if payment.row.status == PaymentStatus::Failed {
+        let code = payment.row.error_code;
         let message = payment.row.failure_message.clone().unwrap_or_else(|| "the payment failed".into());
         let body = serde_json::to_value(&payment).map_err(ApiError::internal)?;
         ApiError::payment_failed(code, message, body).into_response()
@@ -120,10 +113,8 @@ pub async fn update(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}"), &body)?;
     details::update(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -140,10 +131,8 @@ pub async fn cancel(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/cancel"), &body)?;
     lifecycle::cancel(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -156,10 +145,8 @@ pub async fn capture(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/capture"), &body)?;
     lifecycle::capture(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -175,10 +162,8 @@ pub async fn refund(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/refund"), &body)?;
     lifecycle::refund(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -196,10 +181,8 @@ pub async fn chargeback(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/chargebacks"), &body)?;
     lifecycle::chargeback(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -216,10 +199,8 @@ pub async fn reverse_chargeback(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/chargeback_reversals"), &body)?;
     lifecycle::reverse_chargeback(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 
@@ -230,10 +211,8 @@ pub async fn add_tags(
     State(s): State<AppState>,
     Merchant(scope): Merchant,
     PathId(id): PathId,
-    idem: IdempotencyHeader,
-    JsonBody(body): JsonBody,
+    Keyed(key, body): Keyed,
 ) -> Result<Outcome, ApiError> {
-    let key = key(idem, &format!("POST /v1/payments/{id}/tags"), &body)?;
     details::add_tags(&s.ctx, &scope, &id, body, key.as_ref()).await
 }
 

@@ -20,7 +20,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimitSettings;
-use crate::error::ApiError;
+use crate::service::{ApiError, ErrorCode};
 
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 
@@ -84,9 +84,12 @@ pub async fn enforce(State(rl): State<RateLimit>, req: Request, next: Next) -> R
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             // Whole seconds, rounded up: a client that waits this long gets through.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut resp =
-                ApiError::new(429, "rate_limited", format!("too many requests for this key; retry in {secs} s"))
-                    .into_response();
+            let mut resp = ApiError::new(
+                429,
+                ErrorCode::RateLimited,
+                format!("too many requests for this key; retry in {secs} s"),
+            )
+            .into_response();
             let h = resp.headers_mut();
             set(h, "retry-after", secs);
             set(h, "x-ratelimit-limit", inner.per_minute.into());

@@ -11,9 +11,8 @@ use super::openapi::{
     CommonErrors, CreateEndpointBody, DeletedObject, ErrorResponse, EventFilters, ListObject, Page, RotateSecretBody,
     StatusFilter, UpdateEndpointBody,
 };
-use crate::db::events::Event;
-use crate::db::webhooks::Endpoint;
-use crate::error::ApiError;
+use crate::service::ApiError;
+use crate::service::objects::{Delivery, Endpoint, Event};
 use crate::service::webhooks as svc;
 
 /// Registers an endpoint; the answer is the only one (besides rotation) that shows `secret`.
@@ -134,7 +133,7 @@ pub async fn rotate_secret(
 /// Sends the delivery again now.
 #[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", operation_id = "retry_delivery", tag = "webhooks",
     params(("id" = String, Path, description = "whd_…")),
-    responses((status = 202, description = "Queued for sending now", body = crate::db::webhooks::Delivery), CommonErrors))]
+    responses((status = 202, description = "Queued for sending now", body = Delivery), CommonErrors))]
 pub async fn retry_delivery(
     State(s): State<AppState>,
     Merchant(scope): Merchant,

@@ -54,10 +54,7 @@ fn failed(code: FailureCode, message: impl Into<String>) -> ProviderOutcome {
 
 /// A gateway's decline code; codes payd does not know are card declines.
 fn decline_code(code: Option<&str>) -> FailureCode {
-    match code.and_then(|c| serde_json::from_value::<FailureCode>(json!(c)).ok()) {
-        Some(c) => c,
-        None => FailureCode::CardDeclined,
-    }
+    FailureCode::from_provider(code)
 }
 
 impl HttpGateway {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::config::Settings;
-use crate::domain::FailureCode;
+use crate::domain::{Currency, FailureCode, TransactionKind};
 
 pub use gateway::HttpGateway;
 pub use sandbox::{Sandbox, SandboxMethod};
@@ -36,20 +36,25 @@ pub enum Operation {
 impl Operation {
     const ALL: [Operation; 5] = [Self::Purchase, Self::Authorize, Self::Capture, Self::Void, Self::Refund];
 
-    /// The transaction type it settles.
-    pub fn as_str(self) -> &'static str {
+    /// The type of the transaction it settles.
+    pub fn kind(self) -> TransactionKind {
         match self {
-            Self::Purchase => "purchase",
-            Self::Authorize => "authorize",
-            Self::Capture => "capture",
-            Self::Void => "void",
-            Self::Refund => "refund",
+            Self::Purchase => TransactionKind::Purchase,
+            Self::Authorize => TransactionKind::Authorize,
+            Self::Capture => TransactionKind::Capture,
+            Self::Void => TransactionKind::Void,
+            Self::Refund => TransactionKind::Refund,
         }
     }
 
-    /// From a transaction type; chargebacks have no provider call.
-    pub fn from_transaction_type(kind: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == kind)
+    /// Its name in metrics and the sandbox's ledger: the transaction type.
+    pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The call a transaction of `kind` needs; chargebacks need none.
+    pub fn of(kind: TransactionKind) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.kind() == kind)
     }
 
     /// The first word of a provider notification's type about it
@@ -80,7 +85,7 @@ pub struct ProviderRequest {
     /// test method: `pm_test_…` or `tok_…`).
     pub token: String,
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     /// The provider's reference of the charge or authorization that a
     /// capture, void or refund acts on.
     pub parent_reference: Option<String>,
@@ -158,10 +163,5 @@ impl Providers {
                 message: format!("provider {provider} is not configured"),
             },
         }
-    }
-
-    /// The sandbox, for tests that read its ledger.
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
     }
 }

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use super::notification::{self, Notification};
 use super::{Operation, ProviderOutcome, ProviderRequest};
 use crate::db;
-use crate::db::batch::Batcher;
-use crate::domain::FailureCode;
+use crate::db::group_commit::GroupCommit;
+use crate::domain::{Currency, FailureCode};
 use crate::retry::Schedule;
 
 /// The sandbox's test payment methods.
@@ -94,7 +94,7 @@ pub struct Sandbox {
     async_delay: Duration,
     /// Calls with a fixed outcome, recorded in shared statements (the
     /// sandbox costs payd's own Postgres, which a real provider does not).
-    fixed: Batcher<FixedCall, Value>,
+    fixed: GroupCommit<FixedCall, Value>,
 }
 
 /// A call whose outcome is known before the ledger is asked.
@@ -103,7 +103,7 @@ struct FixedCall {
     operation: &'static str,
     token: String,
     amount: i64,
-    currency: String,
+    currency: Currency,
     outcome: Value,
 }
 
@@ -112,7 +112,7 @@ impl Sandbox {
     /// with `secret` to `notify_url` once an async charge settles.
     pub fn new(pool: PgPool, notify_url: String, secret: String, async_delay: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let fixed = Batcher::start("sandbox", pool.clone(), |pool, jobs: Vec<Arc<FixedCall>>| async move {
+        let fixed = GroupCommit::start("sandbox", pool.clone(), |pool, jobs: Vec<Arc<FixedCall>>| async move {
             let calls: Vec<db::sandbox::Call> = jobs
                 .iter()
                 .map(|j| db::sandbox::Call {
@@ -120,7 +120,7 @@ impl Sandbox {
                     operation: j.operation,
                     payment_method_id: &j.token,
                     amount: j.amount,
-                    currency: &j.currency,
+                    currency: j.currency.code(),
                 })
                 .collect();
             let pairs: Vec<_> = calls.iter().zip(&jobs).map(|(c, j)| (c, &j.outcome)).collect();
@@ -166,7 +166,7 @@ impl Sandbox {
                 operation: req.operation.as_str(),
                 token: req.token.clone(),
                 amount: req.amount,
-                currency: req.currency.clone(),
+                currency: req.currency,
                 outcome: serde_json::to_value(&outcome).unwrap_or(Value::Null),
             };
             let stood_by = self.fixed.submit(Arc::new(job)).await?;
@@ -178,7 +178,7 @@ impl Sandbox {
             operation: req.operation.as_str(),
             payment_method_id: &req.token,
             amount: req.amount,
-            currency: &req.currency,
+            currency: req.currency.code(),
         };
         let (number, first, age) = db::sandbox::count_call(&mut conn, &call).await?;
         if let Some(first) = first.and_then(|v| serde_json::from_value(v).ok()) {
@@ -270,18 +270,6 @@ impl Sandbox {
                 tracing::warn!(error = %e, url = %this.notify_url, "sandbox: notification not delivered; payd will ask again");
             }
         });
-    }
-
-    /// Money the sandbox moved: keys whose final outcome is a success,
-    /// oldest first, with how many calls each took.
-    pub async fn charges(&self) -> Result<Vec<db::sandbox::SandboxCharge>, sqlx::Error> {
-        let all = db::sandbox::calls(&self.pool).await?;
-        Ok(all.into_iter().filter(|c| c.outcome.as_ref().is_some_and(|o| o["result"] == "succeeded")).collect())
-    }
-
-    /// Every key the sandbox saw, including failures, oldest first.
-    pub async fn calls(&self) -> Result<Vec<db::sandbox::SandboxCharge>, sqlx::Error> {
-        db::sandbox::calls(&self.pool).await
     }
 }
 

@@ -2,9 +2,8 @@
 //! payd declares, and the outbox relay. RabbitMQ carries work, never state:
 //! every message can be rebuilt from Postgres rows.
 
-pub mod consumer;
-pub mod messages;
-pub mod relay;
+pub(crate) mod consumer;
+pub(crate) mod relay;
 
 use std::sync::Arc;
 
@@ -17,7 +16,9 @@ use crate::config::AmqpSettings;
 /// Longest wait for connecting (handshake and topology) or closing.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-use messages::{ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE};
+use crate::domain::messages::{
+    ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE,
+};
 
 /// Redeliveries after which the broker dead-letters a message that keeps
 /// failing (a crash loop), so it cannot block the queue forever.
@@ -45,11 +46,6 @@ impl Amqp {
     /// A queue or exchange name with the configured prefix.
     pub fn name(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
-    }
-
-    /// True while the connection is open.
-    pub async fn is_connected(&self) -> bool {
-        self.conn.lock().await.as_ref().is_some_and(|c| c.status().connected())
     }
 
     /// True when the broker answers (connecting if needed).

@@ -4,19 +4,18 @@
 
 use std::collections::HashMap;
 
+use anyhow::anyhow;
 use serde_json::Value;
 
 use super::params::{Fields, Query};
 use super::payments::{REASON_MAX, merchant_filter, parse_id};
-use super::{Ctx, list_body, to_json};
-use crate::db::attempts::{self, AttemptFilter, Viewer};
-use crate::db::payments::{self as store, PaymentRow, Scope};
-use crate::db::{events, transactions as txns};
-use crate::domain::{self, AttemptId};
-use crate::error::ApiError;
-
-/// The attempt statuses.
-pub const STATUSES: [&str; 5] = ["scheduled", "running", "succeeded", "failed", "canceled"];
+use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
+use crate::db::attempts::{self, AttemptFilter};
+use crate::db::payments as store;
+use crate::db::{events, payment_changes as changes, transactions as txns};
+use crate::domain::{
+    self, AttemptId, AttemptStatus, FailureCode, PaymentId, Scope, TransactionKind, TransactionStatus, Viewer,
+};
 
 fn parse_attempt_id(raw: &str) -> Result<AttemptId, ApiError> {
     AttemptId::parse(raw).ok_or_else(|| ApiError::not_found("attempt"))
@@ -25,16 +24,11 @@ fn parse_attempt_id(raw: &str) -> Result<AttemptId, ApiError> {
 /// `GET /v1/attempts` (and `payd attempts list`).
 pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let mut q = Query::new(query, &["status", "payment_id", "merchant_id", "limit", "offset"])?;
-    let status = q.string("status");
-    if let Some(s) = &status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(ApiError::invalid("status", format!("status must be one of {}", STATUSES.join(", "))));
-    }
+    let status = q.parsed("status", AttemptStatus::parse, AttemptStatus::names)?;
     let payment_id = q
         .string("payment_id")
         .map(|p| {
-            domain::PaymentId::parse(&p)
+            PaymentId::parse(&p)
                 .ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)"))
         })
         .transpose()?;
@@ -73,41 +67,29 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Val
     // Lock order everywhere: payment, then attempt.
     let payment = store::lock_by_id(&mut tx, &found.payment_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
     let Some(canceled) = attempts::cancel_one(&mut tx, &id, reason.as_deref()).await? else {
-        let now: String =
-            sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?;
+        let now = attempts::status_of(&mut tx, &id).await?;
         return Err(ApiError::new(
             409,
-            "attempt_not_scheduled",
+            ErrorCode::AttemptNotScheduled,
             format!("only a scheduled attempt can be canceled; this one is {now}"),
         ));
     };
     let message = reason.clone().unwrap_or_else(|| "the scheduled retry was canceled".to_owned());
-    txns::settle(&mut tx, &canceled.transaction_id, "failed", None, Some(("retry_canceled", &message))).await?;
+    let failure = Some((FailureCode::RetryCanceled, message.as_str()));
+    txns::settle(&mut tx, &canceled.transaction_id, TransactionStatus::Failed, None, failure).await?;
     let txn = txns::get(&mut tx, &canceled.transaction_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
-    if matches!(txn.kind.as_str(), "purchase" | "authorize") {
-        let transition = domain::payment::charge_failed(payment.status())?;
-        let row: PaymentRow = sqlx::query_as(
-            "UPDATE payments SET status = $2, error_code = 'retry_canceled', failure_message = $3, next_attempt_at = NULL,
-                 updated_at = now()
-             WHERE id = $1 AND status = $4 RETURNING *",
-        )
-        .bind(&payment.id)
-        .bind(transition.to.as_str())
-        .bind(&message)
-        .bind(transition.from.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    if txn.kind.is_charge() {
+        let transition = domain::payment::charge_failed(payment.status)?;
+        let row = changes::fail(&mut tx, &payment.id, transition, FailureCode::RetryCanceled, &message)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow!("payment {} changed while locked", payment.id)))?;
         let scope = Scope::system(row.merchant_id.clone(), row.livemode);
         let view = store::view(&mut tx, row).await?;
         events::record(&mut tx, &scope, transition.event, &view).await?;
         crate::observe::transition(transition.from.as_str(), transition.to.as_str());
-    } else if txn.kind == "capture" {
+    } else if txn.kind == TransactionKind::Capture {
         // The capture will not happen: what it reserved is capturable again.
-        sqlx::query("UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1")
-            .bind(&payment.id)
-            .bind(txn.amount)
-            .execute(&mut *tx)
-            .await?;
+        changes::release_capture(&mut tx, &payment.id, txn.amount).await?;
     }
     tx.commit().await?;
     crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);

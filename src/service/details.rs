@@ -7,11 +7,10 @@ use serde_json::{Map, Value};
 
 use super::params::{Fields, METADATA_MAX_KEYS, Query};
 use super::payments::{DESCRIPTION_MAX, parse_id};
-use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
-use crate::db::payments::{self as store, PaymentRow, Scope, Viewer};
-use crate::db::{audit, transactions as txns};
-use crate::domain::PaymentId;
-use crate::error::ApiError;
+use super::{ApiError, Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
+use crate::db::payments as store;
+use crate::db::{audit, payment_changes as changes, transactions as txns};
+use crate::domain::{PaymentId, Scope, Viewer};
 
 /// Longest tag, in characters.
 pub const TAG_MAX: usize = 64;
@@ -32,7 +31,7 @@ pub async fn update(
     let mut f = Fields::new(body, &["metadata", "description"])?;
     let patch = f.metadata_patch("metadata")?;
     let description = f.optional_string("description", DESCRIPTION_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.update"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.update");
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     let mut metadata = match row.metadata.clone() {
         Value::Object(m) => m,
@@ -48,14 +47,7 @@ pub async fn update(
         return Err(ApiError::invalid("metadata", format!("metadata may have at most {METADATA_MAX_KEYS} keys")));
     }
     let description = if clears_description { None } else { description.or(row.description.clone()) };
-    let row: PaymentRow = sqlx::query_as(
-        "UPDATE payments SET metadata = $2, description = $3, updated_at = now() WHERE id = $1 RETURNING *",
-    )
-    .bind(&id)
-    .bind(Value::Object(metadata))
-    .bind(&description)
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = changes::update_details(&mut tx, &id, &Value::Object(metadata), description.as_deref()).await?;
     let payment = store::view(&mut tx, row).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
@@ -75,7 +67,7 @@ pub async fn add_tags(
     if let Some(bad) = new.iter().find(|t| t.trim().is_empty() || t.chars().count() > TAG_MAX) {
         return Err(ApiError::invalid("tags", format!("tags must be 1 to {TAG_MAX} characters: {bad:?}")));
     }
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.tag"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.tag");
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     let mut tags = row.tags.clone();
     for t in new {
@@ -93,10 +85,10 @@ pub async fn add_tags(
 /// `DELETE /v1/payments/{id}/tags/{tag}`: 404 when the payment has no such tag.
 pub async fn remove_tag(ctx: &Ctx, scope: &Scope, id: &str, tag: &str) -> Result<Outcome, ApiError> {
     let id = parse_id(id)?;
-    let mut tx = begin_or_replay!(ctx, scope, None, Some("payment.untag"));
+    let mut tx = begin_or_replay!(ctx, scope, None, "payment.untag");
     let row = store::find(&mut tx, scope, &id, true).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     if !row.tags.iter().any(|t| t == tag) {
-        return Err(ApiError::new(404, "resource_missing", format!("the payment has no tag {tag:?}")).with_param("tag"));
+        return Err(ApiError::not_found_param(format!("the payment has no tag {tag:?}"), "tag"));
     }
     let tags: Vec<String> = row.tags.into_iter().filter(|t| t != tag).collect();
     let payment = set_tags(&mut tx, &id, &tags).await?;
@@ -104,11 +96,7 @@ pub async fn remove_tag(ctx: &Ctx, scope: &Scope, id: &str, tag: &str) -> Result
 }
 
 async fn set_tags(conn: &mut sqlx::PgConnection, id: &PaymentId, tags: &[String]) -> Result<store::Payment, ApiError> {
-    let row: PaymentRow = sqlx::query_as("UPDATE payments SET tags = $2, updated_at = now() WHERE id = $1 RETURNING *")
-        .bind(id)
-        .bind(tags)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row = changes::set_tags(&mut *conn, id, tags).await?;
     Ok(store::view(conn, row).await?)
 }
 

@@ -8,12 +8,13 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::params::Fields;
-use super::payments::{REASON_MAX, parse_id, schedule};
-use super::{Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, to_json};
-use crate::db::payments::{self as store, PaymentRow, Scope};
-use crate::db::{attempts, events, transactions as txns};
-use crate::domain::{self, Balances, PaymentId, PaymentStatus, Refusal, TransactionId};
-use crate::error::ApiError;
+use super::payments::{REASON_MAX, parse_id};
+use super::{ApiError, Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, to_json};
+use crate::db::payments::{self as store, PaymentRow};
+use crate::db::{attempts, events, payment_changes as changes, refunds, transactions as txns};
+use crate::domain::{
+    self, Balances, PaymentId, PaymentStatus, Refusal, Scope, TransactionId, TransactionKind, TransactionStatus,
+};
 
 async fn locked(conn: &mut PgConnection, scope: &Scope, id: &PaymentId) -> Result<PaymentRow, ApiError> {
     store::find(conn, scope, id, true).await?.ok_or_else(|| ApiError::not_found("payment"))
@@ -21,8 +22,14 @@ async fn locked(conn: &mut PgConnection, scope: &Scope, id: &PaymentId) -> Resul
 
 /// The payment's money, counting refunds still in flight.
 async fn balances(conn: &mut PgConnection, row: &PaymentRow) -> Result<Balances, ApiError> {
-    let pending = txns::pending_sum(conn, &row.id, "refund").await?;
-    row.balances(pending).ok_or_else(|| ApiError::internal(anyhow!("payment {} has a bad amount", row.id)))
+    let pending = txns::pending_sum(conn, &row.id, TransactionKind::Refund).await?;
+    Ok(row.balances(pending))
+}
+
+/// A guarded change that found its payment in another state, although the
+/// payment is locked: a bug, not the client's fault.
+fn moved(id: &PaymentId) -> ApiError {
+    ApiError::internal(anyhow!("payment {id} changed while locked"))
 }
 
 /// `POST /v1/payments/{id}/cancel`. From `pending`, cancels the scheduled
@@ -38,42 +45,32 @@ pub async fn cancel(
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["reason"])?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.cancel"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.cancel");
     let row = locked(&mut tx, scope, &id).await?;
-    let transition = domain::payment::cancel(row.status())?;
+    let transition = domain::payment::cancel(row.status)?;
     match transition.from {
         PaymentStatus::RequiresCapture => {
             // A capture in flight may succeed at the provider: let it finish.
-            if txns::pending_exists(&mut tx, &id, "capture").await? {
+            if txns::pending_exists(&mut tx, &id, TransactionKind::Capture).await? {
                 return Err(Refusal::Processing.into());
             }
             if let Ok(open) = domain::Amount::new(row.amount_capturable) {
-                schedule(&mut tx, &id, "void", open, &row.currency, None).await?;
+                txns::insert_scheduled(&mut tx, &id, TransactionKind::Void, open, row.currency, None).await?;
             }
         }
         _ => {
-            if let Some(txn) = attempts::charge_transaction(&mut tx, &id).await? {
+            if let Some(txn) = txns::charge_of(&mut tx, &id).await? {
                 attempts::cancel_scheduled(&mut tx, &txn).await?;
                 // Checked after the cancel above took the row locks: a worker that
                 // claimed first is visible here, one that claims later finds nothing.
                 if attempts::running_exists(&mut tx, &txn).await? {
                     return Err(Refusal::Processing.into());
                 }
-                txns::settle(&mut tx, &txn, "canceled", None, None).await?;
+                txns::settle(&mut tx, &txn, TransactionStatus::Canceled, None, None).await?;
             }
         }
     }
-    let row: PaymentRow = sqlx::query_as(
-        "UPDATE payments SET status = $2, canceled_at = now(), cancellation_reason = $3, next_attempt_at = NULL,
-             amount_capturable = 0, updated_at = now()
-         WHERE id = $1 AND status = $4 RETURNING *",
-    )
-    .bind(&id)
-    .bind(transition.to.as_str())
-    .bind(&reason)
-    .bind(transition.from.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = changes::cancel(&mut tx, &id, transition, reason.as_deref()).await?.ok_or_else(|| moved(&id))?;
     let payment = store::view(&mut tx, row).await?;
     events::record(&mut tx, scope, transition.event, &payment).await?;
     crate::observe::transition(transition.from.as_str(), transition.to.as_str());
@@ -97,18 +94,11 @@ pub async fn capture(
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["amount"])?;
     let requested = f.optional_amount("amount")?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.capture"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.capture");
     let row = locked(&mut tx, scope, &id).await?;
-    let amount = domain::payment::capture(row.status(), balances(&mut tx, &row).await?, requested)?;
-    schedule(&mut tx, &id, "capture", amount, &row.currency, None).await?;
-    let row: PaymentRow = sqlx::query_as(
-        "UPDATE payments SET amount_capturable = amount_capturable - $2, updated_at = now()
-         WHERE id = $1 AND amount_capturable >= $2 RETURNING *",
-    )
-    .bind(&id)
-    .bind(amount.get())
-    .fetch_one(&mut *tx)
-    .await?;
+    let amount = domain::payment::capture(row.status, balances(&mut tx, &row).await?, requested)?;
+    txns::insert_scheduled(&mut tx, &id, TransactionKind::Capture, amount, row.currency, None).await?;
+    let row = changes::reserve_capture(&mut tx, &id, amount).await?.ok_or_else(|| moved(&id))?;
     let payment = store::view(&mut tx, row).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&payment)? }).await
 }
@@ -126,20 +116,12 @@ pub async fn refund(
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let requested = f.optional_amount("amount")?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.refund"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.refund");
     let row = locked(&mut tx, scope, &id).await?;
-    let amount = domain::payment::refund(row.status(), balances(&mut tx, &row).await?, requested)?;
-    let txn = schedule(&mut tx, &id, "refund", amount, &row.currency, reason.as_deref()).await?;
-    let refund_id = domain::RefundId::generate();
-    sqlx::query("INSERT INTO refunds (id, payment_id, transaction_id, reason) VALUES ($1, $2, $3, $4)")
-        .bind(&refund_id)
-        .bind(&id)
-        .bind(&txn)
-        .bind(&reason)
-        .execute(&mut *tx)
-        .await?;
-    let refund =
-        store::refund(&mut tx, &refund_id).await?.ok_or_else(|| ApiError::internal(anyhow!("refund vanished")))?;
+    let amount = domain::payment::refund(row.status, balances(&mut tx, &row).await?, requested)?;
+    let txn =
+        txns::insert_scheduled(&mut tx, &id, TransactionKind::Refund, amount, row.currency, reason.as_deref()).await?;
+    let refund = refunds::insert(&mut tx, &id, &txn, reason.as_deref()).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&refund)? }).await
 }
 
@@ -157,10 +139,12 @@ pub async fn chargeback(
     let mut f = Fields::new(body, &["amount", "reason"])?;
     let amount = f.amount("amount")?;
     let reason = f.optional_string("reason", REASON_MAX)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.chargeback"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback");
     let row = locked(&mut tx, scope, &id).await?;
-    let status = domain::payment::chargeback(row.status(), balances(&mut tx, &row).await?, amount)?;
-    let txn = txns::record(&mut tx, &id, "chargeback", amount.get(), &row.currency, reason.as_deref(), None).await?;
+    let status = domain::payment::chargeback(row.status, balances(&mut tx, &row).await?, amount)?;
+    let txn =
+        txns::record(&mut tx, &id, TransactionKind::Chargeback, amount.get(), row.currency, reason.as_deref(), None)
+            .await?;
     let refunded =
         row.amount_refunded.checked_add(amount.get()).ok_or_else(|| ApiError::internal(anyhow!("overflow")))?;
     set_refunded(&mut tx, &row, status, refunded).await?;
@@ -179,22 +163,15 @@ pub async fn reverse_chargeback(
     let id = parse_id(id)?;
     let mut f = Fields::new(body, &["transaction_id"])?;
     let raw = f.string("transaction_id", 64)?;
-    let mut tx = begin_or_replay!(ctx, scope, key, Some("payment.chargeback_reversal"));
+    let mut tx = begin_or_replay!(ctx, scope, key, "payment.chargeback_reversal");
     let row = locked(&mut tx, scope, &id).await?;
-    let missing =
-        || ApiError::new(404, "resource_missing", format!("no such chargeback: {raw}")).with_param("transaction_id");
+    let missing = || ApiError::not_found_param(format!("no such chargeback: {raw}"), "transaction_id");
     let source = TransactionId::parse(&raw).ok_or_else(missing)?;
     let chargeback = txns::find(&mut tx, &id, &source).await?.ok_or_else(missing)?;
-    if chargeback.kind != "chargeback" {
+    if chargeback.kind != TransactionKind::Chargeback {
         return Err(ApiError::invalid("transaction_id", format!("{raw} is a {}, not a chargeback", chargeback.kind)));
     }
-    let reversed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM transactions WHERE source_transaction_id = $1 AND type = 'chargeback_reversal')",
-    )
-    .bind(&source)
-    .fetch_one(&mut *tx)
-    .await?;
-    if reversed {
+    if txns::is_reversed(&mut tx, &source).await? {
         return Err(Refusal::AlreadyReversed.into());
     }
     let refunded = row
@@ -202,8 +179,8 @@ pub async fn reverse_chargeback(
         .checked_sub(chargeback.amount)
         .filter(|r| *r >= 0)
         .ok_or_else(|| ApiError::internal(anyhow!("payment {id} refunds less than its chargeback")))?;
-    let txn = txns::record(&mut tx, &id, "chargeback_reversal", chargeback.amount, &row.currency, None, Some(&source))
-        .await?;
+    let kind = TransactionKind::ChargebackReversal;
+    let txn = txns::record(&mut tx, &id, kind, chargeback.amount, row.currency, None, Some(&source)).await?;
     set_refunded(&mut tx, &row, domain::payment::status_after_refunds(refunded), refunded).await?;
     finish(ctx, tx, scope, key, Outcome { status: 200, body: to_json(&txn)? }).await
 }
@@ -216,17 +193,9 @@ async fn set_refunded(
     status: PaymentStatus,
     refunded: i64,
 ) -> Result<(), ApiError> {
-    sqlx::query(
-        "UPDATE payments SET status = $2, amount_refunded = $3, updated_at = now() WHERE id = $1 AND status = $4",
-    )
-    .bind(&row.id)
-    .bind(status.as_str())
-    .bind(refunded)
-    .bind(&row.status)
-    .execute(conn)
-    .await?;
-    if row.status != status.as_str() {
-        crate::observe::transition(&row.status, status.as_str());
+    changes::set_refunded(conn, &row.id, row.status, status, refunded).await?.ok_or_else(|| moved(&row.id))?;
+    if row.status != status {
+        crate::observe::transition(row.status.as_str(), status.as_str());
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::error::{ApiError, ErrorCode};
 use crate::domain::{Amount, money::AmountError};
-use crate::error::ApiError;
 use crate::timefmt;
 
 /// Largest `limit` of a list.
@@ -31,7 +31,7 @@ impl Fields {
         let map = match body {
             Value::Object(map) => map,
             Value::Null => Map::new(),
-            _ => return Err(ApiError::new(400, "parameter_invalid", "the request body must be a JSON object")),
+            _ => return Err(ApiError::new(400, ErrorCode::ParameterInvalid, "the request body must be a JSON object")),
         };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(ApiError::unknown_field(unknown));
@@ -201,6 +201,22 @@ impl Query {
         self.map.remove(name).filter(|v| !v.is_empty())
     }
 
+    /// A parameter whose value must be one of a typed set (`parse`), e.g. a
+    /// status filter; `names` lists the values for the error message.
+    pub fn parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        names: impl Fn() -> String,
+    ) -> Result<Option<T>, ApiError> {
+        match self.string(name) {
+            None => Ok(None),
+            Some(v) => {
+                parse(&v).map(Some).ok_or_else(|| ApiError::invalid(name, format!("{name} must be one of {}", names())))
+            }
+        }
+    }
+
     /// `limit`: 1 to 100, default 10.
     pub fn limit(&mut self) -> Result<i64, ApiError> {
         match self.string("limit") {
@@ -260,7 +276,7 @@ mod tests {
             assert_eq!((err.status, err.param.as_deref()), (400, Some("amount")), "{bad}");
         }
         assert_eq!(fields(json!({"amount": 1000})).amount("amount").unwrap().get(), 1000);
-        assert_eq!(fields(json!({})).amount("amount").unwrap_err().code, "parameter_missing");
+        assert_eq!(fields(json!({})).amount("amount").unwrap_err().code, ErrorCode::ParameterMissing);
     }
 
     #[test]

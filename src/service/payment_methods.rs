@@ -8,15 +8,11 @@ use serde_json::{Value, json};
 
 use super::params::{Fields, Query};
 use super::payments::REFERENCE_MAX;
-use super::{Ctx, list_body, to_json};
+use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::payment_methods::{self as store, NewPaymentMethod, PaymentMethod};
-use crate::db::payments::Scope;
-use crate::domain::PaymentMethodId;
-use crate::error::ApiError;
+use crate::domain::{MethodKind, PaymentMethodId, Scope};
 use crate::provider::SandboxMethod;
 
-/// The method types payd knows.
-pub const TYPES: [&str; 3] = ["card", "bank_account", "wallet"];
 /// Longest token.
 pub const TOKEN_MAX: usize = 255;
 
@@ -62,14 +58,13 @@ pub async fn create(ctx: &Ctx, scope: &Scope, body: Value) -> Result<PaymentMeth
     if looks_like_card_number(&token) {
         return Err(ApiError::new(
             400,
-            "card_number_refused",
+            ErrorCode::CardNumberRefused,
             "token looks like a card number; payd takes only the provider's token for a card, never its number",
         )
         .with_param("token"));
     }
-    if !TYPES.contains(&kind.as_str()) {
-        return Err(ApiError::invalid("type", format!("type must be one of {}", TYPES.join(", "))));
-    }
+    let kind = MethodKind::parse(&kind)
+        .ok_or_else(|| ApiError::invalid("type", format!("type must be one of {}", MethodKind::names())))?;
     if let Some(e) = &expires_at
         && parse_expiry(e).is_none()
     {

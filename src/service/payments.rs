@@ -5,20 +5,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-use sqlx::PgConnection;
-
+use super::idempotency::in_flight;
 use super::params::{Fields, Query};
-use super::{Ctx, IdempotencyKey, Outcome, list_body, to_json};
-use crate::db::intake::Draft;
-use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow, Scope, Viewer};
-use crate::db::{self, payment_methods, transactions as txns};
+use super::{ApiError, Ctx, ErrorCode, IdempotencyKey, Outcome, list_body, to_json};
+use crate::db::creates::Draft;
+use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow};
+use crate::db::{self, payment_methods};
 use crate::domain::{
-    Amount, AttemptId, Currency, EventId, MerchantId, PaymentId, PaymentMethodId, PaymentStatus, TransactionId,
+    Amount, AttemptId, Currency, EventId, MerchantId, MethodKind, PaymentId, PaymentMethodId, PaymentStatus, Scope,
+    TransactionId, TransactionKind, Viewer, WorkMessage,
 };
-use crate::error::ApiError;
 use crate::provider::SandboxMethod;
-use crate::queue::messages::{ATTEMPTS_QUEUE, WorkMessage};
+use serde_json::Value;
 
 /// Longest `description`.
 pub const DESCRIPTION_MAX: usize = 1000;
@@ -61,8 +59,8 @@ impl CreatePayment {
             ],
         )?;
         let amount = f.amount("amount")?;
-        let currency = f.string("currency", 3).map_err(|e| match e.code.as_ref() {
-            "parameter_missing" => e,
+        let currency = f.string("currency", 3).map_err(|e| match e.code {
+            ErrorCode::ParameterMissing => e,
             _ => ApiError::invalid("currency", "currency must be a three-letter ISO 4217 code"),
         })?;
         let currency = Currency::parse(&currency)
@@ -107,14 +105,14 @@ pub async fn create(
     }
     let new = new_payment(ctx, scope, req).await?;
     let draft = Arc::new(draft(new, key)?);
-    let payment = match ctx.intake.insert(draft.clone()).await {
+    let payment = match ctx.creates.insert(draft.clone()).await {
         Ok(Some(row)) => created(row, &draft),
         // A concurrent request with the same key was written first: its
         // answer is this one's (or the key was used for another request).
         Ok(None) => {
             let key =
                 key.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a create without a key was not written")))?;
-            return key.peek(ctx, &scope.merchant_id).await?.ok_or_else(super::in_flight);
+            return key.peek(ctx, &scope.merchant_id).await?.ok_or_else(in_flight);
         }
         Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
     };
@@ -124,13 +122,13 @@ pub async fn create(
 }
 
 /// The payment with its transaction, attempt, work message and event, ready
-/// to insert (see [`crate::db::intake`]).
+/// to insert (see [`crate::db::creates`]).
 fn draft(new: NewPayment, key: Option<&IdempotencyKey>) -> Result<Draft, ApiError> {
     let attempt_id = AttemptId::generate();
-    let message = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
+    let message = WorkMessage::run(&attempt_id);
     let event_data = serde_json::json!({ "object": to_json(&Payment::new(new.draft_row(), Vec::new()))? });
     Ok(Draft {
-        kind: charge_kind(&new),
+        kind: TransactionKind::charge(new.capture),
         payment: new,
         transaction_id: TransactionId::generate(),
         attempt_id,
@@ -149,10 +147,6 @@ fn created(row: PaymentRow, draft: &Draft) -> Payment {
     Payment::new(row, Vec::new())
 }
 
-fn charge_kind(new: &NewPayment) -> &'static str {
-    if new.capture { "purchase" } else { "authorize" }
-}
-
 /// The checked request as a row to insert, with its payment method resolved.
 async fn new_payment(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<NewPayment, ApiError> {
     let (provider, method) = resolve_method(ctx, scope, &req.payment_method_id).await?;
@@ -160,7 +154,7 @@ async fn new_payment(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<New
     if ctx.settings.providers.get(&provider).is_some_and(|p| !p.supports(currency)) {
         return Err(ApiError::new(
             422,
-            "currency_not_supported",
+            ErrorCode::CurrencyNotSupported,
             format!("provider {provider} does not take payments in {currency}"),
         )
         .with_param("currency"));
@@ -169,7 +163,7 @@ async fn new_payment(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<New
         id: PaymentId::generate(),
         scope: scope.clone(),
         amount: req.amount,
-        currency: req.currency.code().to_owned(),
+        currency: req.currency,
         capture: req.capture,
         payment_method_id: req.payment_method_id,
         provider,
@@ -188,7 +182,7 @@ async fn new_payment(ctx: &Ctx, scope: &Scope, req: CreatePayment) -> Result<New
 /// and holding two per request could starve the pool under a burst.
 async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> ApiError {
     if db::is_unique_violation(&e, "payments_external_key") {
-        return ApiError::new(409, "external_key_in_use", "a payment with this external_key already exists")
+        return ApiError::new(409, ErrorCode::ExternalKeyInUse, "a payment with this external_key already exists")
             .with_param("external_key");
     }
     if !db::is_unique_violation(&e, "payments_pending_reference") {
@@ -200,7 +194,7 @@ async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> 
     };
     match pending.await {
         Ok(Some(p)) => pending_exists(&p),
-        Ok(None) => ApiError::new(422, "pending_payment_exists", "a pending payment exists for this reference")
+        Ok(None) => ApiError::new(422, ErrorCode::PendingPaymentExists, "a pending payment exists for this reference")
             .with_param("reference"),
         Err(e) => e.into(),
     }
@@ -208,19 +202,17 @@ async fn refused(ctx: &Ctx, scope: &Scope, new: &NewPayment, e: sqlx::Error) -> 
 
 /// The provider and method type of a payment method usable in this mode:
 /// a sandbox test method (test mode only) or a stored method.
-async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, String), ApiError> {
-    let missing = || {
-        ApiError::new(404, "resource_missing", format!("no such payment method: {id}")).with_param("payment_method_id")
-    };
+async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, MethodKind), ApiError> {
+    let missing = || ApiError::not_found_param(format!("no such payment method: {id}"), "payment_method_id");
     if SandboxMethod::parse(id).is_some() {
-        return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), "card".into())) };
+        return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), MethodKind::Card)) };
     }
     let id = PaymentMethodId::parse(id).ok_or_else(missing)?;
     let method = payment_methods::find(&mut *ctx.db.acquire().await?, scope, &id).await?.ok_or_else(missing)?;
     if !ctx.providers.serves(&method.provider, scope.livemode) {
         return Err(ApiError::new(
             422,
-            "provider_unavailable",
+            ErrorCode::ProviderUnavailable,
             format!("provider {} is not configured on this payd", method.provider),
         )
         .with_param("payment_method_id"));
@@ -229,23 +221,12 @@ async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, S
 }
 
 fn pending_exists(pending: &PaymentId) -> ApiError {
-    ApiError::new(422, "pending_payment_exists", format!("payment {pending} for this reference is still pending"))
-        .with_param("reference")
-}
-
-/// Adds a pending transaction, its attempt #1 and the attempt's work
-/// message (one round trip); answers the transaction.
-pub(super) async fn schedule(
-    conn: &mut PgConnection,
-    payment: &PaymentId,
-    kind: &str,
-    amount: Amount,
-    currency: &str,
-    reason: Option<&str>,
-) -> Result<TransactionId, ApiError> {
-    let attempt_id = AttemptId::generate();
-    let msg = to_json(&WorkMessage::RunAttempt { attempt_id: attempt_id.clone() })?;
-    Ok(txns::insert_scheduled(conn, payment, kind, amount, currency, reason, &attempt_id, ATTEMPTS_QUEUE, &msg).await?)
+    ApiError::new(
+        422,
+        ErrorCode::PendingPaymentExists,
+        format!("payment {pending} for this reference is still pending"),
+    )
+    .with_param("reference")
 }
 
 /// A payment id from a path; unknown shapes are simply not found.
@@ -277,13 +258,7 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
             "merchant_id",
         ],
     )?;
-    let status = match q.string("status") {
-        None => None,
-        Some(s) => Some(
-            PaymentStatus::parse(&s)
-                .ok_or_else(|| ApiError::invalid("status", format!("status must be one of {}", status_names())))?,
-        ),
-    };
+    let status = q.parsed("status", PaymentStatus::parse, PaymentStatus::names)?;
     let filter = ListFilter {
         status,
         created_after: q.timestamp("created_after")?,
@@ -338,8 +313,4 @@ async fn page(ctx: &Ctx, viewer: &Viewer, filter: &ListFilter) -> Result<Value, 
         data.push(store::view(&mut conn, row).await?);
     }
     list_body(&data, filter.offset, total)
-}
-
-fn status_names() -> String {
-    PaymentStatus::ALL.map(PaymentStatus::as_str).join(", ")
 }

@@ -16,9 +16,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
-use crate::db::payments::{self as store, Payment, Viewer};
-use crate::domain::{PaymentId, PaymentStatus};
-use crate::error::ApiError;
+use super::{ApiError, ErrorCode};
+use crate::db::payments::{self as store, Payment};
+use crate::domain::{PaymentId, PaymentStatus, Viewer};
 
 use crate::db::notify::PAYMENT_STATUS as CHANNEL;
 /// Longest wait a client may ask for (contract §4).
@@ -63,7 +63,7 @@ impl PaymentWatch {
             let mut conn = ctx.db.acquire().await?;
             let row =
                 store::find_visible(&mut conn, viewer, id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
-            let settled = row.status() != PaymentStatus::Pending;
+            let settled = row.status != PaymentStatus::Pending;
             if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(store::view(&mut conn, row).await?);
             }
@@ -140,8 +140,12 @@ pub fn parse_prefer(header: &str) -> Result<Option<Duration>, ApiError> {
 }
 
 fn bad_wait() -> ApiError {
-    ApiError::new(400, "prefer_invalid", format!("Prefer: wait=N takes whole seconds from 0 to {}", MAX_WAIT.as_secs()))
-        .with_param("Prefer")
+    ApiError::new(
+        400,
+        ErrorCode::PreferInvalid,
+        format!("Prefer: wait=N takes whole seconds from 0 to {}", MAX_WAIT.as_secs()),
+    )
+    .with_param("Prefer")
 }
 
 #[cfg(test)]

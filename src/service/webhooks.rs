@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::params::{Fields, Query};
-use super::{Ctx, list_body, to_json};
-use crate::db::payments::Scope;
+use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::{events, webhooks};
-use crate::dispatcher::{signing, target};
-use crate::domain::{DeliveryId, EndpointId, EventId, EventType, PaymentId};
-use crate::error::ApiError;
+use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, PaymentId, Scope};
+use crate::{target, webhooks as signing};
 
 /// Longest endpoint `url`.
 pub const URL_MAX: usize = 2048;
@@ -24,12 +22,14 @@ fn parse_endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
 /// Checks a URL for a tenant: shape, https in live mode, and the SSRF guard.
 async fn check_url(ctx: &Ctx, scope: &Scope, raw: &str) -> Result<String, ApiError> {
     let url = target::parse_url(raw, scope.livemode).map_err(|e| match e {
-        target::TargetError::HttpsRequired => ApiError::new(422, "url_not_allowed", e.to_string()).with_param("url"),
+        target::TargetError::HttpsRequired => {
+            ApiError::new(422, ErrorCode::UrlNotAllowed, e.to_string()).with_param("url")
+        }
         _ => ApiError::invalid("url", e.to_string()),
     })?;
     target::check(&url, ctx.settings.webhooks.allow_private_targets)
         .await
-        .map_err(|e| ApiError::new(422, "url_not_allowed", e.to_string()).with_param("url"))?;
+        .map_err(|e| ApiError::new(422, ErrorCode::UrlNotAllowed, e.to_string()).with_param("url"))?;
     Ok(url.to_string())
 }
 
@@ -84,18 +84,19 @@ pub async fn update_endpoint(ctx: &Ctx, scope: &Scope, id: &str, body: Value) ->
         Some(list) => Some(check_events(list)?),
         None => None,
     };
-    let enabled = match f.optional_string("status", 16)?.as_deref() {
+    let status = match f.optional_string("status", 16)? {
         None => None,
-        Some("enabled") => Some(true),
-        Some("disabled") => Some(false),
-        Some(_) => return Err(ApiError::invalid("status", "status must be enabled or disabled")),
+        Some(s) => Some(
+            EndpointStatus::parse(&s)
+                .ok_or_else(|| ApiError::invalid("status", "status must be enabled or disabled"))?,
+        ),
     };
     let description = f.optional_string("description", DESCRIPTION_MAX)?;
     let url = match url {
         Some(u) => Some(check_url(ctx, scope, &u).await?),
         None => None,
     };
-    let update = webhooks::EndpointUpdate { url, enabled_events, enabled, description };
+    let update = webhooks::EndpointUpdate { url, enabled_events, status, description };
     let endpoint =
         webhooks::update(&ctx.db, scope, &id, update).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     to_json(&endpoint)
@@ -143,15 +144,10 @@ pub async fn list_deliveries(
 ) -> Result<Value, ApiError> {
     let id = parse_endpoint_id(id)?;
     let mut q = Query::new(query, &["limit", "offset", "status"])?;
-    let status = q.string("status");
-    if let Some(s) = &status
-        && !["pending", "succeeded", "failed"].contains(&s.as_str())
-    {
-        return Err(ApiError::invalid("status", "status must be one of pending, succeeded, failed"));
-    }
+    let status = q.parsed("status", DeliveryStatus::parse, DeliveryStatus::names)?;
     let (limit, offset) = (q.limit()?, q.offset()?);
     webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    let (rows, total) = webhooks::deliveries(&ctx.db, &id, status.as_deref(), limit, offset).await?;
+    let (rows, total) = webhooks::deliveries(&ctx.db, &id, status, limit, offset).await?;
     list_body(&rows, offset, total)
 }
 
@@ -165,7 +161,7 @@ pub async fn retrieve_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value,
 /// `GET /v1/events`
 pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let mut q = Query::new(query, &["limit", "offset", "type", "payment_id"])?;
-    let kind = q.string("type");
+    let kind = q.parsed("type", EventType::parse, EventType::names)?;
     let payment = q
         .string("payment_id")
         .map(|p| {
@@ -174,6 +170,6 @@ pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String
         })
         .transpose()?;
     let (limit, offset) = (q.limit()?, q.offset()?);
-    let (rows, total) = events::list(&ctx.db, scope, kind.as_deref(), payment.as_ref(), limit, offset).await?;
+    let (rows, total) = events::list(&ctx.db, scope, kind, payment.as_ref(), limit, offset).await?;
     list_body(&rows, offset, total)
 }

@@ -7,16 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 
-use super::batch::{Batches, Charge, Recorded};
-use super::outcome;
+use super::group_commit::{Batches, Charge, Recorded};
 use crate::config::PaymentSettings;
 use crate::db::payments as store;
 use crate::db::transactions::TransactionRow;
-use crate::db::{attempts, audit, notify, payment_methods, transactions as txns};
-use crate::domain::{self, AttemptId, PaymentMethodId};
-use crate::faults::Faults;
+use crate::db::{attempts, notify, payment_methods, transactions as txns};
+use crate::domain::{self, AttemptId, AttemptStatus, PaymentMethodId, SYSTEM_ACTOR};
+use crate::faults::{CrashPoint, Faults};
 use crate::provider::{Operation, ProviderOutcome, ProviderRequest, Providers};
 use crate::retry::Schedule;
+use crate::service::outcomes::{self as outcome, JITTER};
 use crate::service::payment_methods::is_expired;
 
 /// Runs attempts for the worker role.
@@ -29,9 +29,6 @@ pub struct AttemptRunner {
     faults: Faults,
     batches: Batches,
 }
-
-/// Jitter of payment retries (contract §4: ±10 %).
-pub const JITTER: f64 = 0.1;
 
 impl AttemptRunner {
     /// A runner whose provider calls time out after `provider_timeout` and
@@ -62,8 +59,7 @@ impl AttemptRunner {
         };
         let claimed = call.claimed.clone();
         tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
-        let operation =
-            Operation::from_transaction_type(&call.kind).context("transaction type without provider call")?;
+        let operation = Operation::of(call.kind).context("transaction type without provider call")?;
         let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
         // A built-in sandbox method is its own token, and a charge has no
         // parent: most calls need no more reads.
@@ -79,17 +75,16 @@ impl AttemptRunner {
         let txn = TransactionRow {
             id: claimed.transaction_id.clone(),
             payment_id: claimed.payment_id.clone(),
-            kind: call.kind.clone(),
+            kind: call.kind,
             amount: call.amount,
-            currency: call.currency.clone(),
-            status: "pending".into(),
+            currency: call.currency,
         };
         let request = ProviderRequest {
             idempotency_key: txn.id.to_string(),
             operation,
             token,
             amount: txn.amount,
-            currency: txn.currency.clone(),
+            currency: txn.currency,
             parent_reference,
         };
         let started = std::time::Instant::now();
@@ -116,7 +111,7 @@ impl AttemptRunner {
         };
         crate::observe::attempt(&call.provider, operation.as_str(), kind, started.elapsed());
         tracing::info!(payment_id = %claimed.payment_id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
-        self.faults.crash_point("worker.after_provider_call");
+        self.faults.crash_point(CrashPoint::WorkerAfterProviderCall);
 
         // The common end of a charge goes with the next batch of outcomes.
         let final_charge = match &outcome {
@@ -134,12 +129,12 @@ impl AttemptRunner {
 
         let mut tx = self.pool.begin().await?;
         // Lock order everywhere: payment, then attempt (no deadlock with cancels).
-        let payment = store::lock_for_change(&mut tx, &claimed.payment_id, audit::SYSTEM, "provider.outcome")
+        let payment = store::lock_for_change(&mut tx, &claimed.payment_id, SYSTEM_ACTOR, "provider.outcome")
             .await?
             .context("payment vanished")?;
         let (status, code) = match &outcome {
-            ProviderOutcome::Succeeded { .. } => ("succeeded", None),
-            ProviderOutcome::Failed { code, .. } => ("failed", Some(code.as_str())),
+            ProviderOutcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
+            ProviderOutcome::Failed { code, .. } => (AttemptStatus::Failed, Some(*code)),
             ProviderOutcome::Pending { reference } => {
                 // The provider will notify; until then the attempt stays
                 // running, leased for `pending_timeout`, after which the
@@ -156,7 +151,7 @@ impl AttemptRunner {
             return Ok(());
         }
         outcome::record(&mut tx, &payment, &txn, &claimed, operation, &outcome, &self.retry).await?;
-        self.faults.crash_point("worker.before_commit");
+        self.faults.crash_point(CrashPoint::WorkerBeforeCommit);
         tx.commit().await?;
         notify::ring(&self.pool, notify::DELIVERIES);
         notify::ring(&self.pool, notify::OUTBOX);

@@ -3,18 +3,18 @@
 //! effects are committed. A message that cannot be parsed is dead-lettered
 //! with `x-payd-error`, once.
 
-pub mod attempt;
-pub mod batch;
-pub mod intake;
-pub mod outcome;
+mod attempt;
+pub(crate) mod commands;
+mod group_commit;
 
 use lapin::message::Delivery;
 
+use crate::domain::WorkMessage;
+use crate::domain::messages::ATTEMPTS_DEAD_QUEUE;
 use crate::queue::Amqp;
 use crate::queue::consumer::{self, Handler};
-use crate::queue::messages::{ATTEMPTS_DEAD_QUEUE, WorkMessage};
 pub use attempt::AttemptRunner;
-pub use intake::CommandIntake;
+pub use commands::CommandConsumer;
 
 /// Runs attempts from the work queue.
 pub struct AttemptHandler {

@@ -164,13 +164,17 @@ impl Fleet {
         spawn(&mut cmd)
     }
 
-    /// SIGKILLs one process of `role` (no chance to finish anything); answers its slot.
-    fn kill(&mut self, role: &'static str, which: usize) -> usize {
+    /// SIGKILLs one process of `role` (no chance to finish anything);
+    /// answers its slot and whether the kill really hit a running process
+    /// (it had not exited on its own, and it died of SIGKILL).
+    fn kill(&mut self, role: &'static str, which: usize) -> (usize, bool) {
+        use std::os::unix::process::ExitStatusExt;
         let list = self.procs.get_mut(role).unwrap();
         let i = which % list.len();
-        let _ = list[i].kill();
-        let _ = list[i].wait();
-        i
+        let running = list[i].try_wait().ok().flatten().is_none();
+        let sent = list[i].kill().is_ok();
+        let died_of_sigkill = list[i].wait().ok().and_then(|s| s.signal()) == Some(9);
+        (i, running && sent && died_of_sigkill)
     }
 
     fn restart(&mut self, app: &TestApp, role: &'static str, slot: usize) {
@@ -215,7 +219,7 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
     let (_, secret) = app.add_endpoint(&receiver.url).await;
 
     let mut accepted = Vec::new();
-    let mut kills = 0;
+    let (mut planned, mut kills) = (0, 0);
     let mut keyless_accepted = 0;
     for round in 0..rounds {
         let tag = format!("round-{round}");
@@ -227,24 +231,35 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
             .collect();
         let app_ref = &app;
         let storm = async {
+            let mut hit = 0;
             for (role, before, down, which) in &plan {
                 tokio::time::sleep(Duration::from_millis(*before)).await;
-                let slot = fleet.kill(role, *which);
+                let (slot, killed) = fleet.kill(role, *which);
+                if killed {
+                    hit += 1;
+                } else {
+                    eprintln!("round {round}: the {role} process in slot {slot} was not running when killed");
+                }
                 tokio::time::sleep(Duration::from_millis(*down)).await;
                 fleet.restart(app_ref, role, slot);
             }
+            hit
         };
-        let (ids, keyless, ()) = tokio::join!(
+        let (ids, keyless, hit) = tokio::join!(
             burst(&app, &tag, 25, "pm_test_success"),
             burst_without_keys(&app, 15, "pm_test_success"),
             storm
         );
-        kills += plan.len();
+        planned += plan.len();
+        kills += hit;
         accepted.extend(ids);
         keyless_accepted += keyless.len();
         accepted.extend(keyless);
     }
-    assert!(kills >= 20 || rounds < 5, "{kills} kills");
+    // Every role was killed in every round, and every kill hit a process
+    // that was running (none had died on its own).
+    assert_eq!(planned, 4 * rounds);
+    assert_eq!(kills, planned, "{kills} of {planned} kills hit a running process");
     assert!(keyless_accepted > 0, "no create without a key was accepted: the group commit went untested");
     assert_promise_kept(&app, &accepted, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     drop(fleet);

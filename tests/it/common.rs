@@ -18,7 +18,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use lapin::options::QueueDeleteOptions;
 use payd::app::{self, Role, Running};
 use payd::config::Settings;
-use payd::domain::MerchantId;
+use payd::testing::MerchantId;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -94,7 +94,7 @@ impl TestApp {
         }
         let running = app::start(settings(&vars), roles).await.expect("payd starts");
         let pool = PgPool::connect(&db_url).await.unwrap();
-        let m = payd::db::keys::create_merchant(&pool, "Test merchant", None).await.unwrap();
+        let m = payd::testing::create_merchant(&pool, "Test merchant").await.unwrap();
         let base = running.addr.map(|a| format!("http://{a}")).unwrap_or_default();
         Self {
             base,
@@ -124,7 +124,7 @@ impl TestApp {
 
     /// Creates another merchant; answers its id and secret key.
     pub async fn other_merchant(&self) -> (MerchantId, String) {
-        let m = payd::db::keys::create_merchant(&self.pool, "Other merchant", None).await.unwrap();
+        let m = payd::testing::create_merchant(&self.pool, "Other merchant").await.unwrap();
         (m.id, m.secret_key)
     }
 

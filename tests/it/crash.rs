@@ -25,7 +25,7 @@ async fn worker_dies_at(point: &str) {
     let status = wait_exit(&mut child, WAIT).await;
     assert!(!status.success(), "the worker aborted at {point}");
     // The provider charged, payd recorded nothing.
-    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 1);
     let (_, pending) = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(pending["status"], "pending");
@@ -35,7 +35,7 @@ async fn worker_dies_at(point: &str) {
     let worker = app.start_more(&[Role::Worker]).await;
     let paid = app.wait_status(id, "succeeded").await;
     assert_eq!(paid["amount_captured"], 1234);
-    let charges = worker.ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 1, "exactly one charge at the provider");
     assert_eq!(charges[0].calls, 2, "the retry reused the idempotency key");
     assert_eq!(app.count("SELECT count(*) FROM attempts WHERE payment_id = $1 AND status = 'succeeded'", id).await, 1);
@@ -181,7 +181,7 @@ async fn development_mode_creates_the_test_merchant_once() {
         let resp = app
             .http
             .get(format!("{base}/v1/payments"))
-            .header("Authorization", format!("Bearer {}", payd::db::keys::DEV_SECRET_KEY))
+            .header("Authorization", format!("Bearer {}", payd::testing::DEV_SECRET_KEY))
             .send()
             .await
             .unwrap();

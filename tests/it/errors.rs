@@ -93,7 +93,7 @@ async fn auth_media_type_size_and_lookup_errors() {
             .await
             .unwrap();
     assert!(pk.starts_with("pk_test_"));
-    let m = payd::db::keys::create_merchant(&app.pool, "Publishing merchant", None).await.unwrap();
+    let m = payd::testing::create_merchant(&app.pool, "Publishing merchant").await.unwrap();
     let (status, created) = app.call_as(&m.publishable_key, "POST", "/v1/payments", Some(body.clone()), &[]).await;
     assert_eq!(status, 201, "{created}");
     let (status, err) = app
@@ -145,6 +145,13 @@ async fn list_queries_are_checked() {
         assert_error(status, &err, 400, "invalid_request_error", Some(param), query);
     }
     let (status, _) = app.get("/v1/payments?limit=100&offset=0&status=pending").await;
+    assert_eq!(status, 200);
+    // Typed filters of the other lists: an unknown value is named, not an empty list.
+    for (path, param) in [("/v1/events?type=payment.exploded", "type"), ("/v1/attempts?status=done", "status")] {
+        let (status, err) = app.get(path).await;
+        assert_error(status, &err, 400, "invalid_request_error", Some(param), path);
+    }
+    let (status, _) = app.get("/v1/events?type=payment.created").await;
     assert_eq!(status, 200);
     app.stop().await;
 }
@@ -219,12 +226,8 @@ async fn private_webhook_targets_are_refused_outside_development() {
         assert_eq!(err["error"]["code"], "url_not_allowed");
     }
     // Live mode takes https only.
-    let live = payd::db::keys::generate_key(payd::db::keys::KeyKind::Secret, true);
-    let mut conn = app.pool.acquire().await.unwrap();
-    payd::db::keys::insert_key(&mut conn, Some(&app.merchant), payd::db::keys::KeyKind::Secret, true, &live)
-        .await
-        .unwrap();
-    drop(conn);
+    let live =
+        payd::testing::add_key(&app.pool, Some(&app.merchant), payd::testing::KeyKind::Secret, true).await.unwrap();
     let (status, err) = app
         .call_as(
             &live,
@@ -268,5 +271,24 @@ async fn hostile_input_never_gets_a_5xx() {
         let (status, err) = app.call(method, path, Some(json!({"unknown": true}))).await;
         assert!(status < 500, "{method} {path}: {status} {err}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_value_payd_does_not_know_in_the_database_is_an_error_never_a_default() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let p = app.create_payment("pm_test_success", 1000).await;
+    let id = p["id"].as_str().unwrap();
+    // A row written by something else than payd (a bad migration, a hand edit).
+    sqlx::query("UPDATE payments SET status = 'paid' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    let (status, err) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_error(status, &err, 500, "api_error", None, "unknown status");
+    assert!(!err.to_string().contains("paid"), "a 5xx says nothing internal: {err}");
+    let (status, _) = app.get("/v1/payments").await;
+    assert_eq!(status, 500, "the list does not show the payment as pending either");
+    // Put back, it reads again.
+    sqlx::query("UPDATE payments SET status = 'pending' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    let (status, _) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(status, 200);
     app.stop().await;
 }

@@ -52,7 +52,7 @@ async fn a_payment_succeeds_and_signed_webhooks_arrive() {
     assert_eq!(succeeded_hook.json()["data"]["object"]["status"], "succeeded");
     assert_eq!(created_hook.json()["data"]["object"]["status"], "pending");
     // A wrong secret must not verify: the check can fail.
-    assert!(!verify_webhook(&payd::dispatcher::signing::generate_secret(), &succeeded_hook));
+    assert!(!verify_webhook(&payd::webhooks::generate_secret(), &succeeded_hook));
 
     // The events are listed and the delivery recorded as succeeded.
     let (_, events) = app.get(&format!("/v1/events?payment_id={id}")).await;
@@ -64,7 +64,7 @@ async fn a_payment_succeeds_and_signed_webhooks_arrive() {
     assert_eq!(event["type"], "payment.succeeded");
 
     // Exactly one charge at the provider.
-    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 1);
     assert_eq!((charges[0].amount, charges[0].calls), (1000, 1));
     app.stop().await;

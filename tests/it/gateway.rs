@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use payd::provider::notification::{self, SIGNATURE_HEADER};
+use payd::testing::{SIGNATURE_HEADER, sign_notification};
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -156,7 +156,7 @@ async fn a_pending_gateway_charge_completes_from_its_notification() {
     .await;
     let body = json!({"id": "evt_gw_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_9"})
         .to_string();
-    let sig = notification::sign(SECRET, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
+    let sig = sign_notification(SECRET, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
     let resp = app
         .http
         .post(format!("{}/v1/provider_notifications/acme", app.base))

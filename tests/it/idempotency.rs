@@ -141,11 +141,8 @@ async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() 
     sqlx::query("SELECT id FROM merchants FOR UPDATE").execute(&mut *lock).await.unwrap();
     let release = async {
         eventually("all 20 creates handed to the writers", WAIT, || async {
-            let text = app.http.get(format!("{}/metrics", app.base)).send().await.ok()?.text().await.ok()?;
-            let metric = |name: &str| -> Option<f64> {
-                text.lines().find_map(|l| l.strip_prefix(&format!("{name}{{stage=\"intake\"}} "))?.parse().ok())
-            };
-            (metric("payd_batched_jobs_total")? + metric("payd_batch_queued")? >= 20.0).then_some(())
+            let (handed, _, _) = payd::testing::group_commit_counts(&app.pool, "create");
+            (handed >= 20).then_some(())
         })
         .await;
         lock.rollback().await.unwrap();
@@ -178,5 +175,30 @@ async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() 
         assert_eq!((status, &stored), (200, &now), "key {k}");
     }
     assert_eq!(app.count("SELECT count(*) FROM payments WHERE merchant_id = $1", app.merchant.as_str()).await, 20);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_is_bound_to_the_route_it_was_sent_to_with_its_parameters() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    // Two payments, the same key and the same body: the fingerprint holds
+    // the matched route with its {id}, so the second is another request.
+    let (mut ids, h) = (Vec::new(), [("Idempotency-Key", "tag-7")]);
+    for _ in 0..2 {
+        let p = app.create_payment("pm_test_success", 100).await;
+        ids.push(p["id"].as_str().unwrap().to_owned());
+    }
+    let tags = json!({"tags": ["vip"]});
+    let path = |id: &str| format!("/v1/payments/{id}/tags");
+    let (s1, first) = app.call_as(&app.key, "POST", &path(&ids[0]), Some(tags.clone()), &h).await;
+    assert_eq!(s1, 200, "{first}");
+    let (s2, err) = app.call_as(&app.key, "POST", &path(&ids[1]), Some(tags.clone()), &h).await;
+    assert_eq!(s2, 409, "{err}");
+    assert_eq!(err["error"]["code"], "idempotency_key_reused");
+    // The same route again replays its first answer.
+    let (s3, again) = app.call_as(&app.key, "POST", &path(&ids[0]), Some(tags), &h).await;
+    assert_eq!((s3, again), (200, first));
+    let (_, other) = app.get(&format!("/v1/payments/{}", ids[1])).await;
+    assert_eq!(other["tags"], json!([]), "the refused request changed nothing");
     app.stop().await;
 }

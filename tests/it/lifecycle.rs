@@ -36,7 +36,7 @@ async fn a_pending_payment_is_canceled_and_never_charged() {
     let workers = app.start_more(&[Role::Worker]).await;
     let sentinel = app.create_payment("pm_test_success", 1).await;
     app.wait_status(sentinel["id"].as_str().unwrap(), "succeeded").await;
-    let charges = workers.ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 1, "only the sentinel was charged: {charges:?}");
     assert_eq!(charges[0].amount, 1);
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
@@ -121,7 +121,7 @@ async fn partial_then_full_refunds_run_through_the_provider() {
     amounts.sort();
     assert_eq!(amounts, [300, 1000]);
 
-    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     let ops: Vec<(&str, i64)> = charges.iter().map(|c| (c.operation.as_str(), c.amount)).collect();
     assert_eq!(ops, [("purchase", 1000), ("refund", 300), ("refund", 700)]);
     app.stop().await;

@@ -191,14 +191,7 @@ async fn twenty_parallel_refunds_never_exceed_what_was_captured() {
     let p = app.wait_payment(&id, "six refunds settle", |p| p["amount_refunded"] == 900).await;
     assert_eq!(p["refunds"].as_array().unwrap().len(), 6);
     app.assert_amounts(&id).await;
-    let refunded: i64 = app
-        .running
-        .as_ref()
-        .unwrap()
-        .ctx
-        .providers
-        .sandbox()
-        .charges()
+    let refunded: i64 = payd::testing::sandbox_charges(&app.pool)
         .await
         .unwrap()
         .iter()

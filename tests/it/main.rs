@@ -1,17 +1,18 @@
 //! Integration tests against real PostgreSQL and RabbitMQ. Each test has its
 //! own database and AMQP prefix, so they run in parallel.
 
+mod architecture;
 mod batches;
 mod chaos;
 mod common;
 mod crash;
+mod creates;
 mod details;
 mod disruptive;
 mod errors;
 mod flow;
 mod gateway;
 mod idempotency;
-mod intake;
 mod lifecycle;
 mod limits;
 mod methods;

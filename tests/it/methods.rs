@@ -103,7 +103,7 @@ async fn an_expired_method_fails_as_expired_card_without_a_provider_call() {
     let p = app.create_payment(pm["id"].as_str().unwrap(), 300).await;
     let p = app.wait_status(p["id"].as_str().unwrap(), "failed").await;
     assert_eq!(p["error_code"], "expired_card");
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert!(calls.is_empty(), "the provider was never asked: {calls:?}");
     app.stop().await;
 }

@@ -3,11 +3,7 @@
 //! that asks again when no notification comes.
 
 use payd::app::Role;
-use payd::domain::AttemptId;
-use payd::faults::Faults;
-use payd::provider::Providers;
-use payd::provider::notification::{self, SIGNATURE_HEADER};
-use payd::worker::AttemptRunner;
+use payd::testing::{SIGNATURE_HEADER, TestWorker, sign_notification};
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, TestApp, settings, verify_webhook};
@@ -32,7 +28,7 @@ async fn an_async_payment_completes_from_the_signed_notification() {
     let (_, attempts) = app.get(&format!("/v1/payments/{id}/attempts")).await;
     assert_eq!(attempts["total_count"], 1);
     assert_eq!(attempts["data"][0]["status"], "succeeded");
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls[0].calls, 1, "the notification settled it; nobody had to ask again");
     let notes: i64 =
         sqlx::query_scalar("SELECT count(*) FROM provider_notifications").fetch_one(&app.pool).await.unwrap();
@@ -65,12 +61,7 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
     let mut vars = app.vars.clone();
     vars.insert("PAYD_PROVIDERS__SANDBOX__NOTIFY_URL".into(), NOWHERE.into());
     let s = settings(&vars);
-    let runner = AttemptRunner::new(
-        app.pool.clone(),
-        Providers::new(app.pool.clone(), &s, None),
-        &s.payments,
-        Faults::default(),
-    );
+    let runner = TestWorker::new(&app.pool, &s, &s.payments);
     let p = app.create_payment("pm_test_async", 900).await;
     let id = p["id"].as_str().unwrap();
     let (att, txn): (String, String) = sqlx::query_as("SELECT id, transaction_id FROM attempts WHERE payment_id = $1")
@@ -78,7 +69,7 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    runner.run(&AttemptId::parse(&att).unwrap()).await.unwrap();
+    runner.run(&att).await.unwrap();
     let held: String =
         sqlx::query_scalar("SELECT status FROM attempts WHERE id = $1").bind(&att).fetch_one(&app.pool).await.unwrap();
     assert_eq!(held, "running", "a pending answer keeps the attempt open");
@@ -86,8 +77,8 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
     let note = json!({"id": "ntf_test_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "ch_x"});
     let body = note.to_string();
     for (case, sig) in [
-        ("wrong secret", Some(notification::sign("not the secret", now(), body.as_bytes()))),
-        ("stale", Some(notification::sign(SANDBOX_SECRET, now() - 600, body.as_bytes()))),
+        ("wrong secret", Some(sign_notification("not the secret", now(), body.as_bytes()))),
+        ("stale", Some(sign_notification(SANDBOX_SECRET, now() - 600, body.as_bytes()))),
         ("garbage", Some("t=abc,v1=???".to_owned())),
         ("missing", None),
     ] {
@@ -96,12 +87,12 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
         assert_eq!(err["error"]["code"], "signature_invalid", "{case}");
     }
     let (status, _) =
-        post_note(&app, "acme", &note, Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()))).await;
+        post_note(&app, "acme", &note, Some(sign_notification(SANDBOX_SECRET, now(), body.as_bytes()))).await;
     assert_eq!(status, 404, "unknown provider");
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(p["status"], "pending", "nothing changed");
 
-    let good = Some(notification::sign(SANDBOX_SECRET, now(), body.as_bytes()));
+    let good = Some(sign_notification(SANDBOX_SECRET, now(), body.as_bytes()));
     let (status, ok) = post_note(&app, "sandbox", &note, good.clone()).await;
     assert_eq!(status, 200, "{ok}");
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
@@ -113,7 +104,7 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
         json!({"id": "ntf_test_2", "type": "charge.failed", "idempotency_key": txn, "error_code": "card_declined"});
     let late_body = late.to_string();
     let (status, _) =
-        post_note(&app, "sandbox", &late, Some(notification::sign(SANDBOX_SECRET, now(), late_body.as_bytes()))).await;
+        post_note(&app, "sandbox", &late, Some(sign_notification(SANDBOX_SECRET, now(), late_body.as_bytes()))).await;
     assert_eq!(status, 200, "a late notification is acknowledged");
     let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(p["status"], "succeeded", "and changes nothing");
@@ -135,7 +126,7 @@ async fn a_pending_payment_that_never_hears_back_is_checked_again() {
     let id = p["id"].as_str().unwrap();
     let paid = app.wait_status(id, "succeeded").await;
     assert_eq!(paid["attempt_count"], 1, "the same attempt, asked again");
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].calls, 2, "the janitor asked the provider again with the same key");
     let notes: i64 =

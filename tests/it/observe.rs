@@ -1,10 +1,13 @@
 //! `GET /metrics`: the Prometheus text reflects what payd did. The recorder
-//! is process-wide (tests run in parallel in one process), so each check
-//! compares a series before and after this test's own actions.
+//! is process-wide, so the test reads a payd process of its own (the real
+//! binary), whose series only this test moves, whatever runs beside it.
 
+use std::time::Duration;
+
+use payd::app::Role;
 use serde_json::json;
 
-use crate::common::{Receiver, TestApp, WAIT, eventually};
+use crate::common::{Receiver, TestApp, WAIT, eventually, payd, spawn};
 
 async fn metrics(app: &TestApp) -> String {
     let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
@@ -24,7 +27,22 @@ fn value(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_requests_transitions_attempts_queues_and_deliveries() {
-    let app = TestApp::spawn().await;
+    // In this process only a scheduler (it touches no series below); every
+    // other role runs in the child whose metrics are read.
+    let mut app = TestApp::spawn_with(&[Role::Scheduler], &[]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = payd(&app, &["serve"], &[("PAYD_HTTP__LISTEN", listen.as_str())]);
+    let mut child = spawn(cmd.stderr(std::process::Stdio::null()));
+    app.base = format!("http://{listen}");
+    let started = std::sync::Mutex::new(&mut child);
+    eventually("the payd process is ready", Duration::from_secs(60), || async {
+        let exited = started.lock().unwrap().try_wait().unwrap();
+        assert!(exited.is_none(), "the payd process exited (port {port} taken?)");
+        let ready = app.http.get(format!("{}/health/ready", app.base)).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
     let receiver = Receiver::start().await;
     app.add_endpoint(&receiver.url).await;
     let gone = Receiver::start().await;
@@ -68,5 +86,6 @@ async fn metrics_count_requests_transitions_attempts_queues_and_deliveries() {
     }
     // Routes are templates, never raw ids.
     assert!(!after.contains(id), "a payment id leaked into a label");
+    drop(child);
     app.stop().await;
 }

@@ -352,7 +352,7 @@ async fn a_consumer_killed_before_its_ack_processes_the_command_once() {
     let mut child = crate::common::spawn(&mut payd(
         &app,
         &["serve", "--role", "worker"],
-        &[("PAYD_FAULTS__CRASH_AT", "intake.before_ack")],
+        &[("PAYD_FAULTS__CRASH_AT", "commands.before_ack")],
     ));
     let corr = p.command(&app.key, "kill-me", "payment.create", create_data("pm_test_success", 4321), true).await;
     let first = p.reply(&corr).await;

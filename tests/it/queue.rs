@@ -63,7 +63,7 @@ async fn a_redelivered_message_does_not_process_twice() {
     let later = app.create_payment("pm_test_success", 1).await;
     app.wait_status(later["id"].as_str().unwrap(), "succeeded").await;
 
-    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     let mine: Vec<_> = charges.iter().filter(|c| c.amount == 900).collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].calls, 1, "the claim guard stops the provider call");
@@ -93,7 +93,7 @@ async fn duplicate_messages_racing_on_two_workers_charge_once() {
     for id in &ids {
         app.wait_status(id, "succeeded").await;
     }
-    let charges = w1.ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 5);
     assert!(charges.iter().all(|c| c.calls == 1), "{charges:?}");
     for id in &ids {

@@ -6,19 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use payd::app::Role;
-use payd::db::keys::{self, KeyKind};
-use payd::domain::AttemptId;
-use payd::faults::Faults;
-use payd::worker::AttemptRunner;
+use payd::testing::{KeyKind, TestWorker};
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, TestApp, WAIT, eventually, run_json, verify_webhook};
 
 async fn ops_key(app: &TestApp) -> String {
-    let key = keys::generate_key(KeyKind::Ops, true);
-    let mut conn = app.pool.acquire().await.unwrap();
-    keys::insert_key(&mut conn, None, KeyKind::Ops, true, &key).await.unwrap();
-    key
+    payd::testing::add_key(&app.pool, None, KeyKind::Ops, true).await.unwrap()
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -71,7 +65,7 @@ async fn a_flaky_payment_is_retried_on_schedule_and_succeeds() {
     assert!(gaps.iter().all(|g| (0.85..=1.15).contains(g)), "{gaps:?}");
 
     // Three calls with one idempotency key, one charge.
-    let charges = app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap();
+    let charges = payd::testing::sandbox_charges(&app.pool).await.unwrap();
     assert_eq!(charges.len(), 1);
     assert_eq!(charges[0].calls, 3);
     app.stop().await;
@@ -89,7 +83,7 @@ async fn an_unavailable_provider_fails_the_payment_when_the_schedule_is_used_up(
     assert_eq!(failed["attempt_count"], 3, "one attempt and the two retries of the schedule");
     let hook = receiver.wait_for("payment.failed", id).await;
     assert!(verify_webhook(&secret, &hook));
-    assert!(app.running.as_ref().unwrap().ctx.providers.sandbox().charges().await.unwrap().is_empty());
+    assert!(payd::testing::sandbox_charges(&app.pool).await.unwrap().is_empty());
 
     // A hard decline is not retried.
     let d = app.create_payment("pm_test_decline", 100).await;
@@ -217,8 +211,8 @@ async fn cancelling_a_payment_waiting_for_a_retry_cancels_the_retry() {
         (time::OffsetDateTime::now_utc() > due).then_some(())
     })
     .await;
-    assert_eq!(payd::scheduler::tick(&app.pool, Duration::from_secs(3600), false).await.unwrap(), 0);
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    assert_eq!(payd::testing::scheduler_tick(&app.pool, Duration::from_secs(3600), false).await.unwrap(), 0);
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls[0].calls, 1, "the canceled retry never reached the provider");
     app.stop().await;
 }
@@ -228,27 +222,25 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
     // No worker role: the test plays the worker, racing the operator's cancel.
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let ops = ops_key(&app).await;
-    let ctx = &app.running.as_ref().unwrap().ctx;
     let payments = payd::config::PaymentSettings {
         retry_schedule: vec![],
         provider_timeout: Duration::from_secs(5),
         pending_timeout: Duration::from_secs(60),
         requeue_after: Duration::from_secs(3600),
     };
-    let runner = Arc::new(AttemptRunner::new(app.pool.clone(), ctx.providers.clone(), &payments, Faults::default()));
+    let runner = Arc::new(TestWorker::new(&app.pool, &crate::common::settings(&app.vars), &payments));
     let (mut ran, mut canceled) = (0, 0);
     for i in 0..30u64 {
         let p = app.create_payment("pm_test_success", 100).await;
         let id = p["id"].as_str().unwrap().to_owned();
         let att = attempt_numbered(&app, &id, 1).await;
-        let attempt_id = AttemptId::parse(&att).unwrap();
         let path = format!("/v1/attempts/{att}/cancel");
         // Every third round the worker starts late, so both sides win some;
         // the others are a real race (the worker starts 0–4 ms after the cancel is sent).
         let head_start = if i % 3 == 0 { Duration::from_millis(60) } else { Duration::from_micros((i % 9) * 500) };
         let worker = async {
             tokio::time::sleep(head_start).await;
-            runner.run(&attempt_id).await
+            runner.run(&att).await
         };
         let (run, (status, _)) = tokio::join!(worker, app.call_as(&ops, "POST", &path, Some(json!({})), &[]));
         run.unwrap();
@@ -257,7 +249,7 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-        let charged = ctx.providers.sandbox().calls().await.unwrap().iter().any(|c| c.idempotency_key == txn);
+        let charged = payd::testing::sandbox_calls(&app.pool).await.unwrap().iter().any(|c| c.idempotency_key == txn);
         let (_, payment) = app.get(&format!("/v1/payments/{id}")).await;
         match status {
             200 => {
@@ -318,7 +310,7 @@ async fn concurrent_workers_never_run_an_attempt_twice() {
         let p = app.wait_status(id, "succeeded").await;
         assert_eq!(p["attempt_count"], 3);
     }
-    let calls = workers[0].ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls.len(), 10);
     assert!(calls.iter().all(|c| c.calls == 3), "every attempt ran exactly once: {calls:?}");
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts").fetch_one(&app.pool).await.unwrap();

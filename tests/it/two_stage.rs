@@ -119,7 +119,7 @@ async fn an_authorization_is_captured_in_parts_never_beyond_what_was_authorized(
     app.assert_amounts(&id).await;
 
     // Each capture reached the provider once, with its own idempotency key.
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
     assert_eq!(ops, ["authorize", "capture", "capture", "capture", "refund"]);
     assert!(calls.iter().all(|c| c.calls == 1), "{calls:?}");
@@ -142,7 +142,7 @@ async fn cancelling_an_authorization_voids_it_at_the_provider() {
     assert_eq!(p["status"], "canceled");
     let (_, list) = app.get(&format!("/v1/payments/{id}/transactions")).await;
     assert_eq!(types(&list)[0], ("void".into(), "succeeded".into(), 800));
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls.iter().map(|c| c.operation.as_str()).collect::<Vec<_>>(), ["authorize", "void"]);
 
     let (status, err) = app.post(&format!("/v1/payments/{id}/capture"), json!({})).await;
@@ -253,7 +253,7 @@ async fn chargebacks_count_as_refunded_and_reversals_give_it_back() {
     let (status, err) = app.post(&format!("/v1/payments/{id}/refund"), json!({})).await;
     assert_eq!(status, 409, "{err}");
     app.assert_amounts(id).await;
-    let calls = app.running.as_ref().unwrap().ctx.providers.sandbox().calls().await.unwrap();
+    let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
     assert_eq!(calls.len(), 1, "only the purchase reached the provider: {calls:?}");
     app.stop().await;
 }

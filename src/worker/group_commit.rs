@@ -1,6 +1,7 @@
-//! The worker's group commits ([`crate::db::batch`]): the attempts that
-//! concurrently delivered messages ask for are claimed by one statement, and
-//! the final outcomes of their charges are recorded by one transaction.
+//! The worker's stages of the [group commit](crate::db::group_commit)
+//! (`claim` and `outcome`): the attempts that concurrently delivered
+//! messages ask for are claimed by one statement, and the final outcomes of
+//! their charges are recorded by one transaction.
 //!
 //! A charge outcome is the common end of a payment, and on its own it costs
 //! PostgreSQL five statements and a commit: lock the payment, finish the
@@ -20,15 +21,15 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::outcome;
 use crate::db::attempts::{self, Claimed, ClaimedCall};
-use crate::db::batch::Batcher;
 use crate::db::charges::{self, Settled};
-use crate::db::payments::{self as store, Payment, PaymentRow, Scope};
-use crate::db::{audit, events, notify};
-use crate::domain::{AttemptId, PaymentId, Transition};
-use crate::faults::Faults;
+use crate::db::group_commit::GroupCommit;
+use crate::db::payments::{self as store, Payment, PaymentRow};
+use crate::db::{events, notify};
+use crate::domain::{AttemptId, AttemptStatus, FailureCode, PaymentId, SYSTEM_ACTOR, Scope, Transition};
+use crate::faults::{CrashPoint, Faults};
 use crate::provider::{Operation, ProviderOutcome};
+use crate::service::outcomes;
 
 /// A claim asked for: the attempt, and the token that will prove it.
 struct Claim {
@@ -64,15 +65,15 @@ pub enum Recorded {
 /// The worker's batchers; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Batches {
-    claims: Batcher<Claim, Option<ClaimedCall>>,
-    charges: Batcher<Charge, Recorded>,
+    claims: GroupCommit<Claim, Option<ClaimedCall>>,
+    charges: GroupCommit<Charge, Recorded>,
 }
 
 impl Batches {
     /// Starts the writer tasks on the current runtime; claims hold their
     /// attempt for `lease`.
     pub fn start(pool: PgPool, lease: Duration, faults: Faults) -> Self {
-        let claims = Batcher::start("claim", pool.clone(), move |pool, jobs: Vec<Arc<Claim>>| async move {
+        let claims = GroupCommit::start("claim", pool.clone(), move |pool, jobs: Vec<Arc<Claim>>| async move {
             let mut conn = pool.acquire().await?;
             let asked: Vec<(&AttemptId, Uuid)> = jobs.iter().map(|c| (&c.id, c.token)).collect();
             let mut won: HashMap<Uuid, ClaimedCall> = attempts::claim_calls(&mut conn, &asked, lease)
@@ -82,7 +83,7 @@ impl Batches {
                 .collect();
             Ok(jobs.iter().map(|c| won.remove(&c.token)).collect())
         });
-        let charges = Batcher::start("outcome", pool, move |pool, jobs: Vec<Arc<Charge>>| {
+        let charges = GroupCommit::start("outcome", pool, move |pool, jobs: Vec<Arc<Charge>>| {
             let faults = faults.clone();
             async move { write_charges(&pool, &jobs, &faults).await }
         });
@@ -101,14 +102,6 @@ impl Batches {
     }
 }
 
-/// The attempt's final status and error code.
-fn attempt_result(outcome: &ProviderOutcome) -> (&'static str, Option<&str>) {
-    match outcome {
-        ProviderOutcome::Failed { code, .. } => ("failed", Some(code.as_str())),
-        _ => ("succeeded", None),
-    }
-}
-
 /// One transaction for the batch: lock the payments (in id order), finish
 /// the attempts whose claim is current, settle their transactions and
 /// payments, record the events and deliveries.
@@ -122,17 +115,17 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
 
     let mut tx = pool.begin().await?;
     let locked: HashMap<PaymentId, PaymentRow> =
-        store::lock_all_for_change(&mut tx, &ids, audit::SYSTEM, "provider.outcome")
+        store::lock_all_for_change(&mut tx, &ids, SYSTEM_ACTOR, "provider.outcome")
             .await?
             .into_iter()
             .map(|row| (row.id.clone(), row))
             .collect();
     // A payment that vanished is left to the lone path, which reports it.
     let batch: Vec<usize> = batch.into_iter().filter(|&i| locked.contains_key(&jobs[i].claimed.payment_id)).collect();
-    let done: Vec<(&Claimed, &str, Option<&str>)> = batch
+    let done: Vec<(&Claimed, AttemptStatus, Option<FailureCode>)> = batch
         .iter()
         .map(|&i| {
-            let (status, code) = attempt_result(&jobs[i].outcome);
+            let (status, code) = outcomes::attempt_result(&jobs[i].outcome);
             (&jobs[i].claimed, status, code)
         })
         .collect();
@@ -149,7 +142,7 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         }
         answers[i] = Recorded::Written;
         let payment = &locked[&job.claimed.payment_id];
-        let Some((t, result)) = outcome::charge_change(payment, job.operation, job.amount, &job.outcome) else {
+        let Some((t, result)) = outcomes::charge_change(payment, job.operation, job.amount, &job.outcome) else {
             continue;
         };
         transitions.insert(&job.claimed.payment_id, t);
@@ -172,7 +165,7 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         .collect();
     let recorded: Vec<_> = views.iter().map(|(scope, t, view)| (scope, t.event, view)).collect();
     events::record_all(&mut tx, &recorded).await?;
-    faults.crash_point("worker.before_commit");
+    faults.crash_point(CrashPoint::WorkerBeforeCommit);
     tx.commit().await?;
 
     for (_, t, view) in &views {

@@ -1,6 +1,7 @@
-//! Recording a provider's final answer: the attempt's successor on a
-//! transient failure, or the transaction, the payment and the event. Used by
-//! the worker after a call and by provider notifications.
+//! Recording a provider's answer: the attempt's successor on a transient
+//! failure, or the transaction, the payment and the event. One use case for
+//! both ways an answer arrives: the worker after its call, and a provider's
+//! notification.
 
 use std::time::Duration;
 
@@ -10,11 +11,24 @@ use sqlx::PgConnection;
 use crate::db::attempts;
 use crate::db::charges::{self, ChargeResult, Settled};
 use crate::db::events;
-use crate::db::payments::{self as store, Payment, PaymentRow, Scope};
+use crate::db::payment_changes as changes;
+use crate::db::payments::{self as store, Payment, PaymentRow};
 use crate::db::transactions::{self as txns, TransactionRow};
-use crate::domain::{self, PaymentStatus, Transition};
+use crate::domain::{self, AttemptStatus, FailureCode, PaymentStatus, Scope, TransactionStatus, Transition};
 use crate::provider::{Operation, ProviderOutcome};
 use crate::retry::Schedule;
+
+/// Jitter of payment retries (contract §4: ±10 %).
+pub const JITTER: f64 = 0.1;
+
+/// The attempt's status and error code for `outcome` (a pending answer
+/// leaves the attempt running, so it has none).
+pub fn attempt_result(outcome: &ProviderOutcome) -> (AttemptStatus, Option<FailureCode>) {
+    match outcome {
+        ProviderOutcome::Failed { code, .. } => (AttemptStatus::Failed, Some(*code)),
+        _ => (AttemptStatus::Succeeded, None),
+    }
+}
 
 /// Records `outcome` of attempt `attempt` (already finished by the caller,
 /// in the same transaction, with `payment` locked).
@@ -63,14 +77,7 @@ async fn schedule_retry(
     let due = attempts::insert_later(conn, &claimed.payment_id, &claimed.transaction_id, next, delay).await?;
     tracing::info!(payment_id = %payment.id, attempt = next, ?delay, "transient failure; retry scheduled");
     if matches!(operation, Operation::Purchase | Operation::Authorize) {
-        sqlx::query(
-            "UPDATE payments SET attempt_count = attempt_count + 1, next_attempt_at = $2, updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(&payment.id)
-        .bind(due)
-        .execute(conn)
-        .await?;
+        changes::count_retry(conn, &payment.id, due).await?;
     }
     Ok(())
 }
@@ -95,14 +102,14 @@ pub fn charge_change<'a>(
         ProviderOutcome::Succeeded { reference } => {
             let (captured, capturable) = if authorize { (0, amount) } else { (amount, 0) };
             let t = if authorize {
-                domain::payment::authorize_succeeded(payment.status())
+                domain::payment::authorize_succeeded(payment.status)
             } else {
-                domain::payment::charge_succeeded(payment.status())
+                domain::payment::charge_succeeded(payment.status)
             };
             (t, ChargeResult::Succeeded { reference, captured, capturable })
         }
         ProviderOutcome::Failed { code, message } => {
-            (domain::payment::charge_failed(payment.status()), ChargeResult::Failed { code: code.as_str(), message })
+            (domain::payment::charge_failed(payment.status), ChargeResult::Failed { code: *code, message })
         }
         ProviderOutcome::Pending { .. } => return None,
     };
@@ -145,41 +152,27 @@ async fn apply_capture(
 ) -> anyhow::Result<()> {
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            let transition = match domain::payment::capture_succeeded(payment.status()) {
+            let transition = match domain::payment::capture_succeeded(payment.status) {
                 Ok(t) => t,
                 Err(refusal) => {
                     tracing::error!(payment_id = %payment.id, %refusal, "capture outcome for a payment that cannot take it");
                     return Ok(());
                 }
             };
-            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
             let captured = payment.amount_captured.checked_add(txn.amount).context("captured amount overflow")?;
-            let status = transition.map_or(payment.status(), |t| t.to);
-            let row: PaymentRow = sqlx::query_as(
-                "UPDATE payments SET status = $2, amount_captured = $3, processed_at = COALESCE(processed_at, now()),
-                     updated_at = now()
-                 WHERE id = $1 AND status = $4 RETURNING *",
-            )
-            .bind(&payment.id)
-            .bind(status.as_str())
-            .bind(captured)
-            .bind(&payment.status)
-            .fetch_one(&mut *conn)
-            .await?;
+            let status = transition.map_or(payment.status, |t| t.to);
+            let row = changes::record_capture(conn, &payment.id, payment.status, status, captured)
+                .await?
+                .context("payment changed while locked")?;
             match transition {
                 Some(t) => emit(conn, row, t).await,
                 None => Ok(()),
             }
         }
         ProviderOutcome::Failed { code, message } => {
-            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
-            sqlx::query(
-                "UPDATE payments SET amount_capturable = amount_capturable + $2, updated_at = now() WHERE id = $1",
-            )
-            .bind(&payment.id)
-            .bind(txn.amount)
-            .execute(&mut *conn)
-            .await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
+            changes::release_capture(conn, &payment.id, txn.amount).await?;
             Ok(())
         }
         ProviderOutcome::Pending { .. } => Ok(()),
@@ -197,11 +190,11 @@ async fn apply_void(
 ) -> anyhow::Result<()> {
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
         }
         ProviderOutcome::Failed { code, message } => {
             tracing::warn!(payment_id = %payment.id, code = code.as_str(), "the provider refused a void");
-            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
         }
         ProviderOutcome::Pending { .. } => {}
     }
@@ -218,31 +211,24 @@ async fn apply_refund(
 ) -> anyhow::Result<()> {
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            let transition = match domain::payment::refund_succeeded(payment.status()) {
+            let transition = match domain::payment::refund_succeeded(payment.status) {
                 Ok(t) => t,
                 Err(refusal) => {
                     tracing::error!(payment_id = %payment.id, %refusal, "refund outcome for a payment that cannot take it");
                     return Ok(());
                 }
             };
-            txns::settle(conn, &txn.id, "succeeded", Some(reference), None).await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
             let refunded = payment.amount_refunded.checked_add(txn.amount).context("refunded amount overflow")?;
-            let row: PaymentRow = sqlx::query_as(
-                "UPDATE payments SET status = $2, amount_refunded = $3, updated_at = now()
-                 WHERE id = $1 AND status = $4 RETURNING *",
-            )
-            .bind(&payment.id)
-            .bind(transition.to.as_str())
-            .bind(refunded)
-            .bind(transition.from.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
+            let row = changes::set_refunded(conn, &payment.id, transition.from, transition.to, refunded)
+                .await?
+                .context("payment changed while locked")?;
             emit(conn, row, transition).await
         }
         ProviderOutcome::Failed { code, message } => {
             // The refund failed; the payment is unchanged and the amount is
             // refundable again.
-            txns::settle(conn, &txn.id, "failed", None, Some((code.as_str(), message))).await?;
+            txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
             Ok(())
         }
         ProviderOutcome::Pending { .. } => Ok(()),

@@ -1,4 +1,4 @@
-//! The command intake: payment commands that queue producers publish to
+//! The command consumer: payment commands that queue producers publish to
 //! `<prefix>payd.commands` (contract §7), executed through the same use cases
 //! as HTTP, with `message_id` as the idempotency key.
 //!
@@ -15,28 +15,37 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::AMQPValue;
 use serde_json::{Map, Value, json};
 
-use crate::db::keys::{self, KeyKind};
-use crate::db::payments::Scope;
-use crate::error::ApiError;
-use crate::faults::Faults;
+use crate::domain::messages::COMMANDS_DEAD_QUEUE;
+use crate::faults::{CrashPoint, Faults};
 use crate::queue::Amqp;
 use crate::queue::consumer::{self, Handler};
-use crate::queue::messages::COMMANDS_DEAD_QUEUE;
+use crate::service::auth::{self, Access};
 use crate::service::payments::{self, CreatePayment};
-use crate::service::{Ctx, IdempotencyKey, Outcome, lifecycle};
+use crate::service::{ApiError, Ctx, ErrorCode, IdempotencyKey, Outcome, lifecycle};
 
 /// Largest accepted command body, as for HTTP.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The commands producers may send (contract §7), each with the route of
+/// the HTTP request it is the twin of: its idempotency fingerprint is that
+/// route's, so a `message_id` and an `Idempotency-Key` of the same value
+/// name one request. (A test in `app` checks each route exists.)
+pub(crate) const COMMANDS: [(&str, &str); 4] = [
+    ("payment.create", "/v1/payments"),
+    ("payment.cancel", "/v1/payments/{id}/cancel"),
+    ("payment.capture", "/v1/payments/{id}/capture"),
+    ("payment.refund", "/v1/payments/{id}/refund"),
+];
+
 /// Consumes the command queue.
-pub struct CommandIntake {
+pub struct CommandConsumer {
     ctx: Ctx,
     amqp: Arc<Amqp>,
     faults: Faults,
 }
 
-impl CommandIntake {
-    /// An intake running commands against `ctx`.
+impl CommandConsumer {
+    /// A consumer running commands against `ctx`.
     pub fn new(ctx: Ctx, amqp: Arc<Amqp>, faults: Faults) -> Self {
         Self { ctx, amqp, faults }
     }
@@ -48,57 +57,42 @@ impl CommandIntake {
         }
         let message_id =
             d.properties.message_id().as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()).ok_or_else(|| {
-                ApiError::new(400, "message_id_missing", "message_id is required: it is the idempotency key")
+                ApiError::new(400, ErrorCode::MessageIdMissing, "message_id is required: it is the idempotency key")
             })?;
         let principal = self.authenticate(d).await?;
         let CommandBody { kind, data } = parse_body(&d.data)?;
-        if principal.kind == KeyKind::Ops {
-            return Err(ApiError::forbidden("operator keys cannot submit payment commands"));
-        }
-        if principal.kind == KeyKind::Publishable && kind != "payment.create" {
-            return Err(ApiError::forbidden("publishable keys may only create payments"));
-        }
-        let Some(merchant_id) = principal.merchant_id else {
-            return Err(ApiError::forbidden("this key has no merchant"));
-        };
-        let scope = Scope { merchant_id, livemode: principal.livemode, actor: principal.key_id.to_string() };
+        let access = if kind == "payment.create" { Access::CreatePayments } else { Access::Merchant };
+        let scope = auth::scope(&principal, access).map_err(|e| match principal.merchant_id {
+            None => ApiError::forbidden("operator keys cannot submit payment commands"),
+            Some(_) => e,
+        })?;
+        let unknown =
+            || ApiError::new(400, ErrorCode::CommandUnknown, format!("unknown command type {kind}")).with_param("type");
+        let route = COMMANDS.iter().find(|(k, _)| *k == kind).map(|(_, route)| *route).ok_or_else(unknown)?;
         let ctx = &self.ctx;
+        if kind == "payment.create" {
+            let data = Value::Object(data);
+            let key = IdempotencyKey::new(&message_id, "POST", route, &data)?;
+            return payments::create(ctx, &scope, CreatePayment::parse(data)?, Some(&key)).await;
+        }
+        let (id, rest) = take_payment_id(data)?;
+        let key = IdempotencyKey::new(&message_id, "POST", &route.replace("{id}", &id), &rest)?;
         match kind.as_str() {
-            "payment.create" => {
-                let data = Value::Object(data);
-                // The same fingerprint as HTTP: message_id and Idempotency-Key are twins.
-                let key = IdempotencyKey::new(&message_id, "POST /v1/payments", &data)?;
-                payments::create(ctx, &scope, CreatePayment::parse(data)?, Some(&key)).await
-            }
-            "payment.cancel" | "payment.capture" | "payment.refund" => {
-                let (id, rest) = take_payment_id(data)?;
-                let verb = kind.trim_start_matches("payment.");
-                let key = IdempotencyKey::new(&message_id, &format!("POST /v1/payments/{id}/{verb}"), &rest)?;
-                match verb {
-                    "cancel" => lifecycle::cancel(ctx, &scope, &id, rest, Some(&key)).await,
-                    "capture" => lifecycle::capture(ctx, &scope, &id, rest, Some(&key)).await,
-                    _ => lifecycle::refund(ctx, &scope, &id, rest, Some(&key)).await,
-                }
-            }
-            other => {
-                Err(ApiError::new(400, "command_unknown", format!("unknown command type {other}")).with_param("type"))
-            }
+            "payment.cancel" => lifecycle::cancel(ctx, &scope, &id, rest, Some(&key)).await,
+            "payment.capture" => lifecycle::capture(ctx, &scope, &id, rest, Some(&key)).await,
+            _ => lifecycle::refund(ctx, &scope, &id, rest, Some(&key)).await,
         }
     }
 
-    async fn authenticate(&self, d: &Delivery) -> Result<keys::Principal, ApiError> {
+    /// The key of the `authorization` header, through the one authentication of every entry point.
+    async fn authenticate(&self, d: &Delivery) -> Result<crate::domain::Principal, ApiError> {
         let header = d.properties.headers().as_ref().and_then(|h| h.inner().get("authorization").cloned());
         let raw = match header {
-            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            Some(AMQPValue::ShortString(s)) => s.to_string(),
-            _ => return Err(ApiError::unauthenticated("no API key: set the authorization header to Bearer <key>")),
+            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+            _ => None,
         };
-        let key = raw
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 256)
-            .ok_or_else(|| ApiError::unauthenticated("malformed authorization header: use Bearer <key>"))?;
-        keys::authenticate(&self.ctx.db, key).await?.ok_or_else(|| ApiError::unauthenticated("invalid API key"))
+        auth::authenticate(&self.ctx, raw.as_deref(), "no API key: set the authorization header to Bearer <key>").await
     }
 
     /// Publishes the reply when the producer asked for one.
@@ -120,7 +114,7 @@ impl CommandIntake {
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(413, "body_too_large", format!("the body must be at most {MAX_BODY} bytes"))
+    ApiError::new(413, ErrorCode::BodyTooLarge, format!("the body must be at most {MAX_BODY} bytes"))
 }
 
 /// A command's body: `{"type": …, "data": {…}}`.
@@ -140,9 +134,9 @@ pub fn parse_body(bytes: &[u8]) -> Result<CommandBody, ApiError> {
         return Err(too_large());
     }
     let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(400, "json_invalid", format!("the body is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::new(400, ErrorCode::JsonInvalid, format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut body) = body else {
-        return Err(ApiError::new(400, "parameter_invalid", "the body must be a JSON object"));
+        return Err(ApiError::new(400, ErrorCode::ParameterInvalid, "the body must be a JSON object"));
     };
     if let Some(unknown) = body.keys().find(|k| !["type", "data"].contains(&k.as_str())) {
         return Err(ApiError::unknown_field(unknown));
@@ -169,31 +163,31 @@ pub fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), 
     }
 }
 
-impl Handler for CommandIntake {
+impl Handler for CommandConsumer {
     async fn handle(&self, delivery: Delivery) {
         match self.execute(&delivery).await {
             Ok(outcome) => {
                 if let Err(e) = self.reply(&delivery, &json!({"ok": true, "data": outcome.body})).await {
                     // Committed, but the producer has not heard: redeliver,
                     // and the idempotency key answers the same outcome again.
-                    tracing::warn!(error = %e, "intake: reply failed; requeueing");
+                    tracing::warn!(error = %e, "commands: reply failed; requeueing");
                     consumer::requeue(&delivery).await;
                     return;
                 }
-                self.faults.crash_point("intake.before_ack");
+                self.faults.crash_point(CrashPoint::CommandsBeforeAck);
                 consumer::ack(&delivery).await;
             }
-            Err(e) if e.status >= 500 || e.code == "idempotency_key_in_use" => {
+            Err(e) if e.status >= 500 || e.code == ErrorCode::IdempotencyKeyInUse => {
                 e.log();
                 consumer::requeue(&delivery).await;
             }
             Err(e) => {
-                tracing::info!(code = %e.code, message = %e.message, "intake: command refused; dead-lettering");
+                tracing::info!(code = %e.code, message = %e.message, "commands: command refused; dead-lettering");
                 let reply = json!({"ok": false, "status": e.status, "error": e.body()["error"]});
                 if let Err(err) = self.reply(&delivery, &reply).await {
-                    tracing::warn!(error = %err, "intake: error reply failed");
+                    tracing::warn!(error = %err, "commands: error reply failed");
                 }
-                consumer::dead_letter(&self.amqp, &delivery, COMMANDS_DEAD_QUEUE, &e.code).await;
+                consumer::dead_letter(&self.amqp, &delivery, COMMANDS_DEAD_QUEUE, e.code.as_str()).await;
             }
         }
     }

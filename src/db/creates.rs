@@ -1,25 +1,56 @@
-//! New payments in one statement: each payment, its purchase (or
-//! authorize) transaction, attempt #1, the attempt's outbox message, the
-//! `payment.created` event and its deliveries. One round trip and an
-//! implicit transaction per *batch*: [`super::group_commit`] hands this the
-//! creates of concurrent requests together, because the commit path, not
-//! the HTTP layer, is what bounds intake on a small machine.
+//! Creating payments: each payment, its purchase (or authorize)
+//! transaction, attempt #1, the attempt's outbox message, the
+//! `payment.created` event and its deliveries, in one statement. One round
+//! trip and an implicit transaction per *batch*: the `create` stage of the
+//! [group commit](super::group_commit) hands this the creates of concurrent
+//! requests together, because the commit path, not the HTTP layer, is what
+//! bounds creates on a small machine. When a batch is refused for one row (a
+//! taken `external_key`, or a pending `reference`, even within the same
+//! batch), it is split until each refused create gets its own answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::PgConnection;
-
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::group_commit::GroupCommit;
 use super::payments::{NewPayment, PaymentRow};
-use crate::domain::{AttemptId, EventId, PaymentStatus, TransactionId};
+use crate::domain::messages::ATTEMPTS_QUEUE;
+use crate::domain::{AttemptId, EventId, PaymentStatus, TransactionId, TransactionKind};
+
+/// The handle requests write their creates through; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Creates {
+    writer: GroupCommit<Draft, Option<PaymentRow>>,
+}
+
+impl Creates {
+    /// Starts the writer task on the current runtime. It ends when the last
+    /// handle is dropped, after writing what was handed to it.
+    pub fn start(pool: PgPool) -> Self {
+        let writer = GroupCommit::start("create", pool, move |pool, drafts: Vec<Arc<Draft>>| async move {
+            let mut conn = pool.acquire().await?;
+            let drafts: Vec<&Draft> = drafts.iter().map(AsRef::as_ref).collect();
+            insert_all(&mut conn, &drafts).await
+        });
+        Self { writer }
+    }
+
+    /// Inserts the draft with the next batch; answers its row once that
+    /// batch committed, or `None` when its `Idempotency-Key` was taken by
+    /// another request meanwhile (nothing of it was written).
+    pub async fn insert(&self, draft: Arc<Draft>) -> Result<Option<PaymentRow>, sqlx::Error> {
+        self.writer.submit(draft).await
+    }
+}
 
 /// A payment ready to insert, with the ids and messages that go with it.
 pub struct Draft {
     pub payment: NewPayment,
     /// `purchase` or `authorize`.
-    pub kind: &'static str,
+    pub kind: TransactionKind,
     pub transaction_id: TransactionId,
     pub attempt_id: AttemptId,
     /// The attempt's work message.
@@ -42,13 +73,8 @@ pub struct KeyRecord {
 
 /// Inserts the drafts and their companions in one statement (all or none);
 /// answers their payment rows in the drafts' order: `None` for a keyed
-/// draft whose key a live answer holds (nothing of it was written). `queue`
-/// is the outbox queue of the work messages.
-pub async fn insert_all(
-    conn: &mut PgConnection,
-    queue: &str,
-    drafts: &[&Draft],
-) -> Result<Vec<Option<PaymentRow>>, sqlx::Error> {
+/// draft whose key a live answer holds (nothing of it was written).
+async fn insert_all(conn: &mut PgConnection, drafts: &[&Draft]) -> Result<Vec<Option<PaymentRow>>, sqlx::Error> {
     let col = |f: &dyn Fn(&Draft) -> Option<String>| drafts.iter().map(|d| f(d)).collect::<Vec<_>>();
     let rows: Vec<PaymentRow> = sqlx::query_as(
         "WITH i AS MATERIALIZED (
@@ -113,11 +139,11 @@ pub async fn insert_all(
     .bind(col(&|d| Some(d.payment.scope.merchant_id.to_string())))
     .bind(drafts.iter().map(|d| d.payment.scope.livemode).collect::<Vec<_>>())
     .bind(drafts.iter().map(|d| d.payment.amount.get()).collect::<Vec<_>>())
-    .bind(col(&|d| Some(d.payment.currency.clone())))
+    .bind(col(&|d| Some(d.payment.currency.code().to_owned())))
     .bind(drafts.iter().map(|d| d.payment.capture).collect::<Vec<_>>())
     .bind(col(&|d| Some(d.payment.payment_method_id.clone())))
     .bind(col(&|d| Some(d.payment.provider.clone())))
-    .bind(col(&|d| Some(d.payment.method.clone())))
+    .bind(col(&|d| Some(d.payment.method.as_str().to_owned())))
     .bind(col(&|d| d.payment.description.clone()))
     .bind(col(&|d| d.payment.reference.clone()))
     .bind(col(&|d| d.payment.external_key.clone()))
@@ -125,12 +151,12 @@ pub async fn insert_all(
     .bind(drafts.iter().map(|d| d.payment.metadata.clone()).collect::<Vec<_>>())
     .bind(col(&|d| Some(d.payment.scope.actor.clone())))
     .bind(col(&|d| Some(d.transaction_id.to_string())))
-    .bind(col(&|d| Some(d.kind.to_owned())))
+    .bind(col(&|d| Some(d.kind.as_str().to_owned())))
     .bind(col(&|d| Some(d.attempt_id.to_string())))
     .bind(drafts.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
     .bind(col(&|d| Some(d.event_id.to_string())))
     .bind(drafts.iter().map(|d| d.event_data.clone()).collect::<Vec<_>>())
-    .bind(queue)
+    .bind(ATTEMPTS_QUEUE)
     .bind(col(&|d| d.key.as_ref().map(|k| k.key.clone())))
     .bind(drafts.iter().map(|d| d.key.as_ref().map(|k| k.fingerprint.clone())).collect::<Vec<_>>())
     .bind(super::idempotency::RETENTION_HOURS)
@@ -158,16 +184,16 @@ impl NewPayment {
             number: 0,
             merchant_id: self.scope.merchant_id.clone(),
             livemode: self.scope.livemode,
-            amount: self.amount.get(),
-            currency: self.currency.clone(),
+            amount: self.amount,
+            currency: self.currency,
             capture: self.capture,
             amount_capturable: 0,
             amount_captured: 0,
             amount_refunded: 0,
-            status: PaymentStatus::Pending.as_str().to_owned(),
+            status: PaymentStatus::Pending,
             payment_method_id: self.payment_method_id.clone(),
             provider: self.provider.clone(),
-            method: self.method.clone(),
+            method: self.method,
             description: self.description.clone(),
             reference: self.reference.clone(),
             external_key: self.external_key.clone(),

@@ -1,10 +1,10 @@
-//! Bodies of the messages payd publishes to its own work queue. Tagged by
-//! `type`, so a rolling deploy can add variants while old workers dead-letter
-//! what they do not know instead of crashing.
+//! Bodies of the messages payd puts on its own work queue, and the names of
+//! its queues. Tagged by `type`, so a rolling deploy can add variants while
+//! old workers dead-letter what they do not know instead of crashing.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::AttemptId;
+use super::ids::AttemptId;
 
 /// The work queue, without the prefix.
 pub const ATTEMPTS_QUEUE: &str = "payd.attempts";
@@ -30,6 +30,13 @@ pub enum WorkMessage {
     },
 }
 
+impl WorkMessage {
+    /// The message that runs `attempt_id`, as the outbox stores it.
+    pub fn run(attempt_id: &AttemptId) -> serde_json::Value {
+        serde_json::json!({"type": "attempt.run", "attempt_id": attempt_id})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +47,7 @@ mod tests {
         let m = WorkMessage::RunAttempt { attempt_id: id.clone() };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v, serde_json::json!({"type": "attempt.run", "attempt_id": id.as_str()}));
+        assert_eq!(WorkMessage::run(&id), v);
         assert_eq!(serde_json::from_value::<WorkMessage>(v).unwrap(), m);
         assert!(serde_json::from_str::<WorkMessage>(r#"{"type":"attempt.explode"}"#).is_err());
     }
