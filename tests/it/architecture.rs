@@ -40,9 +40,26 @@ fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, l)| *l)
 }
 
-/// The source with comments removed (doc links to higher layers are not imports).
+/// The source with comments removed (doc links to higher layers are not
+/// imports): a line is cut at the first `//` outside a string literal.
 fn code(source: &str) -> String {
-    source.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+    let strip = |line: &str| -> String {
+        let (mut quoted, mut escaped, mut prev) = (false, false, ' ');
+        for (i, c) in line.char_indices() {
+            match c {
+                '\\' if quoted => escaped = !escaped,
+                '"' if !escaped => quoted = !quoted,
+                '/' if !quoted && prev == '/' => return line[..i - 1].to_owned(),
+                _ => escaped = false,
+            }
+            if c != '\\' {
+                escaped = false;
+            }
+            prev = c;
+        }
+        line.to_owned()
+    };
+    source.lines().map(strip).collect::<Vec<_>>().join("\n")
 }
 
 /// The top-level modules `code` refers to through `crate::…`, including
@@ -94,12 +111,16 @@ fn import_faults(module: &str, code: &str) -> Vec<String> {
     faults
 }
 
-/// True when `code` holds a SQL statement or runs one.
+/// True when `code` holds a SQL statement or runs one: a string literal
+/// (plain or raw, its text starting on a later line or not) that opens with
+/// a SQL keyword, or a call of sqlx's query functions.
 fn holds_sql(code: &str) -> bool {
+    const KEYWORDS: [&str; 7] = ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "DROP", "CREATE"];
     let runs = ["sqlx::query", "query_as(", "query_scalar(", "AssertSqlSafe"].iter().any(|p| code.contains(p));
-    let statement = ["\"SELECT ", "\"INSERT ", "\"UPDATE ", "\"DELETE ", "\"WITH ", "\"DROP ", "\"CREATE "]
-        .iter()
-        .any(|k| code.contains(k));
+    let statement = code.match_indices('"').any(|(i, _)| {
+        let text = code[i + 1..].trim_start();
+        KEYWORDS.iter().any(|k| text.strip_prefix(k).is_some_and(|rest| rest.starts_with(char::is_whitespace)))
+    });
     runs || statement
 }
 
@@ -163,4 +184,10 @@ fn the_checks_catch_what_they_are_for() {
     assert!(holds_sql("sqlx::query(\"SELECT 1\")"));
     assert!(holds_sql("let q = \"UPDATE payments SET status = $1\";"));
     assert!(!holds_sql("// UPDATE the docs\nlet status = \"succeeded\";"));
+    assert!(holds_sql("let q = r#\"\n    SELECT id FROM payments\"#;"));
+    assert!(holds_sql("let q = \"\n    DELETE FROM outbox\";"));
+    assert!(!holds_sql("let s = \"Selected\"; let t = \"WITHOUT\";"));
+    // A URL in a string is no comment: what follows it is still read.
+    assert_eq!(import_faults("db", &code("let u = \"http://x\"; use crate::http::AppState; // crate::app")).len(), 1);
+    assert!(code("let u = \"a // b\"; // crate::http").contains("a // b"));
 }

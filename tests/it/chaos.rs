@@ -11,6 +11,7 @@
 //! longer (the soak variant: `PAYD_CHAOS_ROUNDS=50 scripts/test chaos`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -256,9 +257,7 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
         keyless_accepted += keyless.len();
         accepted.extend(keyless);
     }
-    // Every role was killed in every round, and every kill hit a process
-    // that was running (none had died on its own).
-    assert_eq!(planned, 4 * rounds);
+    // Every kill hit a process that was running (none had died on its own).
     assert_eq!(kills, planned, "{kills} of {planned} kills hit a running process");
     assert!(keyless_accepted > 0, "no create without a key was accepted: the group commit went untested");
     assert_promise_kept(&app, &accepted, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
@@ -274,6 +273,9 @@ async fn kill_9_of_every_role_during_bursts_loses_nothing_and_charges_once() {
 struct FlakyGateway {
     charged: Arc<Mutex<HashMap<String, u32>>>,
     rng: Arc<Mutex<Option<StdRng>>>,
+    /// First calls answered: failed with a 500, and answered too late.
+    failed: Arc<std::sync::atomic::AtomicU32>,
+    slow: Arc<std::sync::atomic::AtomicU32>,
 }
 
 async fn gateway_charge(
@@ -281,13 +283,22 @@ async fn gateway_charge(
     headers: HeaderMap,
 ) -> (StatusCode, axum::Json<Value>) {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    use std::sync::atomic::Ordering::SeqCst;
     let known = g.charged.lock().unwrap().contains_key(&key);
-    let roll: u32 = g.rng.lock().unwrap().as_mut().map_or(99, |r| r.random_range(0..100));
+    let mut roll: u32 = g.rng.lock().unwrap().as_mut().map_or(99, |r| r.random_range(0..100));
+    // The first failure of each kind comes for sure, so the test always shows both.
+    if !known && g.failed.load(SeqCst) == 0 {
+        roll = 0;
+    } else if !known && g.slow.load(SeqCst) == 0 {
+        roll = 20;
+    }
     if !known && roll < 15 {
+        g.failed.fetch_add(1, SeqCst);
         return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": {"code": "oops"}})));
     }
     *g.charged.lock().unwrap().entry(key.clone()).or_default() += 1;
     if !known && roll < 30 {
+        g.slow.fetch_add(1, SeqCst);
         tokio::time::sleep(Duration::from_millis(800)).await; // payd gave up after 300 ms
     }
     (StatusCode::OK, axum::Json(json!({"id": format!("gw_{key}"), "status": "succeeded"})))
@@ -333,10 +344,14 @@ async fn a_provider_failing_30_percent_and_receivers_failing_half_still_keep_the
     };
     let pairs: Vec<(&Receiver, &str)> = receivers.iter().zip(secrets.iter().map(String::as_str)).collect();
     assert_promise_kept(&app, &ids, &pairs, &ledger).await;
-    // Settled payments were charged once at the gateway even when asked again.
+    // The faults happened: 500s, answers after payd's timeout, and payments
+    // whose key the gateway was asked for again (and charged once for).
+    let (failed, slow) = (gateway.failed.load(Ordering::SeqCst), gateway.slow.load(Ordering::SeqCst));
+    assert!(failed > 0 && slow > 0, "{failed} failed and {slow} slow first calls");
     let charged = gateway.charged.lock().unwrap().clone();
     assert_eq!(charged.len(), ids.len(), "one charge per payment: {charged:?}");
-    let failures = receivers.iter().map(|r| r.all().len()).sum::<usize>() - 2 * 2 * ids.len();
-    assert!(failures > 0, "the receivers did fail some deliveries");
+    assert!(charged.values().any(|calls| *calls >= 2), "no key was asked for again: {charged:?}");
+    let sent = receivers.iter().map(|r| r.all().len()).sum::<usize>();
+    assert!(sent > 2 * 2 * ids.len(), "the receivers did fail some deliveries ({sent} requests)");
     app.stop().await;
 }

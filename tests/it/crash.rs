@@ -76,7 +76,11 @@ async fn sigterm_drains_and_exits_zero() {
     let app = TestApp::spawn_with(&[Role::Api], &[]).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = crate::common::spawn(&mut payd(&app, &["serve"], &[("PAYD_HTTP__LISTEN", &listen)]));
+    let mut child = crate::common::spawn(&mut payd(
+        &app,
+        &["serve"],
+        &[("PAYD_HTTP__LISTEN", &listen), ("PAYD_PROVIDERS__SANDBOX__NOTIFY_URL", "http://127.0.0.1:9/lost")],
+    ));
     let http = reqwest::Client::new();
     let ready: Value = eventually("the child to be ready", WAIT, || async {
         let r = http.get(format!("http://{listen}/health/ready")).send().await.ok()?;
@@ -88,8 +92,29 @@ async fn sigterm_drains_and_exits_zero() {
     assert_eq!(ready["rabbitmq"], "ok");
     let live = http.get(format!("http://{listen}/health/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    // A request in flight at SIGTERM: it waits 3 s for a payment that stays
+    // pending (the sandbox's notification goes nowhere), and must still get
+    // its answer before the process exits.
+    let waiting = http
+        .post(format!("http://{listen}/v1/payments"))
+        .bearer_auth(&app.key)
+        .header("Prefer", "wait=3")
+        .json(&serde_json::json!({"amount": 700, "currency": "USD", "payment_method_id": "pm_test_async"}))
+        .send();
+    let term = async {
+        eventually("the waited-for payment to be accepted", WAIT, || async {
+            (app.count("SELECT count(*) FROM payments WHERE amount = $1::bigint", "700").await == 1).then_some(())
+        })
+        .await;
+        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+    };
+    let (answer, ()) = tokio::join!(waiting, term);
+    let answer = answer.expect("the request in flight is answered, not cut off");
+    assert_eq!(answer.status(), 201);
+    assert_eq!(answer.headers()["preference-applied"], "wait=3");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["status"], "pending", "{body}");
     let status = wait_exit(&mut child, Duration::from_secs(25)).await;
     assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
     app.stop().await;
@@ -102,6 +127,7 @@ async fn bad_settings_stop_startup_naming_the_setting() {
         ("PAYD_PAYMENTS__RETRY_SCHEDULE", "1m,soon", "retry_schedule"),
         ("PAYD_HTTP__LISTEN", "nowhere", "listen"),
         ("PAYD_AMQP__URL", "http://rabbit", "amqp.url"),
+        ("PAYD_FAULTS__CRASH_AT", "worker.somewhere", "crash_at"),
     ] {
         let out = payd(&app, &["migrate"], &[(var, value)]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");

@@ -9,7 +9,6 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::TestApp;
-use payd::app::Role;
 
 const SECRET: &str = "gw_secret_123";
 
@@ -238,8 +237,13 @@ async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_c
 #[tokio::test]
 async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
     let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_cur", "status": "succeeded"})))
+        .mount(&gateway)
+        .await;
     let app = TestApp::spawn_with(
-        &[Role::Api],
+        &[],
         &[
             ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
             ("PAYD_PROVIDERS__ACME__SECRET", SECRET),
@@ -248,10 +252,14 @@ async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
     )
     .await;
     let pm = app.payment_method("acme", "tok_visa").await;
+    let mut accepted = Vec::new();
     for (currency, status) in [("USD", 201), ("EUR", 201), ("gbp", 422), ("JPY", 422)] {
         let (got, body) =
             app.post("/v1/payments", json!({"amount": 100, "currency": currency, "payment_method_id": pm})).await;
         assert_eq!(got, status, "{currency}: {body}");
+        if status == 201 {
+            accepted.push(body["id"].as_str().unwrap().to_owned());
+        }
         if status == 422 {
             assert_eq!(
                 (body["error"]["code"].as_str(), body["error"]["param"].as_str()),
@@ -264,6 +272,18 @@ async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
         .post("/v1/payments", json!({"amount": 100, "currency": "JPY", "payment_method_id": "pm_test_success"}))
         .await;
     assert_eq!(status, 201);
-    assert!(gateway.received_requests().await.unwrap().is_empty());
+    // The accepted ones were charged at the gateway; the refused ones never reached it.
+    for id in &accepted {
+        app.wait_status(id, "succeeded").await;
+    }
+    let mut sent: Vec<String> = gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["currency"].as_str().unwrap().to_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["EUR", "USD"]);
     app.stop().await;
 }

@@ -217,7 +217,17 @@ async fn endpoints_are_listed_hide_their_secret_and_can_be_deleted() {
     assert_eq!(status, 404);
     // No endpoint, no delivery.
     let p = app.create_payment("pm_test_success", 100).await;
-    app.wait_status(p["id"].as_str().unwrap(), "succeeded").await;
+    let pid = p["id"].as_str().unwrap();
+    app.wait_status(pid, "succeeded").await;
+    // Deliveries are written with their event, so the count is final at commit.
+    let queued = app
+        .count(
+            "SELECT count(*) FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE e.payment_id = $1",
+            pid,
+        )
+        .await;
+    assert_eq!(queued, 0, "a delivery was queued for a deleted endpoint");
+    assert_eq!(app.count("SELECT count(*) FROM events WHERE payment_id = $1", pid).await, 2, "the events happened");
     assert!(receiver.all().is_empty());
     app.stop().await;
 }

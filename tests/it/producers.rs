@@ -338,9 +338,14 @@ async fn poison_messages_are_answered_and_dead_lettered_once() {
     let reply = p.reply(&corr).await;
     assert_eq!(reply["ok"], true, "{reply}");
     app.wait_status(reply["data"]["id"].as_str().unwrap(), "succeeded").await;
-    // Nothing was requeued in a loop: each poison message got exactly one reply.
+    // Nothing was requeued in a loop: each poison message got exactly one
+    // reply, and the dead-letter queue holds no second copy — read after the
+    // good message, which the consumer took after every poison one.
     let answered: usize = p.replies.lock().unwrap().values().map(Vec::len).sum();
     assert_eq!(answered, cases.len() + 1);
+    let queue = format!("{}payd.commands.dead", app.vars["PAYD_AMQP__PREFIX"]);
+    let extra = p.ch.basic_get(queue.as_str().into(), BasicGetOptions::default()).await.unwrap();
+    assert!(extra.is_none(), "a message was dead-lettered twice: {:?}", extra.map(|m| m.delivery.properties.clone()));
     p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;
 }

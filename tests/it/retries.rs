@@ -1,7 +1,6 @@
 //! Scheduled retries of transient failures, attempts, and operators
 //! cancelling scheduled retries.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,13 +206,30 @@ async fn cancelling_a_payment_waiting_for_a_retry_cancels_the_retry() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    eventually("the retry's due time to pass", WAIT, || async {
-        (time::OffsetDateTime::now_utc() > due).then_some(())
+    // The in-process scheduler looks every 500 ms: a retry left scheduled
+    // would be enqueued (and run) within a second of its due time.
+    let settled = due + Duration::from_millis(1500);
+    eventually("a second and a half past the retry's due time", WAIT, || async {
+        (time::OffsetDateTime::now_utc() > settled).then_some(())
     })
     .await;
+    let (started, enqueued): (Option<time::OffsetDateTime>, Option<time::OffsetDateTime>) =
+        sqlx::query_as("SELECT started_at, enqueued_at FROM attempts WHERE id = $1")
+            .bind(&second)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((started, enqueued), (None, None), "the canceled retry was never enqueued or started");
     assert_eq!(payd::testing::scheduler_tick(&app.pool, Duration::from_secs(3600), false).await.unwrap(), 0);
+    let txn: String = sqlx::query_scalar("SELECT id FROM transactions WHERE payment_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     let calls = payd::testing::sandbox_calls(&app.pool).await.unwrap();
-    assert_eq!(calls[0].calls, 1, "the canceled retry never reached the provider");
+    let ours: Vec<_> = calls.iter().filter(|c| c.idempotency_key == txn).collect();
+    assert_eq!(ours.len(), 1, "{calls:?}");
+    assert_eq!(ours[0].calls, 1, "the canceled retry never reached the provider");
     app.stop().await;
 }
 
@@ -315,13 +331,14 @@ async fn concurrent_workers_never_run_an_attempt_twice() {
     assert!(calls.iter().all(|c| c.calls == 3), "every attempt ran exactly once: {calls:?}");
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts").fetch_one(&app.pool).await.unwrap();
     assert_eq!(attempts, 30);
-    let started: HashSet<String> = sqlx::query_scalar("SELECT id FROM attempts WHERE started_at IS NOT NULL")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert_eq!(started.len(), 30);
+    let finished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM attempts WHERE status IN ('succeeded', 'failed') AND finished_at IS NOT NULL
+           AND lease_until IS NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(finished, 30, "every attempt finished, none left running");
     for w in workers {
         w.stop().await;
     }

@@ -180,7 +180,11 @@ async fn every_send_is_logged_and_a_delivery_can_be_sent_again() {
     .await
     .unwrap();
     assert_eq!(log.len(), 2);
-    assert!(log.iter().all(|(code, ms, body)| *code == Some(500) && *ms >= 0 && body.as_ref().unwrap().len() == 1024));
+    assert!(
+        log.iter().all(|(code, ms, body)| *code == Some(500)
+            && (0..3_000).contains(ms)
+            && body.as_ref().unwrap().len() == 1024)
+    );
 
     receiver.always(200);
     let d = failed["id"].as_str().unwrap();
@@ -255,7 +259,8 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
         .await;
     assert!(started.elapsed() < Duration::from_secs(6), "the fast endpoint was held up: {:?}", started.elapsed());
     assert!(slow.all().len() < 16, "the slow endpoint is still busy");
-    assert!(slow.max_in_flight.load(Ordering::SeqCst) <= 2, "at most endpoint_concurrency sends to one endpoint");
+    assert!(slow.all().len() >= 2, "the slow endpoint got its share of the slots meanwhile");
+    assert_eq!(slow.max_in_flight.load(Ordering::SeqCst), 2, "endpoint_concurrency sends to one endpoint, no more");
     app.stop().await;
 }
 
