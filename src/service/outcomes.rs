@@ -113,13 +113,18 @@ pub fn charge_change<'a>(
         }
         ProviderOutcome::Pending { .. } => return None,
     };
-    match transition {
-        Ok(t) => Some((t, result)),
-        Err(refusal) => {
-            tracing::error!(payment_id = %payment.id, %refusal, "charge outcome for a payment that no longer expects it");
-            None
-        }
-    }
+    Some((expected(payment, "charge", transition)?, result))
+}
+
+/// The state machine's answer to an outcome, or `None` when the payment
+/// cannot take it (it moved on meanwhile): logged, and the outcome's own
+/// record (attempt, transaction) is kept without touching the payment.
+fn expected<T>(payment: &PaymentRow, what: &str, answer: Result<T, domain::Refusal>) -> Option<T> {
+    answer
+        .map_err(|refusal| {
+            tracing::error!(payment_id = %payment.id, %refusal, "{what} outcome for a payment that cannot take it");
+        })
+        .ok()
 }
 
 /// Applies a charge (purchase or authorization) outcome to the transaction
@@ -152,12 +157,9 @@ async fn apply_capture(
 ) -> anyhow::Result<()> {
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            let transition = match domain::payment::capture_succeeded(payment.status) {
-                Ok(t) => t,
-                Err(refusal) => {
-                    tracing::error!(payment_id = %payment.id, %refusal, "capture outcome for a payment that cannot take it");
-                    return Ok(());
-                }
+            let Some(transition) = expected(payment, "capture", domain::payment::capture_succeeded(payment.status))
+            else {
+                return Ok(());
             };
             txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
             let captured = payment.amount_captured.checked_add(txn.amount).context("captured amount overflow")?;
@@ -211,12 +213,9 @@ async fn apply_refund(
 ) -> anyhow::Result<()> {
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
-            let transition = match domain::payment::refund_succeeded(payment.status) {
-                Ok(t) => t,
-                Err(refusal) => {
-                    tracing::error!(payment_id = %payment.id, %refusal, "refund outcome for a payment that cannot take it");
-                    return Ok(());
-                }
+            let Some(transition) = expected(payment, "refund", domain::payment::refund_succeeded(payment.status))
+            else {
+                return Ok(());
             };
             txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
             let refunded = payment.amount_refunded.checked_add(txn.amount).context("refunded amount overflow")?;
