@@ -1,11 +1,25 @@
-//! Webhook dispatcher benchmark: deliveries per second from a backlog of
-//! queued events to local receivers, and the latency from the state change
-//! (the event's commit) to the receiver's 2xx when not saturated.
+//! Webhook dispatcher benchmark. The dispatcher is the real `payd` binary
+//! (`payd serve --role dispatcher`) in a process of its own, as deployed;
+//! this process holds the receivers (local axum servers answering 204) and
+//! commits the events, as the api and worker processes would.
 //!
-//! `cargo bench --bench webhooks -- [EVENTS] [ENDPOINTS] [RATE]`
-//! (defaults 10000 events, 10 endpoints, 100 events/s for the latency phase).
-//! Needs PostgreSQL (PAYD_TEST_DATABASE_URL, default
-//! postgres://postgres:postgres@127.0.0.1:5432); creates and drops its own database.
+//! `cargo bench --bench webhooks -- [EVENTS] [ENDPOINTS] [RATE] [BACKLOGS]`
+//! (defaults 10000 events, 10 endpoints, 100 events/s, backlogs `100000`;
+//! e.g. `-- 10000 10 100 100000,1000000`; backlogs `0` for the latency
+//! alone). It prints:
+//!
+//! 1. pgbench's one-row-insert rate of this run (`scripts/pgbench-insert 16
+//!    10`), the machine's commit ceiling to compare with;
+//! 2. for each backlog size, into fresh tables, once without and once with
+//!    `ANALYZE`: the cost of one claim, the drain rate (every delivery
+//!    recorded as succeeded), the CPU the dispatcher and PostgreSQL used per
+//!    1,000 deliveries, and the dispatcher's peak RSS;
+//! 3. the latency from an event's commit to its receiver at RATE events/s
+//!    (RATE × ENDPOINTS deliveries/s) for 10 s.
+//!
+//! Needs PostgreSQL on this machine (PAYD_TEST_DATABASE_URL, default
+//! postgres://postgres:postgres@127.0.0.1:5432); creates and drops its own
+//! databases.
 
 mod support;
 
@@ -15,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use payd::app::{self, Role};
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
-use support::{BenchDb, percentile, rss_kib};
+use support::procs::{pgbench_insert, postgres_cpu, usage};
+use support::{BenchDb, percentile};
 
 type Arrivals = Arc<Mutex<HashMap<String, Vec<time::OffsetDateTime>>>>;
 
@@ -27,48 +42,34 @@ async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> Status
     StatusCode::NO_CONTENT
 }
 
-/// Inserts `n` events (each fanned out to every endpoint) in batches.
-async fn queue_events(pool: &PgPool, payment: &str, n: usize) {
-    payd::testing::record_payment_events(pool, payment, n, 500).await.unwrap();
-}
-
-async fn delivered(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-#[tokio::main]
-async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let events = args.first().copied().unwrap_or(10_000);
-    let endpoints = args.get(1).copied().unwrap_or(10);
-    let rate = args.get(2).copied().unwrap_or(100);
-    payd::install_crypto();
-    payd::telemetry::init(payd::config::LogFormat::Text, "warn");
-
-    let db = BenchDb::create().await;
-    let settings = support::settings(&[
-        ("PAYD_ENV", "bench"),
-        ("PAYD_DATABASE__URL", db.url.as_str()),
-        ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
-        ("PAYD_HTTP__LISTEN", "127.0.0.1:0"),
-    ]);
-    app::migrate(&settings).await.unwrap();
-    let pool = PgPool::connect(&db.url).await.unwrap();
-
-    // Receivers and endpoints.
-    let arrivals: Arrivals = Arc::default();
-    let merchant = payd::testing::create_merchant(&pool, "Bench").await.unwrap();
-    for _ in 0..endpoints {
+/// Local receivers, one per endpoint; answers their URLs.
+async fn receivers(n: usize, arrivals: &Arrivals) -> Vec<String> {
+    let mut urls = Vec::new();
+    for _ in 0..n {
         let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        urls.push(format!("http://{}/hook", listener.local_addr().unwrap()));
+        // As a real receiver's server would: no Nagle delay on small answers.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-        payd::testing::add_endpoint(&pool, &merchant.id, url, &["*"]).await.unwrap();
     }
-    // A realistic event body: a payment object.
+    urls
+}
+
+/// A fresh database with its merchant, one endpoint per receiver, and a
+/// payment whose events carry a realistic body; answers it with the pool
+/// and the payment id.
+async fn fresh(urls: &[String]) -> (BenchDb, PgPool, String) {
+    let db = BenchDb::create().await;
+    let settings = support::settings(&[("PAYD_ENV", "bench"), ("PAYD_DATABASE__URL", db.url.as_str())]);
+    payd::app::migrate(&settings).await.unwrap();
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    let merchant = payd::testing::create_merchant(&pool, "Bench").await.unwrap();
+    for url in urls {
+        payd::testing::add_endpoint(&pool, &merchant.id, url.clone(), &["*"]).await.unwrap();
+    }
     let payment: String = sqlx::query_scalar(
         "INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, payment_method_id, provider, method, metadata)
          VALUES ($1, $2, false, 1000, 'USD', 'succeeded', 'pm_test_success', 'sandbox', 'card', '{\"order_id\": \"12345\"}')
@@ -79,42 +80,163 @@ async fn main() {
     .fetch_one(&pool)
     .await
     .unwrap();
+    (db, pool, payment)
+}
 
-    // Phase 1: throughput from a backlog.
-    queue_events(&pool, &payment, events).await;
-    let total = (events * endpoints) as i64;
-    println!("queued {events} events x {endpoints} endpoints = {total} deliveries; RSS {} MiB", rss_kib() / 1024);
+/// Queues `events` copies of one real event (recorded by payd, fanned out
+/// to every endpoint), written in bulk as a backlog after an outage would
+/// be: with no dispatcher running, and nothing analyzing the tables.
+async fn queue_backlog(pool: &PgPool, payment: &str, events: usize) {
+    let first = payd::testing::record_payment_events(pool, payment, 1, 1).await.unwrap().remove(0);
+    let mut left = events.saturating_sub(1);
+    while left > 0 {
+        let n = left.min(20_000) as i64;
+        sqlx::query(
+            "WITH e AS (
+                 INSERT INTO events (id, merchant_id, livemode, type, payment_id, data)
+                 SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), merchant_id, livemode, type, payment_id, data
+                 FROM events, generate_series(1, $2) WHERE id = $1
+                 RETURNING id, merchant_id)
+             INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
+             SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, w.id, 'pending', now()
+             FROM e JOIN webhook_endpoints w ON w.merchant_id = e.merchant_id",
+        )
+        .bind(&first)
+        .bind(n)
+        .execute(pool)
+        .await
+        .unwrap();
+        left -= n as usize;
+    }
+}
+
+/// True once no delivery is pending (one probe of the due index: the poll
+/// must not cost PostgreSQL what it measures).
+async fn drained(pool: &PgPool) -> bool {
+    sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending')")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// `payd serve --role dispatcher` on `url`, its logs at warn, with this
+/// process's `PAYD_WEBHOOKS__*` variables (to measure other settings).
+fn dispatcher(url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
+        .args(["serve", "--role", "dispatcher"])
+        .env_clear()
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("PAYD_WEBHOOKS__")))
+        .env("PAYD_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+        .env("PAYD_ENV", "bench")
+        .env("PAYD_DATABASE__URL", url)
+        .env("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
+        .env("RUST_LOG", "warn,sqlx=error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the payd binary starts")
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// What one drain measured.
+struct Drain {
+    claim_ms: f64,
+    rate: f64,
+    cpu_per_1000: Option<(f64, f64)>,
+    peak_rss_mib: u64,
+}
+
+/// Queues a backlog of about `deliveries` into fresh tables (analyzed when
+/// `analyze`) and drains it with a dispatcher process.
+async fn drain(urls: &[String], deliveries: usize, analyze: bool) -> Drain {
+    let (db, pool, payment) = fresh(urls).await;
+    queue_backlog(&pool, &payment, deliveries.div_ceil(urls.len())).await;
+    if analyze {
+        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    }
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries").fetch_one(&pool).await.unwrap();
+    let claim = payd::testing::claim_cost(&db.url, 64, 11).await.unwrap();
+    let pg_before = postgres_cpu();
+    let child = dispatcher(&db.url);
+    let pid = child.id();
     let start = Instant::now();
-    let running = app::start(settings.clone(), &[Role::Dispatcher]).await.unwrap();
-    let mut peak_rss = 0;
-    loop {
-        peak_rss = peak_rss.max(rss_kib());
-        let done = delivered(&pool).await;
-        if done >= total {
-            break;
-        }
+    let mut last = (0.0, 0);
+    while !drained(&pool).await {
+        last = usage(pid).unwrap_or(last);
+        assert!(start.elapsed() < Duration::from_secs(1800), "the drain did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "throughput: {total} deliveries in {secs:.1} s = {:.0} deliveries/s; peak RSS of the process {} MiB",
-        total as f64 / secs,
-        peak_rss / 1024
-    );
+    let (cpu, rss) = usage(pid).unwrap_or(last);
+    let pg = pg_before.zip(postgres_cpu()).map(|(a, b)| b - a);
+    stop(child);
+    pool.close().await;
+    db.drop_db().await;
+    let per_1000 = |s: f64| s / total as f64 * 1000.0;
+    Drain {
+        claim_ms: claim.as_secs_f64() * 1000.0,
+        rate: total as f64 / secs,
+        cpu_per_1000: pg.map(|pg| (per_1000(cpu), per_1000(pg))),
+        peak_rss_mib: rss / 1024,
+    }
+}
 
-    // Phase 2: latency at a steady, unsaturated rate.
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let num = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (events, endpoints, rate) = (num(0, 10_000), num(1, 10), num(2, 100));
+    let backlogs: Vec<usize> = args
+        .get(3)
+        .map_or(vec![events * endpoints], |b| b.split(',').filter_map(|n| n.parse().ok()).filter(|n| *n > 0).collect());
+    payd::install_crypto();
+    payd::telemetry::init(payd::config::LogFormat::Text, "warn,sqlx=error");
+
+    let pgbench = pgbench_insert(16, 10);
+    match pgbench {
+        Some(tps) => println!("pgbench (scripts/pgbench-insert 16 10): {tps:.0} tps"),
+        None => println!("pgbench: not available"),
+    }
+    let arrivals: Arrivals = Arc::default();
+    let urls = receivers(endpoints, &arrivals).await;
+    for &size in &backlogs {
+        let mut rates = Vec::new();
+        for analyze in [false, true] {
+            let d = drain(&urls, size, analyze).await;
+            let stats = if analyze { "with statistics   " } else { "without statistics" };
+            let cpu = d.cpu_per_1000.map_or("n/a".to_owned(), |(ours, pg)| {
+                format!("{:.2} CPU-s per 1,000 (dispatcher {ours:.2} + PostgreSQL {pg:.2})", ours + pg)
+            });
+            let ratio = pgbench.map_or(String::new(), |tps| format!(" = {:.2} × pgbench", d.rate / tps));
+            println!(
+                "backlog {size}, {stats}: claim {:.2} ms; drain {:.0} deliveries/s{ratio}; {cpu}; peak RSS {} MiB",
+                d.claim_ms, d.rate, d.peak_rss_mib
+            );
+            rates.push(d.rate);
+        }
+        println!("backlog {size}: without statistics at {:.0} % of the rate with", rates[0] / rates[1] * 100.0);
+    }
+
+    // Latency: events committed here, the dispatcher woken from another process.
+    let (db, pool, payment) = fresh(&urls).await;
+    let child = dispatcher(&db.url);
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(1)).await; // listening, connected
     arrivals.lock().unwrap().clear();
-    let latency_events = (rate * 10).min(events);
+    let count = rate * 10;
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     let mut created: HashMap<String, time::OffsetDateTime> = HashMap::new();
     let t0 = Instant::now();
-    for i in 0..latency_events {
+    for i in 0..count {
         let id = payd::testing::record_payment_events(&pool, &payment, 1, 1).await.unwrap().remove(0);
         created.insert(id, time::OffsetDateTime::now_utc());
-        let next = t0 + gap * (i as u32 + 1);
-        tokio::time::sleep_until(next.into()).await;
+        tokio::time::sleep_until((t0 + gap * (i as u32 + 1)).into()).await;
     }
-    let want = latency_events * endpoints;
+    let want = count * endpoints;
     let deadline = Instant::now() + Duration::from_secs(60);
     while arrivals.lock().unwrap().values().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -125,9 +247,11 @@ async fn main() {
             lat.extend(times.iter().map(|t| (*t - *c).as_seconds_f64() * 1000.0));
         }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
+    lat.sort_by(f64::total_cmp);
+    let rss = usage(pid).map_or(0, |(_, rss)| rss / 1024);
     println!(
-        "latency at {rate} events/s ({} deliveries/s), commit -> receiver: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        "latency at {rate} events/s ({} deliveries/s), commit -> receiver, dispatcher in its own process: \
+         p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} samples); dispatcher peak RSS {rss} MiB",
         rate * endpoints,
         percentile(&lat, 0.5),
         percentile(&lat, 0.9),
@@ -135,8 +259,7 @@ async fn main() {
         lat.last().copied().unwrap_or(f64::NAN),
         lat.len()
     );
-
-    running.stop().await;
+    stop(child);
     pool.close().await;
     db.drop_db().await;
 }

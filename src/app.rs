@@ -67,6 +67,8 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     amqp: Arc<Amqp>,
+    /// The other pools than the context's, closed with it.
+    pools: Vec<sqlx::PgPool>,
 }
 
 impl Running {
@@ -81,6 +83,9 @@ impl Running {
         self.tasks.wait().await;
         self.amqp.close().await;
         self.ctx.db.close().await;
+        for pool in &self.pools {
+            pool.close().await;
+        }
     }
 
     /// Shuts down and waits.
@@ -178,11 +183,15 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
             }
         });
     }
+    // The queue roles' statements must stay cheap whatever the statistics
+    // say: they run on a pool whose sessions refuse whole-table plans.
+    let queue_pool = db::queue_pool(&settings.database).context("database.url")?;
+    let mut pools = vec![queue_pool.clone()];
     if roles.contains(&Role::Relay) {
-        tasks.spawn(relay::run(pool.clone(), amqp.clone(), shutdown.clone()));
+        tasks.spawn(relay::run(queue_pool.clone(), amqp.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
-        let runner = AttemptRunner::new(pool.clone(), providers.clone(), &settings.payments, faults.clone());
+        let runner = AttemptRunner::new(queue_pool.clone(), providers.clone(), &settings.payments, faults.clone());
         let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone() });
         let prefetch = settings.amqp.prefetch;
         tasks.spawn(consumer::run(attempts, amqp.clone(), ATTEMPTS_QUEUE, prefetch, shutdown.clone()));
@@ -190,15 +199,16 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         tasks.spawn(consumer::run(commands, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
     }
     if roles.contains(&Role::Scheduler) {
-        tasks.spawn(scheduler::run(pool.clone(), settings.payments.requeue_after, shutdown.clone()));
+        tasks.spawn(scheduler::run(queue_pool.clone(), settings.payments.requeue_after, shutdown.clone()));
     }
     if roles.contains(&Role::Dispatcher) {
         // Claims and send records may be lost in a Postgres crash without
         // harm (a webhook is sent once more), so they skip the WAL flush wait.
-        let relaxed = db::relaxed_pool(&settings.database).context("database.url")?;
-        tasks.spawn(dispatcher::run(relaxed, settings.webhooks.clone(), faults.clone(), shutdown.clone()));
+        let dispatcher_pool = db::dispatcher_pool(&settings.database).context("database.url")?;
+        pools.push(dispatcher_pool.clone());
+        tasks.spawn(dispatcher::run(dispatcher_pool, settings.webhooks.clone(), faults.clone(), shutdown.clone()));
     }
-    Ok(Running { addr, ctx, shutdown, tasks, amqp })
+    Ok(Running { addr, ctx, shutdown, tasks, amqp, pools })
 }
 
 #[cfg(test)]

@@ -5,11 +5,6 @@ use clap::Parser;
 use payd::cli::{self, Cli};
 use payd::config::Settings;
 
-// mimalloc does payd's many small allocations for less CPU than glibc's
-// malloc (docs/PERFORMANCE.md has the profile and the figures).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -17,6 +17,8 @@
 //! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
 //! | `payd_webhook_delivery_duration_seconds` | histogram | |
 //! | `payd_webhook_endpoints_disabled_total` | counter | |
+//! | `payd_webhook_claim_duration_seconds` | histogram (one claim statement, with its connection) | |
+//! | `payd_webhook_claimed_total` | counter (deliveries claimed) | |
 //! | `payd_batches_total` · `payd_batched_jobs_total` | counters (their ratio is the mean group-commit batch) | `stage` (`create`, `claim`, `outcome`, `delivery`, `sandbox`) |
 //! | `payd_batch_queued` | gauge (jobs waiting for a group-commit writer) | `stage` |
 //!
@@ -133,6 +135,12 @@ pub fn attempts_due(n: i64) {
 pub fn delivery(outcome: &'static str, elapsed: Duration) {
     counter!("payd_webhook_deliveries_total", "outcome" => outcome).increment(1);
     histogram!("payd_webhook_delivery_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// One claim of due deliveries: how many it took and how long it took.
+pub fn delivery_claim(claimed: usize, elapsed: Duration) {
+    counter!("payd_webhook_claimed_total").increment(claimed as u64);
+    histogram!("payd_webhook_claim_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 /// An endpoint was disabled (410 Gone, or failing for `disable_after`).

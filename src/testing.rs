@@ -54,7 +54,8 @@ pub async fn add_endpoint(
         secret: secret.clone(),
     };
     let scope = Scope::system(merchant.clone(), false);
-    db::webhooks::create(&mut *pool.acquire().await?, &scope, new).await?;
+    // Benches and tests set up as many endpoints as they measure.
+    db::webhooks::create(&mut *pool.acquire().await?, &scope, new, u32::MAX).await?;
     Ok(secret)
 }
 
@@ -76,11 +77,14 @@ pub async fn record_payment_events(
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {
         let mut tx = pool.begin().await?;
+        let mut recorded = Vec::new();
         for _ in 0..per_commit.max(1).min(n - ids.len()) {
-            ids.push(db::events::record(&mut tx, &scope, EventType::PaymentSucceeded, &payment).await?.to_string());
+            recorded
+                .push(db::events::record(&mut tx, &scope, EventType::PaymentSucceeded, &payment).await?.to_string());
         }
         tx.commit().await?;
-        db::notify::ring(pool, db::notify::DELIVERIES);
+        db::notify::ring_events(pool, recorded.iter().map(String::as_str));
+        ids.extend(recorded);
     }
     Ok(ids)
 }
@@ -104,6 +108,44 @@ pub fn group_commit_counts(pool: &PgPool, stage: &'static str) -> (u64, u64, u64
     use std::sync::atomic::Ordering::Relaxed;
     let c = db::group_commit::counts(pool, stage);
     (c.submitted.load(Relaxed), c.batches.load(Relaxed), c.jobs.load(Relaxed))
+}
+
+/// A connection with the queue roles' session settings (see
+/// `db::queue_pool`), on the database at `url`.
+async fn dispatcher_connection(url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    sqlx::PgConnection::connect_with(&options.options(db::QUEUE_SESSION)).await
+}
+
+/// The median time of `runs` claims of up to `limit` due deliveries, each
+/// rolled back, as the dispatcher runs them: what one claim costs at the
+/// database's backlog.
+pub async fn claim_cost(url: &str, limit: i64, runs: usize) -> Result<Duration, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = dispatcher_connection(url).await?;
+    let mut took = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let mut tx = conn.begin().await?;
+        let started = std::time::Instant::now();
+        db::dispatch::claim_due(&mut tx, limit, Duration::from_secs(60), 8, &[]).await?;
+        took.push(started.elapsed());
+        tx.rollback().await?;
+    }
+    took.sort();
+    Ok(took[took.len() / 2])
+}
+
+/// How the queue roles' hot statements ran, once each, with their
+/// sessions' settings (`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`, rolled
+/// back): the dispatcher's claim, the relay's take, the scheduler's passes.
+pub async fn hot_plans(url: &str) -> Result<Vec<(&'static str, serde_json::Value)>, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = dispatcher_connection(url).await?;
+    let mut tx = conn.begin().await?;
+    let plans = db::plans::explain_hot(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(plans)
 }
 
 /// One scheduler pass (leases, due attempts, and purges with `purge`);

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+#[allow(dead_code, reason = "each benchmark uses its part of the support")]
+pub mod procs;
+
 use payd::config::Settings;
 use sqlx::{Connection, PgConnection};
 
@@ -38,6 +41,7 @@ pub fn settings(vars: &[(&str, &str)]) -> Settings {
 }
 
 /// This process's resident memory, in KiB.
+#[allow(dead_code, reason = "the webhooks benchmark reads its dispatcher process instead")]
 pub fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -178,17 +178,28 @@ pub async fn running_exists(conn: &mut PgConnection, transaction: &TransactionId
 /// back to the schedule, due now. The provider call is repeated with the same
 /// idempotency key, so the provider answers what it did the first time.
 pub async fn release_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<AttemptId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE attempts SET status = 'scheduled', scheduled_at = now(), enqueued_at = now(),
-             claim_token = NULL, lease_until = NULL
-         WHERE id IN (SELECT id FROM attempts WHERE status = 'running' AND lease_until < now()
-                      ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    sqlx::query_scalar(RELEASE_EXPIRED).bind(limit).fetch_all(conn).await
 }
+
+/// [`release_expired`]'s statement: `running` → `scheduled` past the lease.
+pub(crate) const RELEASE_EXPIRED: &str = "UPDATE attempts SET status = 'scheduled', scheduled_at = now(),
+         enqueued_at = now(), claim_token = NULL, lease_until = NULL
+     WHERE id IN (SELECT id FROM attempts WHERE status = 'running' AND lease_until < now()
+                  ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+     RETURNING id";
+
+/// [`take_due`]'s statement: due attempts marked enqueued (`$1` the
+/// seconds after which an enqueued one counts as lost, `$2` the limit).
+pub(crate) const TAKE_DUE: &str = "WITH fresh AS (
+         SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NULL AND scheduled_at <= now()
+         ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+     stale AS (
+         SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NOT NULL
+           AND enqueued_at < now() - make_interval(secs => $1)
+         ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     UPDATE attempts SET enqueued_at = now()
+     WHERE id IN (SELECT id FROM fresh UNION ALL SELECT id FROM stale)
+     RETURNING id";
 
 /// Due scheduled attempts that were never enqueued (retries coming due), and
 /// enqueued ones whose message has not led to a claim for `requeue_after`
@@ -199,22 +210,7 @@ pub async fn take_due(
     requeue_after: Duration,
     limit: i64,
 ) -> Result<Vec<AttemptId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH fresh AS (
-             SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NULL AND scheduled_at <= now()
-             ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED),
-         stale AS (
-             SELECT id FROM attempts WHERE status = 'scheduled' AND enqueued_at IS NOT NULL
-               AND enqueued_at < now() - make_interval(secs => $1)
-             ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         UPDATE attempts SET enqueued_at = now()
-         WHERE id IN (SELECT id FROM fresh UNION ALL SELECT id FROM stale)
-         RETURNING id",
-    )
-    .bind(requeue_after.as_secs_f64())
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    sqlx::query_scalar(TAKE_DUE).bind(requeue_after.as_secs_f64()).bind(limit).fetch_all(conn).await
 }
 
 /// The attempt object (contract §4).

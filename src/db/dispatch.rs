@@ -2,8 +2,7 @@
 //! lease, within each endpoint's free slots) and recording each send.
 //! Endpoints and the merchant-facing delivery log are in [`super::webhooks`].
 
-use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EventId, EventType};
@@ -23,66 +22,120 @@ pub struct ClaimedDelivery {
     pub event_type: EventType,
     pub event_created_at: OffsetDateTime,
     pub livemode: bool,
-    pub data: Value,
+    /// The event's `data`, as JSON text: spliced into the body unparsed.
+    pub data: String,
 }
 
-/// Claims up to `limit` due deliveries, pushing their due time `lease` ahead
-/// so that a dispatcher that dies mid-send leaves them to be sent again.
-/// No endpoint gets more than `endpoint_cap` minus what `in_flight` says this
-/// process already sends it: claiming more only to give them back cost more
-/// than the sends themselves when one endpoint has a backlog.
-pub async fn claim_due(
-    pool: &PgPool,
-    limit: i64,
-    lease: std::time::Duration,
-    endpoint_cap: usize,
-    in_flight: &[(EndpointId, usize)],
-) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
-    let cap = i64::try_from(endpoint_cap).unwrap_or(i64::MAX);
-    let (endpoints, used): (Vec<&EndpointId>, Vec<i64>) =
-        in_flight.iter().map(|(e, n)| (e, i64::try_from(*n).unwrap_or(i64::MAX))).unzip();
-    let busy: Vec<&EndpointId> = in_flight.iter().filter(|(_, n)| *n >= endpoint_cap).map(|(e, _)| e).collect();
-    sqlx::query_as(
-        "WITH used AS (SELECT * FROM unnest($4::text[], $5::int8[]) AS u(endpoint_id, n)),
-         window_ AS (
-             SELECT id, endpoint_id, next_attempt_at,
-                 row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
-             FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
-                   WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($6)
-                   ORDER BY next_attempt_at LIMIT $1 * 4) AS scan),
-         pick AS (
-             SELECT w.id FROM window_ w LEFT JOIN used u ON u.endpoint_id = w.endpoint_id
-             WHERE w.rank <= $3 - COALESCE(u.n, 0)
-             ORDER BY w.next_attempt_at LIMIT $1),
-         due AS (
-             SELECT id FROM webhook_deliveries
-             WHERE id IN (SELECT id FROM pick) AND status = 'pending' AND next_attempt_at <= now()
-             FOR UPDATE SKIP LOCKED)
-         UPDATE webhook_deliveries d
-         SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1
-         FROM due, webhook_endpoints e, events ev
-         WHERE d.id = due.id AND e.id = d.endpoint_id AND ev.id = d.event_id
+/// The end of both claims: the picked deliveries get a lease and their
+/// send counted, and come back with what their send needs.
+macro_rules! lease_picked {
+    () => {
+        "UPDATE webhook_deliveries d SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+         FROM pick, webhook_endpoints e, events ev
+         WHERE d.id = pick.id AND e.id = d.endpoint_id AND ev.id = d.event_id
          RETURNING d.id, d.attempts, e.id AS endpoint_id, e.url, e.status = 'enabled' AS endpoint_enabled, e.secret,
              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret,
-             ev.id AS event_id, ev.type AS event_type, ev.created_at AS event_created_at, ev.livemode, ev.data",
-    )
-    .bind(limit)
-    .bind(lease.as_secs_f64())
-    .bind(cap)
-    .bind(endpoints)
-    .bind(used)
-    .bind(busy)
-    .fetch_all(pool)
-    .await
+             ev.id AS event_id, ev.type AS event_type, ev.created_at AS event_created_at, ev.livemode,
+             ev.data::text AS data"
+    };
+}
+
+/// The claim: which endpoints have pending deliveries (a skip scan of the
+/// per-endpoint index, one probe each), then for each the oldest due ones
+/// it has room for, unleased, locked so concurrent claims take others; the
+/// oldest `$1` of those get a lease and their send counted. Every step walks
+/// `webhook_deliveries_due_by_endpoint` in order, so a claim reads what it
+/// takes, however long the backlog (the dispatcher's connections refuse the
+/// plans that would read it whole, see [`super::dispatcher_pool`]).
+pub(crate) const CLAIM: &str = concat!(
+    "WITH RECURSIVE heads AS (
+         (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending'
+          ORDER BY endpoint_id, next_attempt_at LIMIT 1)
+         UNION ALL
+         SELECT next.endpoint_id FROM heads h CROSS JOIN LATERAL (
+             SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending' AND endpoint_id > h.endpoint_id
+             ORDER BY endpoint_id, next_attempt_at LIMIT 1) next),
+     room AS (
+         SELECT h.endpoint_id, COALESCE(u.free, $3) AS free
+         FROM heads h LEFT JOIN unnest($4::text[], $5::int8[]) AS u(endpoint_id, free) ON u.endpoint_id = h.endpoint_id),
+     pick AS (
+         SELECT c.id, c.next_attempt_at FROM room r CROSS JOIN LATERAL (
+             SELECT id, next_attempt_at FROM webhook_deliveries
+             WHERE status = 'pending' AND endpoint_id = r.endpoint_id AND next_attempt_at <= now()
+               AND (lease_until IS NULL OR lease_until < now())
+             ORDER BY next_attempt_at LIMIT r.free FOR UPDATE SKIP LOCKED) c
+         ORDER BY c.next_attempt_at LIMIT $1) ",
+    lease_picked!()
+);
+
+/// The claim of the deliveries of events just committed (`$6`, as their
+/// ring named them): by the `(event_id, endpoint_id)` index, within each
+/// endpoint's room, no probe of the other endpoints.
+const CLAIM_EVENTS: &str = concat!(
+    "WITH due AS (
+         SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+         WHERE event_id = ANY($6) AND status = 'pending' AND next_attempt_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         FOR UPDATE SKIP LOCKED),
+     ranked AS (
+         SELECT due.id, due.next_attempt_at, COALESCE(u.free, $3) AS free,
+             row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at) AS n
+         FROM due LEFT JOIN unnest($4::text[], $5::int8[]) AS u(endpoint_id, free) ON u.endpoint_id = due.endpoint_id),
+     pick AS (SELECT id FROM ranked WHERE n <= free ORDER BY next_attempt_at LIMIT $1) ",
+    lease_picked!()
+);
+
+/// Claims up to `limit` due deliveries with a lease of `lease`, so that a
+/// dispatcher that dies mid-send leaves them to be sent again once it ends.
+/// An endpoint gets at most its `room` (the sends it may start now), or
+/// `initial` when `room` does not name it.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    limit: i64,
+    lease: std::time::Duration,
+    initial: usize,
+    room: &[(EndpointId, usize)],
+) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+    claim_query(CLAIM, limit, lease, initial, room).fetch_all(conn).await
+}
+
+type ClaimQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, ClaimedDelivery, sqlx::postgres::PgArguments>;
+
+/// A claim statement with its first five parameters: limit, lease, initial
+/// room, and each named endpoint's room.
+fn claim_query<'q>(
+    sql: &'static str,
+    limit: i64,
+    lease: std::time::Duration,
+    initial: usize,
+    room: &'q [(EndpointId, usize)],
+) -> ClaimQuery<'q> {
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let (endpoints, free): (Vec<&EndpointId>, Vec<i64>) = room.iter().map(|(e, n)| (e, count(*n))).unzip();
+    sqlx::query_as(sql).bind(limit).bind(lease.as_secs_f64()).bind(count(initial)).bind(endpoints).bind(free)
+}
+
+/// [`claim_due`] of the deliveries of `events` only (events just
+/// committed): what a ring names is claimed without the general claim's
+/// probe of every endpoint with pending deliveries.
+pub async fn claim_events(
+    conn: &mut PgConnection,
+    events: &[EventId],
+    limit: i64,
+    lease: std::time::Duration,
+    initial: usize,
+    room: &[(EndpointId, usize)],
+) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+    claim_query(CLAIM_EVENTS, limit, lease, initial, room).bind(events).fetch_all(conn).await
 }
 
 /// Gives claimed deliveries back unsent (their endpoint reached its cap in
-/// this process): due now again, the claim's attempt not counted.
+/// this process): their lease ends, the claim's send not counted.
 pub async fn unclaim(pool: &PgPool, claimed: &[ClaimedDelivery]) -> Result<(), sqlx::Error> {
     let ids: Vec<&DeliveryId> = claimed.iter().map(|d| &d.id).collect();
     let attempts: Vec<i32> = claimed.iter().map(|d| d.attempts).collect();
     sqlx::query(
-        "UPDATE webhook_deliveries d SET next_attempt_at = now(), attempts = d.attempts - 1
+        "UPDATE webhook_deliveries d SET lease_until = NULL, attempts = d.attempts - 1
          FROM unnest($1::text[], $2::int[]) AS c(id, attempts)
          WHERE d.id = c.id AND d.attempts = c.attempts AND d.status = 'pending'",
     )
@@ -138,7 +191,7 @@ pub async fn record(
              VALUES ($1, $4, $5, $7, $8)),
          delivery AS (
              UPDATE webhook_deliveries SET status = $3, last_status_code = $4, last_error = $5,
-                 next_attempt_at = now() + make_interval(secs => $6),
+                 next_attempt_at = now() + make_interval(secs => $6), lease_until = NULL,
                  delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END
              WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING 1),
          endpoint AS (
@@ -188,7 +241,8 @@ pub async fn record_succeeded(
     let errors: Vec<Option<&str>> = sent.iter().map(|(_, r)| r.error.as_deref()).collect();
     let durations: Vec<i32> = sent.iter().map(|(_, r)| r.duration_ms).collect();
     let bodies: Vec<Option<&str>> = sent.iter().map(|(_, r)| r.response_body.as_deref()).collect();
-    // `id = ANY(…)` beside each join lets the planner look rows up by key.
+    // The dispatcher's sessions join by nested loops over the keys (see
+    // `super::dispatcher_pool`): each row of `i` is one index lookup.
     sqlx::query_scalar(
         "WITH i AS (
              SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::int4[], $5::text[], $6::int4[], $7::text[])
@@ -200,8 +254,8 @@ pub async fn record_succeeded(
              UPDATE webhook_endpoints SET failing_since = NULL, updated_at = now()
              WHERE id = ANY($3) AND failing_since IS NOT NULL)
          UPDATE webhook_deliveries d SET status = 'succeeded', last_status_code = i.status_code, last_error = i.error,
-             next_attempt_at = NULL, delivered_at = now()
-         FROM i WHERE d.id = ANY($1) AND d.id = i.id AND d.attempts = i.attempts AND d.status = 'pending'
+             next_attempt_at = NULL, lease_until = NULL, delivered_at = now()
+         FROM i WHERE d.id = i.id AND d.attempts = i.attempts AND d.status = 'pending'
          RETURNING d.id",
     )
     .bind(ids)

@@ -37,11 +37,15 @@ pub fn fingerprint(operation: &str, body: &Value) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Claims `key` for this transaction.
+/// Claims `key` for this transaction. `legacy` is how the same key was
+/// stored before keys were scoped by mode and key kind: an answer stored
+/// under it (at most [`RETENTION_HOURS`] old) is still replayed, so a
+/// client retrying across the upgrade is not charged twice.
 pub async fn claim(
     conn: &mut PgConnection,
     merchant: &MerchantId,
     key: &str,
+    legacy: &str,
     fingerprint: &[u8],
 ) -> Result<Claim, sqlx::Error> {
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
@@ -54,11 +58,13 @@ pub async fn claim(
     }
     let row: Option<(Vec<u8>, i32, Value)> = sqlx::query_as(
         "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-         WHERE merchant_id = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+         WHERE merchant_id = $1 AND key IN ($2, $4) AND created_at > now() - make_interval(hours => $3)
+         ORDER BY key = $2 DESC LIMIT 1",
     )
     .bind(merchant)
     .bind(key)
     .bind(RETENTION_HOURS)
+    .bind(legacy)
     .fetch_optional(conn)
     .await?;
     Ok(match row {
@@ -71,22 +77,26 @@ pub async fn claim(
 /// Answers what a keyed request should do without holding anything: the
 /// key's lock is tried and released in the same statement. For requests
 /// whose answer is stored with their effects in one statement (creates, by
-/// the group commit), which then claims the key itself.
+/// the group commit), which then claims the key itself. `legacy` as for [`claim`].
 pub async fn peek(
     conn: &mut PgConnection,
     merchant: &MerchantId,
     key: &str,
+    legacy: &str,
     fingerprint: &[u8],
 ) -> Result<Claim, sqlx::Error> {
     let (free, fp, status, body): (bool, Option<Vec<u8>>, Option<i32>, Option<Value>) = sqlx::query_as(
         "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)), k.fingerprint, k.response_status,
              k.response_body
-         FROM (SELECT 1) one LEFT JOIN idempotency_keys k
-           ON k.merchant_id = $1 AND k.key = $2 AND k.created_at > now() - make_interval(hours => $3)",
+         FROM (SELECT 1) one LEFT JOIN LATERAL (
+             SELECT * FROM idempotency_keys
+             WHERE merchant_id = $1 AND key IN ($2, $4) AND created_at > now() - make_interval(hours => $3)
+             ORDER BY key = $2 DESC LIMIT 1) k ON true",
     )
     .bind(merchant)
     .bind(key)
     .bind(RETENTION_HOURS)
+    .bind(legacy)
     .fetch_one(conn)
     .await?;
     Ok(match (fp, status, body) {

@@ -20,6 +20,7 @@ pub(crate) mod outbox;
 pub(crate) mod payment_changes;
 pub(crate) mod payment_methods;
 pub(crate) mod payments;
+pub(crate) mod plans;
 pub(crate) mod refunds;
 pub(crate) mod sandbox;
 pub(crate) mod transactions;
@@ -49,16 +50,52 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
         .connect_lazy_with(options.application_name("payd")))
 }
 
-/// A pool whose commits do not wait for the WAL flush. Only for writes whose
-/// loss in a Postgres crash is harmless by design: the dispatcher's claims and
-/// send records (a lost one means the webhook is sent once more, which
-/// at-least-once delivery allows).
-pub fn relaxed_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+/// The pool of the queue roles: the worker's claims and outcomes, the
+/// relay and the scheduler. Every statement they run finds rows by key or
+/// walks an index in order, so their sessions refuse the plans that read a
+/// table whole (sequential and bitmap scans, hash and merge joins): a
+/// planner misled by missing or stale statistics (a fresh table, or a
+/// backlog growing faster than autovacuum analyzes it, after an outage)
+/// cannot pick one, and a statement's cost stays flat in the backlog. For
+/// the same reason each statement is planned once per connection (a
+/// generic plan) and never JIT-compiled (misjudged costs cross
+/// `jit_above_cost`, and compiling cost more than the statement).
+pub fn queue_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = settings.url.parse()?;
     Ok(options_with_nodelay(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name("payd-dispatcher").options([("synchronous_commit", "off")])))
+        .connect_lazy_with(options.application_name("payd-queue").options(QUEUE_SESSION)))
+}
+
+/// The queue roles' session settings (see [`queue_pool`]).
+pub(crate) const QUEUE_SESSION: [(&str, &str); 6] = [
+    ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+    ("jit", "off"),
+];
+
+/// The dispatcher's pool: the queue roles' session settings (see
+/// [`queue_pool`]), and commits that do not wait for the WAL flush: its
+/// claims and send records are the only writes whose loss in a Postgres
+/// crash is harmless by design (a lost one means the webhook is sent once
+/// more, which at-least-once delivery allows). It does not ping a
+/// connection before each use.
+pub fn dispatcher_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = settings.url.parse()?;
+    let session = QUEUE_SESSION.iter().copied().chain([("synchronous_commit", "off")]);
+    Ok(options_with_nodelay(&options)
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        // No ping before each use: a round trip on every claim and record.
+        // A connection that broke fails its statement instead, which the
+        // dispatcher retries (the claim on its next pass, the send after
+        // its lease).
+        .test_before_acquire(false)
+        .connect_lazy_with(options.application_name("payd-dispatcher").options(session)))
 }
 
 /// Pool options that turn Nagle's algorithm off on each new connection

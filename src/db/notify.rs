@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
 /// Committed outbox rows (the relay listens).
@@ -72,9 +72,12 @@ fn bell(pool: &PgPool, channel: &'static str) -> Arc<Bell> {
 }
 
 /// Sends the bell's rings as NOTIFYs, coalescing those that pile up while one
-/// is sent. Ends when the pool is closed.
+/// is sent, on a connection of its own (no wait for the pool, no ping before
+/// each: a ring is on the path of every webhook's latency). Ends when the
+/// pool is closed.
 async fn broadcast(pool: PgPool, key: Key, bell: Arc<Bell>) {
     let channel = key.1;
+    let mut conn: Option<PgConnection> = None;
     let mut last = tokio::time::Instant::now() - SPACING;
     loop {
         tokio::select! {
@@ -94,16 +97,38 @@ async fn broadcast(pool: PgPool, key: Key, bell: Arc<Bell>) {
             payloads.push(String::new());
         }
         for payload in payloads {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(&payload).execute(&pool).await {
-                if pool.is_closed() {
-                    BELLS.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-                    return;
-                }
+            if pool.is_closed() {
+                break;
+            }
+            if conn.is_none() {
+                conn = connect(&pool).await;
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(&payload).execute(&mut *c).await
+            {
+                // Reconnect for the next ring; meanwhile the others poll.
+                conn = None;
                 tracing::debug!(error = %e, channel, "NOTIFY failed; other processes will poll");
             }
         }
     }
     BELLS.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+}
+
+/// A connection for NOTIFYs, outside the pool, with the pool's options.
+async fn connect(pool: &PgPool) -> Option<PgConnection> {
+    use sqlx::Connection;
+    let options = pool.connect_options();
+    match PgConnection::connect_with(&options).await {
+        Ok(c) => {
+            super::nodelay::set_on_connections_to(options.get_port());
+            Some(c)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "NOTIFY connection failed; other processes will poll");
+            None
+        }
+    }
 }
 
 /// Joins ids with commas into payloads of at most [`PAYLOAD_MAX`] bytes.
@@ -136,6 +161,17 @@ pub fn ring_with(pool: &PgPool, channel: &'static str, payload: &str) {
     b.outgoing.notify_one();
 }
 
+/// After a commit that recorded `events` with their deliveries: wakes the
+/// dispatchers, naming the events, so those in other processes claim their
+/// deliveries by event (a ring without ids makes them claim in general).
+pub fn ring_events<'a>(pool: &PgPool, events: impl IntoIterator<Item = &'a str>) {
+    let b = bell(pool, DELIVERIES);
+    b.payloads.lock().unwrap_or_else(|e| e.into_inner()).extend(events.into_iter().map(str::to_owned));
+    b.local.notify_one();
+    b.local.notify_waiters();
+    b.outgoing.notify_one();
+}
+
 /// Waits for rings on one channel (from this process, or NOTIFYs from
 /// others), at most a poll interval at a time.
 pub struct Waiter {
@@ -161,19 +197,23 @@ impl Waiter {
         Some(l)
     }
 
-    /// Returns on a ring, a notification, or after the poll interval.
-    pub async fn wait(&mut self) {
+    /// Returns on a ring, a notification, or after the poll interval;
+    /// answers the ids a notification from another process named (none for
+    /// a ring of this process, a plain ring, or the poll).
+    pub async fn wait(&mut self) -> Vec<String> {
         let local = self.local.clone();
         match &mut self.listener {
             Some(l) => {
                 tokio::select! {
                     () = local.local.notified() => {}
-                    got = tokio::time::timeout(self.poll, l.recv()) => {
-                        if let Ok(Err(_)) = got {
-                            // The listener reconnects on its next call; don't spin meanwhile.
-                            tokio::time::sleep(self.poll).await;
+                    got = tokio::time::timeout(self.poll, l.recv()) => match got {
+                        Ok(Ok(n)) => {
+                            return n.payload().split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect();
                         }
-                    }
+                        // The listener reconnects on its next call; don't spin meanwhile.
+                        Ok(Err(_)) => tokio::time::sleep(self.poll).await,
+                        Err(_) => {}
+                    },
                 }
             }
             None => {
@@ -184,6 +224,7 @@ impl Waiter {
                 self.listener = self.listen().await;
             }
         }
+        Vec::new()
     }
 }
 

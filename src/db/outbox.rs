@@ -27,11 +27,11 @@ pub async fn enqueue(conn: &mut PgConnection, queue: &str, payload: &Value) -> R
 /// Takes up to `limit` messages, oldest first, locked so concurrent relays
 /// take different ones.
 pub async fn take(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, queue, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
-        .bind(limit)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(TAKE).bind(limit).fetch_all(conn).await
 }
+
+/// [`take`]'s statement.
+pub(crate) const TAKE: &str = "SELECT id, queue, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 /// Removes published messages.
 pub async fn remove(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, Scope};
@@ -40,10 +40,21 @@ pub struct NewEndpoint {
 }
 
 /// Creates an endpoint; the answer carries its secret.
-pub async fn create(conn: &mut PgConnection, scope: &Scope, e: NewEndpoint) -> Result<Endpoint, sqlx::Error> {
-    let mut endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn create(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    e: NewEndpoint,
+    max_endpoints: u32,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    // Creates of one merchant queue on its row, so two cannot both see room
+    // for one more; the guard is the count.
+    sqlx::query("SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE").bind(&scope.merchant_id).execute(&mut *tx).await?;
+    let inserted: Option<Endpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_endpoints (id, merchant_id, livemode, url, enabled_events, status, description, metadata, secret)
-         VALUES ($1, $2, $3, $4, $5, 'enabled', $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}"
+         SELECT $1, $2, $3, $4, $5, 'enabled', $6, $7, $8
+         WHERE (SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $2 AND livemode = $3) < $9
+         RETURNING {ENDPOINT_COLUMNS}"
     )))
     .bind(EndpointId::generate())
     .bind(&scope.merchant_id)
@@ -53,10 +64,14 @@ pub async fn create(conn: &mut PgConnection, scope: &Scope, e: NewEndpoint) -> R
     .bind(&e.description)
     .bind(&e.metadata)
     .bind(&e.secret)
-    .fetch_one(conn)
+    .bind(i64::from(max_endpoints))
+    .fetch_optional(&mut *tx)
     .await?;
-    endpoint.secret = Some(e.secret);
-    Ok(endpoint)
+    tx.commit().await?;
+    Ok(inserted.map(|mut endpoint| {
+        endpoint.secret = Some(e.secret);
+        endpoint
+    }))
 }
 
 /// One endpoint of a tenant.
@@ -153,7 +168,7 @@ pub async fn rotate_secret(
 pub async fn retry_now(pool: &PgPool, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let found: Option<DeliveryId> = sqlx::query_scalar(
-        "UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = now()
+        "UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL
          FROM webhook_endpoints e
          WHERE d.id = $1 AND e.id = d.endpoint_id AND e.merchant_id = $2 AND e.livemode = $3
          RETURNING d.id",

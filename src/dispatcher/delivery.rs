@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
-use serde_json::json;
 use sqlx::PgPool;
 
+use super::limits::Answer;
 use crate::config::WebhookSettings;
 use crate::db::dispatch::{self, ClaimedDelivery, Next, SendResult};
 use crate::db::group_commit::GroupCommit;
@@ -42,28 +42,34 @@ impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
     /// follow redirects.
     pub fn new(pool: PgPool, settings: WebhookSettings, faults: Faults) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        let lookup = Arc::new(target::SystemLookup);
+        let client = target::client(builder, lookup, settings.allow_private_targets).build()?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
-        let succeeded = GroupCommit::start("delivery", pool.clone(), |pool, sent: Vec<Arc<Delivered>>| async move {
-            let pairs: Vec<_> = sent.iter().map(|s| (&s.delivery, &s.result)).collect();
-            let recorded: HashSet<DeliveryId> = dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
-            Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
-        });
+        // One writer: a send's slot is free once its endpoint answered, so a
+        // record that waits for the batch before it costs no throughput, and
+        // a larger batch costs PostgreSQL less per delivery.
+        let succeeded =
+            GroupCommit::start_with("delivery", pool.clone(), 1, 256, |pool, sent: Vec<Arc<Delivered>>| async move {
+                let pairs: Vec<_> = sent.iter().map(|s| (&s.delivery, &s.result)).collect();
+                let recorded: HashSet<DeliveryId> =
+                    dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
+                Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
+            });
         Ok(Self { pool, client, settings, schedule, faults, succeeded })
     }
 
     /// Sends one claimed delivery and records the attempt; `sent` runs as
     /// soon as the endpoint has answered (or the send failed), before the
-    /// record.
+    /// record, with how it answered.
     #[tracing::instrument(name = "delivery", skip_all, fields(delivery_id = %d.id, event_id = %d.event_id))]
-    pub async fn send(&self, d: ClaimedDelivery, sent: impl FnOnce()) {
+    pub async fn send(&self, d: ClaimedDelivery, sent: impl FnOnce(Answer)) {
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
-        sent();
+        sent(answer(&result, started.elapsed()));
         self.faults.crash_point(CrashPoint::DispatcherAfterSend);
         let result = SendResult { duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32, ..result };
         let next = if result.status_code.is_some_and(|s| (200..300).contains(&s)) {
@@ -79,10 +85,16 @@ impl Sender {
             Next::Failed => "failed",
         };
         crate::observe::delivery(outcome, started.elapsed());
-        tracing::info!(
-            delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
-            status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
-        );
+        // A success is in the delivery log and the metrics; a log line for
+        // each would cost more than its send at thousands a second.
+        if matches!(next, Next::Succeeded) {
+            tracing::debug!(endpoint_id = %d.endpoint_id, attempt = d.attempts, status = ?result.status_code, "webhook delivered");
+        } else {
+            tracing::info!(
+                delivery_id = %d.id, event_id = %d.event_id, endpoint_id = %d.endpoint_id, attempt = d.attempts,
+                status = ?result.status_code, error = ?result.error, ?next, "webhook attempt"
+            );
+        }
         let recorded = match next {
             // The common case goes with the next batch of successes.
             Next::Succeeded => self.succeeded.submit(Arc::new(Delivered { delivery: d, result })).await,
@@ -110,23 +122,12 @@ impl Sender {
             Ok(u) => u,
             Err(e) => return fail(e.to_string()),
         };
-        // DNS may have changed since the endpoint was created.
-        match tokio::time::timeout(self.settings.timeout, target::check(&url, self.settings.allow_private_targets))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return fail(e.to_string()),
-            Err(_) => return fail("resolving the endpoint's host timed out".into()),
+        // DNS may have changed since the endpoint was created: a name is
+        // checked by the client's resolver as it connects, a literal here.
+        if let Err(e) = target::check_literal(&url, self.settings.allow_private_targets) {
+            return fail(e.to_string());
         }
-        let body = json!({
-            "id": d.event_id,
-            "object": "event",
-            "type": d.event_type,
-            "timestamp": crate::timefmt::format(d.event_created_at),
-            "livemode": d.livemode,
-            "data": d.data,
-        })
-        .to_string();
+        let body = event_body(d);
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let Some(signature) = signing::signature_header(
             &d.secret,
@@ -150,12 +151,12 @@ impl Sender {
             .await;
         let response = match response {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return fail("timeout".into()),
-            Err(e) => return fail(format!("connection error: {}", error_chain(&e))),
+            Err(e) if e.is_timeout() => return fail(TIMEOUT.into()),
+            Err(e) => return fail(format!("{CONNECTION_ERROR}: {}", error_chain(&e))),
         };
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map(|b| truncate(&b)).ok();
+        let body = read_bounded(response).await;
         let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
         (
             SendResult { status_code: Some(status), error, duration_ms: 0, response_body: body },
@@ -163,6 +164,35 @@ impl Sender {
             retry_after,
         )
     }
+}
+
+/// The `error` of a send that got no answer in time.
+const TIMEOUT: &str = "timeout";
+/// The start of the `error` of a send that could not reach the endpoint.
+const CONNECTION_ERROR: &str = "connection error";
+
+/// How a send ended, for the endpoint's concurrency limit.
+fn answer(result: &SendResult, took: Duration) -> Answer {
+    match (result.status_code, result.error.as_deref()) {
+        (Some(s), _) if (200..300).contains(&s) => Answer::Delivered(took),
+        (Some(s), _) if s == 429 || s >= 500 => Answer::Overloaded,
+        (None, Some(e)) if e == TIMEOUT || e.starts_with(CONNECTION_ERROR) => Answer::Overloaded,
+        _ => Answer::Other,
+    }
+}
+
+/// The event as the webhook body (contract §6). `data` is the stored JSON,
+/// spliced in as it is: parsing and writing it again would cost more than
+/// the rest of the send.
+fn event_body(d: &ClaimedDelivery) -> String {
+    format!(
+        r#"{{"id":"{}","object":"event","type":"{}","timestamp":"{}","livemode":{},"data":{}}}"#,
+        d.event_id,
+        d.event_type,
+        crate::timefmt::format(d.event_created_at),
+        d.livemode,
+        d.data
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -174,6 +204,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// Most of a receiver's answer payd reads (contract §11): what lies beyond
+/// is left unread and the connection dropped, however much is sent.
+pub const RESPONSE_READ_MAX: usize = 64 * 1024;
+
+/// The start of the answer's body, reading at most [`RESPONSE_READ_MAX`].
+async fn read_bounded(mut response: reqwest::Response) -> Option<String> {
+    let mut body = Vec::new();
+    while body.len() < RESPONSE_READ_MAX {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_READ_MAX - body.len())]),
+            Ok(None) => break,
+            Err(_) if !body.is_empty() => break,
+            Err(_) => return None,
+        }
+    }
+    Some(truncate(&body))
 }
 
 fn truncate(body: &[u8]) -> String {

@@ -4,9 +4,10 @@
 //! send with the same `webhook-id` (at least once, as promised).
 
 mod delivery;
+mod limits;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -17,9 +18,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::WebhookSettings;
 use crate::db::dispatch;
 use crate::db::notify::Waiter;
-use crate::domain::EndpointId;
+use crate::domain::{EndpointId, EventId};
 use crate::faults::Faults;
 use delivery::Sender;
+use limits::Limits;
 
 /// Poll interval when no notification arrives.
 const IDLE: Duration = Duration::from_millis(500);
@@ -37,50 +39,59 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
         }
     };
     let slots = Arc::new(Semaphore::new(settings.concurrency));
-    let per_endpoint = Arc::new(InFlight::default());
+    let limits = Arc::new(Limits::new(settings.endpoint_concurrency, settings.endpoint_concurrency_max));
     let finished = Arc::new(Notify::new());
     let tracker = TaskTracker::new();
     // A claimed row becomes due again after this, should this process die
     // mid-send: a send (address check + request) takes at most 2 × timeout.
     let lease = settings.timeout * 2 + Duration::from_secs(5);
     let mut waiter = Waiter::new(&pool, crate::db::notify::DELIVERIES, IDLE).await;
+    // Retries come due and dead dispatchers' leases run out with no ring.
+    let mut tick = tokio::time::interval(IDLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = tokio::time::Instant::now();
-    while !shutdown.is_cancelled() {
-        // Claims at most every SPACING: sends finishing or rings closer
-        // together than that share one claim (a lone one is served at once).
+    // Whether the last claim may have left due deliveries behind.
+    let mut more = true;
+    // The events a ring named since the last claim, when that is all there
+    // is to claim.
+    let mut named: Vec<EventId> = Vec::new();
+    'claims: while !shutdown.is_cancelled() {
+        // Claims at most every SPACING: rings closer together than that
+        // share one claim (a lone one is served at once).
         tokio::time::sleep_until(last + SPACING).await;
         last = tokio::time::Instant::now();
         let free = slots.available_permits();
-        let mut full_batch = false;
         if free > 0 {
-            let in_flight = per_endpoint.counts();
-            match dispatch::claim_due(&pool, free as i64, lease, settings.endpoint_concurrency, &in_flight).await {
-                Ok(claimed) => {
-                    full_batch = claimed.len() == free;
-                    let mut over_cap = Vec::new();
+            let events = std::mem::take(&mut named);
+            match claim(&pool, free, lease, &limits, &events).await {
+                Ok((claimed, left_behind)) => {
+                    more = left_behind;
+                    let mut over = Vec::new();
                     for d in claimed {
-                        if !per_endpoint.enter(&d.endpoint_id, settings.endpoint_concurrency) {
-                            over_cap.push(d);
+                        if !limits.enter(&d.endpoint_id) {
+                            over.push(d);
                             continue;
                         }
                         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                        let (sender, per_endpoint, finished) = (sender.clone(), per_endpoint.clone(), finished.clone());
+                        let (sender, limits, finished) = (sender.clone(), limits.clone(), finished.clone());
                         tracker.spawn(async move {
                             let endpoint = d.endpoint_id.clone();
                             // The endpoint's slot is free once it answered:
                             // recording does not involve it, and the row
                             // stays leased until recorded.
                             sender
-                                .send(d, || {
-                                    per_endpoint.leave(&endpoint);
+                                .send(d, |answer| {
+                                    limits.leave(&endpoint, answer);
                                     finished.notify_one();
                                 })
                                 .await;
+                            // Its slot of the process is free once recorded.
                             drop(permit);
+                            finished.notify_one();
                         });
                     }
-                    if !over_cap.is_empty()
-                        && let Err(e) = dispatch::unclaim(&pool, &over_cap).await
+                    if !over.is_empty()
+                        && let Err(e) = dispatch::unclaim(&pool, &over).await
                     {
                         tracing::warn!(error = %e, "dispatcher: giving back deliveries failed; they are due after their lease");
                     }
@@ -88,13 +99,29 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
                 Err(e) => tracing::warn!(error = %e, "dispatcher: claiming deliveries failed"),
             }
         }
-        if full_batch {
-            continue; // there may be more due right now
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = waiter.wait() => {}
-            _ = finished.notified() => {}
+        // The next claim waits for a reason: new deliveries (a ring), time
+        // (retries, expired leases), or, when the last claim left some
+        // behind, room for a batch worth a statement: a claim's cost is
+        // mostly fixed, so one for every finished send would cost more
+        // than the sends.
+        loop {
+            let free = slots.available_permits();
+            let in_flight = settings.concurrency - free;
+            if more && free >= (in_flight / 4).clamp(1, 64) {
+                continue 'claims;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'claims,
+                ids = waiter.wait() => {
+                    // Named events only, when nothing else waits: the cheap claim.
+                    if !more {
+                        named = ids.iter().filter_map(|id| EventId::parse(id)).collect();
+                    }
+                    continue 'claims;
+                }
+                _ = tick.tick() => continue 'claims,
+                _ = finished.notified() => {}
+            }
         }
     }
     tracker.close();
@@ -102,35 +129,35 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdo
     tracing::debug!("dispatcher stopped");
 }
 
-/// Sends in flight per endpoint in this process.
-#[derive(Default)]
-struct InFlight(Mutex<HashMap<EndpointId, usize>>);
-
-impl InFlight {
-    /// Counts a send to `endpoint` unless it is at `cap`.
-    fn enter(&self, endpoint: &EndpointId, cap: usize) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(endpoint.clone()).or_default();
-        if *n >= cap {
-            return false;
-        }
-        *n += 1;
-        true
+/// Claims up to `free` due deliveries within each endpoint's room (of
+/// `events` only, when it names some); answers them, and whether the claim
+/// may have left due ones behind (it took all it could, or all the room of
+/// an endpoint, or an endpoint had none).
+async fn claim(
+    pool: &PgPool,
+    free: usize,
+    lease: Duration,
+    limits: &Limits,
+    events: &[EventId],
+) -> Result<(Vec<dispatch::ClaimedDelivery>, bool), sqlx::Error> {
+    let started = std::time::Instant::now();
+    let room: HashMap<EndpointId, usize> = limits.room().into_iter().collect();
+    let pairs: Vec<(EndpointId, usize)> = room.iter().map(|(e, n)| (e.clone(), *n)).collect();
+    let (limit, initial) = (free as i64, limits.initial());
+    let mut conn = pool.acquire().await?;
+    let claimed = if events.is_empty() {
+        dispatch::claim_due(&mut conn, limit, lease, initial, &pairs).await?
+    } else {
+        dispatch::claim_events(&mut conn, events, limit, lease, initial, &pairs).await?
+    };
+    drop(conn);
+    crate::observe::delivery_claim(claimed.len(), started.elapsed());
+    let mut taken: HashMap<&EndpointId, usize> = HashMap::new();
+    for d in &claimed {
+        *taken.entry(&d.endpoint_id).or_default() += 1;
     }
-
-    fn leave(&self, endpoint: &EndpointId) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(endpoint) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(endpoint);
-            }
-        }
-    }
-
-    /// The endpoints with sends in flight, and how many.
-    fn counts(&self) -> Vec<(EndpointId, usize)> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(e, n)| (e.clone(), *n)).collect()
-    }
+    // An endpoint that took all its room, or had none, may have more due.
+    let filled = |(e, n): (&&EndpointId, &usize)| *n >= room.get(*e).copied().unwrap_or(limits.initial());
+    let left_behind = claimed.len() >= free || taken.iter().any(filled) || room.values().any(|n| *n == 0);
+    Ok((claimed, left_behind))
 }

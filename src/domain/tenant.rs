@@ -30,12 +30,14 @@ pub struct Scope {
     pub livemode: bool,
     /// The API key id acting, or [`SYSTEM_ACTOR`] (the audit log's actor).
     pub actor: String,
+    /// The acting key's kind; `None` for changes no key asked for.
+    pub key_kind: Option<KeyKind>,
 }
 
 impl Scope {
     /// A scope for changes no key asked for (workers, providers).
     pub fn system(merchant_id: MerchantId, livemode: bool) -> Self {
-        Self { merchant_id, livemode, actor: SYSTEM_ACTOR.to_owned() }
+        Self { merchant_id, livemode, actor: SYSTEM_ACTOR.to_owned(), key_kind: None }
     }
 }
 

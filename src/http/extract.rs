@@ -90,9 +90,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "send the body as Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::new(400, ErrorCode::JsonInvalid, format!("the body is not valid JSON: {e}")))
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(400, ErrorCode::JsonInvalid, format!("the body is not valid JSON: {e}")))?;
+        ApiError::check_nul(&body)?;
+        Ok(Self(body))
     }
 }
 
@@ -147,10 +148,18 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map(|Query(q)| Self(q))
-            .map_err(|_| ApiError::new(400, ErrorCode::QueryInvalid, "the query string is malformed"))
+            .map_err(|_| ApiError::new(400, ErrorCode::QueryInvalid, "the query string is malformed"))?;
+        if let Some((k, _)) = q.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::QueryInvalid,
+                format!("{} must not contain NUL bytes", k.escape_default()),
+            )
+            .with_param(k.escape_default().to_string()));
+        }
+        Ok(Self(q))
     }
 }
 
@@ -180,9 +189,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|Path(id)| Self(id))
-            .map_err(|_| ApiError::not_found("object"))
+        let Path(id) =
+            Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::not_found("object"))?;
+        if id.contains('\0') {
+            return Err(ApiError::nul("id"));
+        }
+        Ok(Self(id))
     }
 }

@@ -225,6 +225,9 @@ pub async fn remove_tag(
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Outcome, ApiError> {
     let Path((id, tag)) = path.map_err(|_| ApiError::not_found("payment"))?;
+    if let Some(field) = [("id", &id), ("tag", &tag)].into_iter().find_map(|(f, v)| v.contains('\0').then_some(f)) {
+        return Err(ApiError::nul(field));
+    }
     details::remove_tag(&s.ctx, &scope, &id, &tag).await
 }
 

@@ -20,6 +20,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimitSettings;
+use crate::domain::bearer_key;
 use crate::service::{ApiError, ErrorCode};
 
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
@@ -62,10 +63,13 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: u64) {
 }
 
 /// The middleware: counts the request against its key, or answers 429.
-/// Requests without a key pass; authentication answers them 401.
+/// The bucket is the key as authentication parses it, so every spelling of
+/// one key shares it; requests without a parsable key pass (authentication
+/// answers them 401 without a lookup that could be worth limiting).
 pub async fn enforce(State(rl): State<RateLimit>, req: Request, next: Next) -> Response {
     let Some(inner) = rl.inner.as_ref() else { return next.run(req).await };
-    let Some(key) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+    let parsed = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_key);
+    let Some(key) = parsed.map(str::to_owned) else {
         return next.run(req).await;
     };
     if inner.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {

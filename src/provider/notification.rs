@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "payd-provider-signature";
@@ -65,15 +66,33 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={sig}")
 }
 
-/// Checks a header against `body` at time `now` (constant-time compare).
+/// Longest accepted signature header: a real one is about 60 bytes.
+pub const MAX_HEADER_LEN: usize = 1024;
+/// Most `v1=` entries accepted (several while a secret is rolled).
+pub const MAX_SIGNATURES: usize = 5;
+
+/// Checks a header against `body` at time `now`.
+///
+/// The header is bounded before anything is parsed and the MAC is computed
+/// once, whatever the header holds: an unauthenticated caller controls it,
+/// so its CPU cost must not grow with it. Each entry is compared in
+/// constant time.
 pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Malformed)?;
+    if header.len() > MAX_HEADER_LEN {
+        return Err(SignatureError::Malformed);
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", s)) => signatures.extend(STANDARD.decode(s).ok()),
+            Some(("v1", s)) => {
+                if signatures.len() == MAX_SIGNATURES {
+                    return Err(SignatureError::Malformed);
+                }
+                signatures.extend(STANDARD.decode(s).ok());
+            }
             _ => {}
         }
     }
@@ -84,11 +103,10 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
     if (now - timestamp).abs() > TOLERANCE_SECS {
         return Err(SignatureError::Stale);
     }
-    if signatures.iter().any(|sig| mac(secret, timestamp, body).verify_slice(sig).is_ok()) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    let expected = mac(secret, timestamp, body).finalize().into_bytes();
+    // Every entry is compared (no early exit), each in constant time.
+    let matched = signatures.iter().fold(subtle::Choice::from(0), |any, sig| any | expected.as_slice().ct_eq(sig));
+    if bool::from(matched) { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 #[cfg(test)]
@@ -106,5 +124,19 @@ mod tests {
         assert_eq!(verify("s3cret", None, body, 1_000), Err(SignatureError::Malformed));
         assert_eq!(verify("s3cret", Some("t=1000"), body, 1_000), Err(SignatureError::Malformed));
         assert_eq!(verify("s3cret", Some("v1=abc"), body, 1_000), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_any_mac() {
+        let body = br#"{"id":"ntf_1"}"#;
+        let good = sign("s3cret", 1_000, body);
+        let sig = good.split_once(",v1=").unwrap().1;
+        // Five entries (a secret being rolled) pass; a sixth is refused.
+        let five = format!("t=1000{}", format!(",v1={sig}").repeat(5));
+        assert_eq!(verify("s3cret", Some(&five), body, 1_000), Ok(()));
+        let six = format!("t=1000{}", ",v1=AAAA".repeat(5)) + &format!(",v1={sig}");
+        assert_eq!(verify("s3cret", Some(&six), body, 1_000), Err(SignatureError::Malformed));
+        let long = format!("{good},x={}", "a".repeat(MAX_HEADER_LEN));
+        assert_eq!(verify("s3cret", Some(&long), body, 1_000), Err(SignatureError::Malformed));
     }
 }

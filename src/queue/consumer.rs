@@ -83,11 +83,11 @@ async fn consume<H: Handler>(
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
                     // Prefetch bounds how many run at once.
-                    tracker.spawn(QUEUE.scope(queue, async move {
+                    tracker.spawn(QUEUE.scope(queue, SHUTDOWN.scope(shutdown.clone(), async move {
                         let started = std::time::Instant::now();
                         handler.handle(delivery).await;
                         crate::observe::handled(queue, started.elapsed());
-                    }));
+                    })));
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
@@ -99,8 +99,103 @@ async fn consume<H: Handler>(
 }
 
 tokio::task_local! {
-    /// The queue the current delivery came from, for the metrics of how it settled.
+    /// The queue the current delivery came from (base name), for the metrics
+    /// of how it settled and for queueing a fresh copy of it.
     static QUEUE: &'static str;
+    /// The consumer's shutdown, which ends a [`Hold`].
+    static SHUTDOWN: CancellationToken;
+}
+
+/// How long a delivery is held and retried in place before a fresh copy of
+/// it is queued: well under RabbitMQ's `consumer_timeout` (30 minutes by
+/// default), which would close the channel and count a delivery.
+const HOLD: Duration = Duration::from_secs(10);
+/// The header counting how many fresh copies of a command came before.
+const RETRIES_HEADER: &str = "x-payd-retries";
+
+/// A delivery that payd cannot handle for its own reasons (Postgres is
+/// unreachable, a duplicate is in flight). Nack-and-requeue would spend
+/// the queue's delivery limit and, after a couple of minutes of outage,
+/// dead-letter a command nobody refused; instead the delivery is held and
+/// retried in place with a growing pause, and every [`HOLD`] a fresh copy
+/// goes to the back of the queue (confirmed, then the original acked) with
+/// a fresh delivery count. A crash in between leaves two copies, which the
+/// message id makes one.
+pub struct Hold {
+    since: std::time::Instant,
+    pause: Duration,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self { since: std::time::Instant::now(), pause: Duration::from_millis(100) }
+    }
+}
+
+impl Hold {
+    /// How many fresh copies came before this delivery.
+    pub fn retries(delivery: &Delivery) -> i64 {
+        match delivery.properties.headers().as_ref().and_then(|h| h.inner().get(RETRIES_HEADER)) {
+            Some(AMQPValue::LongLongInt(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    /// Waits before the next try. `false`: stop trying, the delivery is no
+    /// longer in hand (a fresh copy was queued, or payd is stopping and the
+    /// broker gets it back when the channel closes).
+    pub async fn wait(&mut self, amqp: &Amqp, delivery: &Delivery) -> bool {
+        let shutdown = SHUTDOWN.try_with(CancellationToken::clone).unwrap_or_default();
+        if self.since.elapsed() >= HOLD {
+            settled("recycle");
+            if let Err(e) = recycle(amqp, delivery).await {
+                // The broker is away too: the channel is gone with it, and
+                // the delivery comes back when the consumer reconnects.
+                tracing::warn!(error = %e, "could not queue a fresh copy; the broker redelivers it");
+            }
+            return false;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(self.pause) => {}
+        }
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        true
+    }
+}
+
+/// Queues a copy of `delivery` at the back of its own queue, then acks it.
+async fn recycle(amqp: &Amqp, delivery: &Delivery) -> Result<(), lapin::Error> {
+    let queue = QUEUE.try_with(|q| *q).unwrap_or_default();
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(RETRIES_HEADER.into(), AMQPValue::LongLongInt(Hold::retries(delivery) + 1));
+    let props = delivery.properties.clone().with_headers(headers);
+    publish_confirmed(amqp, queue, &delivery.data, props).await?;
+    delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ())
+}
+
+/// Publishes to `queue` (base name) through the default exchange and waits
+/// for the broker's confirm.
+async fn publish_confirmed(amqp: &Amqp, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), lapin::Error> {
+    amqp.publisher()
+        .await?
+        .basic_publish("".into(), amqp.name(queue).as_str().into(), BasicPublishOptions::default(), body, props)
+        .await?
+        .await
+        .map(|_| ())
+}
+
+/// Whether the broker is about to dead-letter this delivery itself (its
+/// queue's delivery limit, after crashes or lost channels): payd
+/// dead-letters it first, so that no dead letter keeps its `authorization`.
+pub fn last_delivery(delivery: &Delivery) -> bool {
+    let count = match delivery.properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count")) {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n),
+        Some(AMQPValue::LongUInt(n)) => i64::from(*n),
+        _ => 0,
+    };
+    count + 1 >= super::DELIVERY_LIMIT
 }
 
 fn settled(result: &'static str) {
@@ -124,11 +219,17 @@ pub async fn requeue(delivery: &Delivery) {
 }
 
 /// Publishes a copy to `dead_queue` (base name) with header
-/// `x-payd-error: <code>`, then acks the original. A crash in between leaves
+/// `x-payd-error: <code>` and without `authorization`, then acks the original. A crash in between leaves
 /// a duplicate in the dead queue, never a loop.
 pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, code: &str) {
     settled("dead_letter");
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    // A dead letter is read by whoever operates the queue: it keeps no key.
+    let kept = delivery.properties.headers().as_ref().map(|h| h.inner().clone()).unwrap_or_default();
+    let mut headers: FieldTable = kept
+        .into_iter()
+        .filter(|(k, _)| !k.as_str().eq_ignore_ascii_case("authorization"))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into();
     headers.insert("x-payd-error".into(), AMQPValue::LongString(code.into()));
     let mut props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
     if let Some(ct) = delivery.properties.content_type() {
@@ -137,20 +238,7 @@ pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, cod
     if let Some(id) = delivery.properties.message_id() {
         props = props.with_message_id(id.clone());
     }
-    let published = async {
-        amqp.publisher()
-            .await?
-            .basic_publish(
-                "".into(),
-                amqp.name(dead_queue).as_str().into(),
-                BasicPublishOptions::default(),
-                &delivery.data,
-                props,
-            )
-            .await?
-            .await
-    };
-    match published.await {
+    match publish_confirmed(amqp, dead_queue, &delivery.data, props).await {
         Ok(_) => {
             if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
                 tracing::warn!(error = %e, "ack failed; the message will be redelivered");

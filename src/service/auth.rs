@@ -6,21 +6,16 @@
 use super::Ctx;
 use super::error::ApiError;
 use crate::db;
-use crate::domain::{KeyKind, Principal, Scope, Viewer};
-
-/// Longest key payd looks up.
-const KEY_MAX: usize = 256;
+use crate::domain::{KeyKind, Principal, Scope, Viewer, bearer_key};
 
 /// The key of `Bearer <key>`, looked up; 401 when the value is missing,
 /// malformed, or names no live key. `missing` is the message for an absent
 /// value (each entry point names its own header).
 pub async fn authenticate(ctx: &Ctx, authorization: Option<&str>, missing: &str) -> Result<Principal, ApiError> {
     let raw = authorization.ok_or_else(|| ApiError::unauthenticated(missing.to_owned()))?;
-    let key = raw
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= KEY_MAX)
-        .ok_or_else(|| ApiError::unauthenticated("malformed authorization: use Bearer <key>"))?;
+    let key = bearer_key(raw).ok_or_else(|| {
+        ApiError::unauthenticated("malformed authorization: use Bearer <key> (one space, at most 200 characters)")
+    })?;
     db::keys::authenticate(&ctx.db, key).await?.ok_or_else(|| ApiError::unauthenticated("invalid API key"))
 }
 
@@ -39,7 +34,12 @@ pub fn scope(p: &Principal, access: Access) -> Result<Scope, ApiError> {
         return Err(ApiError::forbidden("publishable keys may only create payments"));
     }
     match &p.merchant_id {
-        Some(m) => Ok(Scope { merchant_id: m.clone(), livemode: p.livemode, actor: p.key_id.to_string() }),
+        Some(m) => Ok(Scope {
+            merchant_id: m.clone(),
+            livemode: p.livemode,
+            actor: p.key_id.to_string(),
+            key_kind: Some(p.kind),
+        }),
         None => Err(ApiError::forbidden("operator keys cannot use merchant routes")),
     }
 }

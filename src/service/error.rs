@@ -95,6 +95,8 @@ error_codes! {
     AttemptNotScheduled = "attempt_not_scheduled",
     /// The webhook URL is not allowed (scheme or address).
     UrlNotAllowed = "url_not_allowed",
+    /// The merchant has `webhooks.max_endpoints` endpoints in this mode.
+    EndpointLimitReached = "endpoint_limit_reached",
     /// A provider notification's signature does not verify.
     SignatureInvalid = "signature_invalid",
     /// A provider notification is malformed.
@@ -171,6 +173,22 @@ impl ApiError {
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
+    }
+
+    /// 400 for a body (or command) with a NUL byte in `field`.
+    pub fn nul(field: &str) -> Self {
+        let message = if field.is_empty() {
+            "the value must not contain NUL bytes".to_owned()
+        } else {
+            format!("{field} must not contain NUL bytes")
+        };
+        let e = Self::new(400, ErrorCode::ParameterInvalid, message);
+        if field.is_empty() { e } else { e.with_param(field) }
+    }
+
+    /// 400 unless `value` is free of NUL bytes.
+    pub fn check_nul(value: &serde_json::Value) -> Result<(), Self> {
+        crate::domain::nul_field(value).map_or(Ok(()), |field| Err(Self::nul(&field)))
     }
 
     /// 400 `parameter_invalid` for `param`.

@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorCode};
 use super::{Ctx, Outcome};
 use crate::db;
 use crate::db::creates::KeyRecord;
-use crate::domain::MerchantId;
+use crate::domain::{KeyKind, Scope};
 
 /// Longest `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
@@ -38,35 +38,45 @@ impl IdempotencyKey {
         Ok(Self { key: key.to_owned(), fingerprint: db::idempotency::fingerprint(&operation, body) })
     }
 
+    /// The key as stored (contract §11): scoped by mode and key kind within
+    /// the merchant, so the same key sent with a test and a live key (or a
+    /// publishable and a secret one) names two requests.
+    fn stored(&self, scope: &Scope) -> String {
+        let mode = if scope.livemode { "live" } else { "test" };
+        let kind = scope.key_kind.map_or("system", KeyKind::as_str);
+        format!("{mode}:{kind}:{}", self.key)
+    }
+
     /// The stored answer to replay, if this key was used before; holds the
     /// key's lock for the rest of the transaction.
-    pub(super) async fn replay(
-        &self,
-        conn: &mut PgConnection,
-        merchant: &MerchantId,
-    ) -> Result<Option<Outcome>, ApiError> {
-        answer(db::idempotency::claim(conn, merchant, &self.key, &self.fingerprint).await?)
+    pub(super) async fn replay(&self, conn: &mut PgConnection, scope: &Scope) -> Result<Option<Outcome>, ApiError> {
+        let key = self.stored(scope);
+        answer(db::idempotency::claim(conn, &scope.merchant_id, &key, &self.key, &self.fingerprint).await?)
     }
 
     /// [`Self::replay`] holding nothing afterwards (see [`db::idempotency::peek`]).
-    pub(super) async fn peek(&self, ctx: &Ctx, merchant: &MerchantId) -> Result<Option<Outcome>, ApiError> {
+    pub(super) async fn peek(&self, ctx: &Ctx, scope: &Scope) -> Result<Option<Outcome>, ApiError> {
         let mut conn = ctx.db.acquire().await?;
-        answer(db::idempotency::peek(&mut conn, merchant, &self.key, &self.fingerprint).await?)
+        let key = self.stored(scope);
+        answer(db::idempotency::peek(&mut conn, &scope.merchant_id, &key, &self.key, &self.fingerprint).await?)
     }
 
     /// The record the group commit stores with a create.
-    pub(super) fn record(&self) -> KeyRecord {
-        KeyRecord { key: self.key.clone(), fingerprint: self.fingerprint.clone() }
+    pub(super) fn record(&self, scope: &Scope) -> KeyRecord {
+        KeyRecord { key: self.stored(scope), fingerprint: self.fingerprint.clone() }
     }
 
     /// Stores the answer, in the transaction of its effects.
     pub(super) async fn store(
         &self,
         conn: &mut PgConnection,
-        merchant: &MerchantId,
+        scope: &Scope,
         outcome: &Outcome,
     ) -> Result<(), ApiError> {
-        if db::idempotency::store(conn, merchant, &self.key, &self.fingerprint, outcome.status, &outcome.body).await? {
+        let key = self.stored(scope);
+        if db::idempotency::store(conn, &scope.merchant_id, &key, &self.fingerprint, outcome.status, &outcome.body)
+            .await?
+        {
             Ok(())
         } else {
             Err(in_flight())

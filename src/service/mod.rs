@@ -90,7 +90,7 @@ enum Begun {
 async fn begin(ctx: &Ctx, scope: &Scope, key: Option<&IdempotencyKey>, action: &str) -> Result<Begun, ApiError> {
     let mut tx = ctx.db.begin().await?;
     if let Some(key) = key
-        && let Some(replayed) = key.replay(&mut tx, &scope.merchant_id).await?
+        && let Some(replayed) = key.replay(&mut tx, scope).await?
     {
         return Ok(Begun::Replay(replayed));
     }
@@ -107,7 +107,7 @@ async fn finish(
     outcome: Outcome,
 ) -> Result<Outcome, ApiError> {
     if let Some(key) = key {
-        key.store(&mut tx, &scope.merchant_id, &outcome).await?;
+        key.store(&mut tx, scope, &outcome).await?;
     }
     tx.commit().await?;
     // Whatever the change wrote for the relay and the dispatcher.

@@ -99,12 +99,12 @@ pub async fn create(
     key: Option<&IdempotencyKey>,
 ) -> Result<Outcome, ApiError> {
     if let Some(key) = key
-        && let Some(replayed) = key.peek(ctx, &scope.merchant_id).await?
+        && let Some(replayed) = key.peek(ctx, scope).await?
     {
         return Ok(replayed);
     }
     let new = new_payment(ctx, scope, req).await?;
-    let draft = Arc::new(draft(new, key)?);
+    let draft = Arc::new(draft(new, scope, key)?);
     let payment = match ctx.creates.insert(draft.clone()).await {
         Ok(Some(row)) => created(row, &draft),
         // A concurrent request with the same key was written first: its
@@ -112,18 +112,18 @@ pub async fn create(
         Ok(None) => {
             let key =
                 key.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a create without a key was not written")))?;
-            return key.peek(ctx, &scope.merchant_id).await?.ok_or_else(in_flight);
+            return key.peek(ctx, scope).await?.ok_or_else(in_flight);
         }
         Err(e) => return Err(refused(ctx, scope, &draft.payment, e).await),
     };
     db::notify::ring(&ctx.db, db::notify::OUTBOX);
-    db::notify::ring(&ctx.db, db::notify::DELIVERIES);
+    db::notify::ring_events(&ctx.db, [draft.event_id.as_str()]);
     Ok(Outcome { status: 201, body: to_json(&payment)? })
 }
 
 /// The payment with its transaction, attempt, work message and event, ready
 /// to insert (see [`crate::db::creates`]).
-fn draft(new: NewPayment, key: Option<&IdempotencyKey>) -> Result<Draft, ApiError> {
+fn draft(new: NewPayment, scope: &Scope, key: Option<&IdempotencyKey>) -> Result<Draft, ApiError> {
     let attempt_id = AttemptId::generate();
     let message = WorkMessage::run(&attempt_id);
     let event_data = serde_json::json!({ "object": to_json(&Payment::new(new.draft_row(), Vec::new()))? });
@@ -135,7 +135,7 @@ fn draft(new: NewPayment, key: Option<&IdempotencyKey>) -> Result<Draft, ApiErro
         message,
         event_id: EventId::generate(),
         event_data,
-        key: key.map(IdempotencyKey::record),
+        key: key.map(|k| k.record(scope)),
     })
 }
 

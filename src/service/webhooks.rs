@@ -56,7 +56,14 @@ pub async fn create_endpoint(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Va
     let url = check_url(ctx, scope, &url).await?;
     let mut conn = ctx.db.acquire().await?;
     let new = webhooks::NewEndpoint { url, enabled_events, description, metadata, secret: signing::generate_secret() };
-    let endpoint = webhooks::create(&mut conn, scope, new).await?;
+    let max = ctx.settings.webhooks.max_endpoints;
+    let endpoint = webhooks::create(&mut conn, scope, new, max).await?.ok_or_else(|| {
+        ApiError::new(
+            422,
+            ErrorCode::EndpointLimitReached,
+            format!("at most {max} webhook endpoints per merchant and mode; delete one first"),
+        )
+    })?;
     to_json(&endpoint)
 }
 

@@ -5,7 +5,7 @@
 //! Outcomes: done → reply `{"ok":true,"data":…}` (with `reply_to`), then ack;
 //! refused (4xx) → reply `{"ok":false,"status":…,"error":…}`, then dead-letter
 //! with `x-payd-error`; payd's own trouble (5xx, a duplicate still in flight)
-//! → requeue, nothing was committed.
+//! → held and retried ([`consumer::Hold`]), nothing was committed.
 
 use std::sync::Arc;
 
@@ -59,6 +59,9 @@ impl CommandConsumer {
             d.properties.message_id().as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()).ok_or_else(|| {
                 ApiError::new(400, ErrorCode::MessageIdMissing, "message_id is required: it is the idempotency key")
             })?;
+        if message_id.contains('\0') {
+            return Err(ApiError::nul("message_id"));
+        }
         let principal = self.authenticate(d).await?;
         let CommandBody { kind, data } = parse_body(&d.data)?;
         let access = if kind == "payment.create" { Access::CreatePayments } else { Access::Merchant };
@@ -135,6 +138,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<CommandBody, ApiError> {
     }
     let body: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(400, ErrorCode::JsonInvalid, format!("the body is not valid JSON: {e}")))?;
+    ApiError::check_nul(&body)?;
     let Value::Object(mut body) = body else {
         return Err(ApiError::new(400, ErrorCode::ParameterInvalid, "the body must be a JSON object"));
     };
@@ -163,9 +167,35 @@ pub fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), 
     }
 }
 
+/// Fresh copies after which a command that keeps failing for payd's own
+/// reasons while Postgres answers is dead-lettered (about ten minutes).
+const MAX_RETRIES: i64 = 60;
+
 impl Handler for CommandConsumer {
     async fn handle(&self, delivery: Delivery) {
-        match self.execute(&delivery).await {
+        if consumer::last_delivery(&delivery) {
+            tracing::warn!("commands: the broker's delivery limit is reached; dead-lettering");
+            consumer::dead_letter(&self.amqp, &delivery, COMMANDS_DEAD_QUEUE, ErrorCode::InternalError.as_str()).await;
+            return;
+        }
+        let mut hold = consumer::Hold::default();
+        let result = loop {
+            match self.execute(&delivery).await {
+                Err(e) if e.status >= 500 || e.code == ErrorCode::IdempotencyKeyInUse => {
+                    e.log();
+                    // Held while Postgres is away, however long; only a
+                    // command that keeps failing with Postgres up is given up on.
+                    if consumer::Hold::retries(&delivery) >= MAX_RETRIES && crate::db::ping(&self.ctx.db).await {
+                        break Err(e);
+                    }
+                    if !hold.wait(&self.amqp, &delivery).await {
+                        return;
+                    }
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(outcome) => {
                 if let Err(e) = self.reply(&delivery, &json!({"ok": true, "data": outcome.body})).await {
                     // Committed, but the producer has not heard: redeliver,
@@ -176,10 +206,6 @@ impl Handler for CommandConsumer {
                 }
                 self.faults.crash_point(CrashPoint::CommandsBeforeAck);
                 consumer::ack(&delivery).await;
-            }
-            Err(e) if e.status >= 500 || e.code == ErrorCode::IdempotencyKeyInUse => {
-                e.log();
-                consumer::requeue(&delivery).await;
             }
             Err(e) => {
                 tracing::info!(code = %e.code, message = %e.message, "commands: command refused; dead-lettering");

@@ -164,7 +164,7 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         })
         .collect();
     let recorded: Vec<_> = views.iter().map(|(scope, t, view)| (scope, t.event, view)).collect();
-    events::record_all(&mut tx, &recorded).await?;
+    let event_ids = events::record_all(&mut tx, &recorded).await?;
     faults.crash_point(CrashPoint::WorkerBeforeCommit);
     tx.commit().await?;
 
@@ -172,6 +172,6 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         crate::observe::transition(t.from.as_str(), t.to.as_str());
         notify::ring_with(pool, notify::PAYMENT_STATUS, view.row.id.as_str());
     }
-    notify::ring(pool, notify::DELIVERIES);
+    notify::ring_events(pool, event_ids.iter().map(|id| id.as_str()));
     Ok(answers)
 }

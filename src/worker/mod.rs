@@ -16,6 +16,10 @@ use crate::queue::consumer::{self, Handler};
 pub use attempt::AttemptRunner;
 pub use commands::CommandConsumer;
 
+/// Fresh copies of an attempt message after which it is dead-lettered
+/// (about ten minutes of trouble).
+const MAX_RETRIES: i64 = 60;
+
 /// Runs attempts from the work queue.
 pub struct AttemptHandler {
     /// Runs one attempt.
@@ -26,6 +30,12 @@ pub struct AttemptHandler {
 
 impl Handler for AttemptHandler {
     async fn handle(&self, delivery: Delivery) {
+        if consumer::last_delivery(&delivery) {
+            // The scheduler enqueues a due attempt again: nothing is lost.
+            tracing::warn!("worker: the broker's delivery limit is reached; dead-lettering");
+            consumer::dead_letter(&self.amqp, &delivery, ATTEMPTS_DEAD_QUEUE, "delivery_limit").await;
+            return;
+        }
         let message: WorkMessage = match serde_json::from_slice(&delivery.data) {
             Ok(m) => m,
             Err(e) => {
@@ -35,14 +45,26 @@ impl Handler for AttemptHandler {
             }
         };
         match message {
-            WorkMessage::RunAttempt { attempt_id } => match self.runner.run(&attempt_id).await {
-                Ok(()) => consumer::ack(&delivery).await,
-                Err(e) => {
-                    // Nothing was committed; the message goes back for another try.
-                    tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: attempt failed; requeueing");
-                    consumer::requeue(&delivery).await;
+            WorkMessage::RunAttempt { attempt_id } => {
+                let mut hold = consumer::Hold::default();
+                loop {
+                    match self.runner.run(&attempt_id).await {
+                        Ok(()) => return consumer::ack(&delivery).await,
+                        Err(e) => {
+                            // Nothing was committed; held and tried again (Postgres may be away).
+                            tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: attempt failed; retrying");
+                            if consumer::Hold::retries(&delivery) >= MAX_RETRIES {
+                                // The scheduler enqueues the attempt again while it is due.
+                                let code = "attempt_failed";
+                                return consumer::dead_letter(&self.amqp, &delivery, ATTEMPTS_DEAD_QUEUE, code).await;
+                            }
+                            if !hold.wait(&self.amqp, &delivery).await {
+                                return;
+                            }
+                        }
+                    }
                 }
-            },
+            }
         }
     }
 }

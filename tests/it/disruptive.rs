@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::chaos::{SANDBOX_CHARGES, assert_promise_kept, burst, burst_without_keys};
 use crate::common::{Receiver, TestApp, eventually, verify_webhook};
+use crate::producers::{Producer, create_data};
 
 /// Outages take longer than the usual waits: reconnect backoff included.
 const OUTAGE_WAIT: Duration = Duration::from_secs(90);
@@ -60,6 +61,16 @@ async fn delivered(app: &TestApp, receiver: &Receiver, secret: &str, id: &str) {
     })
     .await;
     assert!(verify_webhook(secret, &hook));
+}
+
+/// The version of the local cluster `pg_ctlcluster` can stop and start.
+fn postgres_cluster() -> Option<String> {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    version.filter(|_| Command::new("pg_ctlcluster").output().is_ok())
 }
 
 /// A disruptive test that cannot disrupt here: fails when
@@ -119,12 +130,7 @@ async fn disruptive_rabbitmq_dropped_and_restarted_mid_load_loses_nothing() {
 
 #[tokio::test]
 async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned());
-    let Some(version) = version.filter(|_| Command::new("pg_ctlcluster").output().is_ok()) else {
+    let Some(version) = postgres_cluster() else {
         skip("no local PostgreSQL cluster that pg_ctlcluster can restart here");
         return;
     };
@@ -176,5 +182,51 @@ async fn disruptive_postgres_restarted_mid_load_loses_nothing() {
     phase("ready again");
     assert_promise_kept(&app, &ids, &[(&receiver, &secret)], SANDBOX_CHARGES).await;
     phase("promise kept");
+    app.stop().await;
+}
+
+/// Commands queued while Postgres is down for longer than the command
+/// queue's delivery limit would last (20 redeliveries, about ten seconds of
+/// nack-and-requeue) are all handled once it is back: none is dead-lettered
+/// without a reply, none is lost.
+#[tokio::test]
+async fn disruptive_postgres_down_longer_than_the_delivery_limit_loses_no_command() {
+    let Some(version) = postgres_cluster() else {
+        skip("no local PostgreSQL cluster that pg_ctlcluster can restart here");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let p = Producer::connect(&app).await;
+    if !run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "stop", "-m", "fast"]) {
+        skip(&format!("pg_ctlcluster could not stop PostgreSQL {version} (not root?)"));
+        app.stop().await;
+        return;
+    }
+    let mut corrs = Vec::new();
+    for i in 0..8 {
+        let data = create_data("pm_test_success", 100 + i);
+        corrs.push(p.command(&app.key, &format!("outage-{i}"), "payment.create", data, true).await);
+    }
+    // The outage itself: longer than the delivery limit and than a hold,
+    // so commands are held, copied back to the queue and held again.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(run("pg_ctlcluster", &["--skip-systemctl-redirect", &version, "main", "start"]), "starting PostgreSQL");
+    let mut ids = Vec::new();
+    for corr in &corrs {
+        let reply = eventually(&format!("the reply for {corr}"), OUTAGE_WAIT, || async {
+            p.replies_for(corr).into_iter().next()
+        })
+        .await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        ids.push(reply["data"]["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_status(id, "succeeded").await;
+    }
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE merchant_id = $1", app.merchant.as_str()).await, 8);
+    let dead = format!("{}payd.commands.dead", app.vars["PAYD_AMQP__PREFIX"]);
+    let extra = p.ch.basic_get(dead.as_str().into(), lapin::options::BasicGetOptions::default()).await.unwrap();
+    assert!(extra.is_none(), "a command was dead-lettered: {:?}", extra.map(|m| m.delivery.properties.clone()));
+    p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;
 }

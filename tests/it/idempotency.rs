@@ -48,7 +48,7 @@ async fn a_key_still_in_flight_is_409() {
     let mut holder = sqlx::PgConnection::connect(&app.vars["PAYD_DATABASE__URL"]).await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(hashtextextended($1 || ':' || $2, 0))")
         .bind(app.merchant.as_str())
-        .bind("busy-key")
+        .bind("test:secret:busy-key")
         .execute(&mut holder)
         .await
         .unwrap();
@@ -99,10 +99,12 @@ async fn an_expired_key_is_used_again_for_a_new_request() {
     let (status, first) = app.call_as(&app.key, "POST", "/v1/payments", Some(body()), &h).await;
     assert_eq!(status, 201, "{first}");
     // The answer is past its 24 h retention (the purge has not run yet).
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old-key'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'test:secret:old-key'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let other = json!({"amount": 990, "currency": "EUR", "payment_method_id": "pm_test_success"});
     let (status, second) = app.call_as(&app.key, "POST", "/v1/payments", Some(other.clone()), &h).await;
     assert_eq!(status, 201, "{second}");
@@ -167,7 +169,7 @@ async fn concurrent_keyed_creates_share_commits_and_each_key_keeps_its_answer() 
     for (k, status, answer) in again {
         assert_eq!((status, &answer), (201, &first[k].2), "key {k}");
         let stored: serde_json::Value = sqlx::query_scalar("SELECT response_body FROM idempotency_keys WHERE key = $1")
-            .bind(format!("k-{k}"))
+            .bind(format!("test:secret:k-{k}"))
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -200,5 +202,69 @@ async fn a_key_is_bound_to_the_route_it_was_sent_to_with_its_parameters() {
     assert_eq!((s3, again), (200, first));
     let (_, other) = app.get(&format!("/v1/payments/{}", ids[1])).await;
     assert_eq!(other["tags"], json!([]), "the refused request changed nothing");
+    app.stop().await;
+}
+
+/// Contract §11: keys are scoped by merchant, mode and key kind; external
+/// keys and pending references by merchant and mode. A test or publishable
+/// key can neither replay a live answer nor block a live object.
+#[tokio::test]
+async fn test_and_live_keys_never_share_keys_references_or_external_keys() {
+    use payd::testing::KeyKind;
+    // A gateway for live mode; no worker runs, so it is never called.
+    let app = TestApp::spawn_with(
+        &[Role::Api],
+        &[("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:9"), ("PAYD_PROVIDERS__ACME__SECRET", "unused")],
+    )
+    .await;
+    let live = payd::testing::add_key(&app.pool, Some(&app.merchant), KeyKind::Secret, true).await.unwrap();
+    let pk = payd::testing::add_key(&app.pool, Some(&app.merchant), KeyKind::Publishable, false).await.unwrap();
+    let (status, pm) = app
+        .call_as(&live, "POST", "/v1/payment_methods", Some(json!({"provider": "acme", "token": "tok_live"})), &[])
+        .await;
+    assert_eq!(status, 201, "{pm}");
+    let test_body = json!({"amount": 700, "currency": "USD", "payment_method_id": "pm_test_success",
+                           "reference": "order-9", "external_key": "ext-9"});
+    let mut live_body = test_body.clone();
+    live_body["payment_method_id"] = pm["id"].clone();
+    let h = [("Idempotency-Key", "shared-9")];
+    let (s1, test_p) = app.call_as(&app.key, "POST", "/v1/payments", Some(test_body.clone()), &h).await;
+    assert_eq!(s1, 201, "{test_p}");
+    // The live key's request with the same Idempotency-Key, reference and
+    // external_key is a new live payment, not the test one replayed nor a 409.
+    let (s2, live_p) = app.call_as(&live, "POST", "/v1/payments", Some(live_body.clone()), &h).await;
+    assert_eq!(s2, 201, "{live_p}");
+    assert_ne!(live_p["id"], test_p["id"]);
+    assert_eq!(live_p["livemode"], true);
+    // A publishable key of the same mode has its own keys too: with another
+    // body it is a new request, not idempotency_key_reused.
+    let mut pk_body = test_body.clone();
+    pk_body["reference"] = json!("order-10");
+    pk_body["external_key"] = json!("ext-10");
+    let (s3, pk_p) = app.call_as(&pk, "POST", "/v1/payments", Some(pk_body), &h).await;
+    assert_eq!(s3, 201, "{pk_p}");
+    assert_ne!(pk_p["id"], test_p["id"]);
+    // Within one mode the rules still hold.
+    let (status, err) =
+        app.call_as(&live, "POST", "/v1/payments", Some(live_body), &[("Idempotency-Key", "other-9")]).await;
+    assert_eq!(status, 409, "a second pending live payment for order-9: {err}");
+    // Each key replays its own answer.
+    let (_, again) = app.call_as(&app.key, "POST", "/v1/payments", Some(test_body.clone()), &h).await;
+    assert_eq!(again["id"], test_p["id"]);
+
+    // An answer stored before keys were scoped (the bare key) is still
+    // replayed: a client retrying across the upgrade is not charged twice.
+    let h = [("Idempotency-Key", "before-upgrade")];
+    let mut body = test_body;
+    body["reference"] = json!("order-11");
+    body["external_key"] = json!("ext-11");
+    let (_, first) = app.call_as(&app.key, "POST", "/v1/payments", Some(body.clone()), &h).await;
+    let moved = sqlx::query("UPDATE idempotency_keys SET key = 'before-upgrade' WHERE key LIKE '%:before-upgrade'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+    let (status, replayed) = app.call_as(&app.key, "POST", "/v1/payments", Some(body), &h).await;
+    assert_eq!((status, &replayed["id"]), (201, &first["id"]), "{replayed}");
     app.stop().await;
 }

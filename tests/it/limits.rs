@@ -35,6 +35,20 @@ async fn rate_limits_are_per_key_with_retry_after() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
+    // No spelling of the limited key escapes its bucket: the scheme's case is
+    // the same key (still limited), anything else is no key at all (401).
+    for (spelling, expected) in [
+        (format!("bearer {}", app.key), 429),
+        (format!("BEARER {}", app.key), 429),
+        (format!("Bearer  {}", app.key), 401),
+        (format!("Bearer   {}", app.key), 401),
+        (format!("Bearer\t{}", app.key), 401),
+        (format!("Bearer {}{}", app.key, "x".repeat(200)), 401),
+    ] {
+        let resp = app.http.get(&url).header("Authorization", &spelling).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected, "{spelling:?}");
+    }
+
     // Another key has its own budget; unauthenticated requests are not counted (they are 401).
     let (_, other) = app.other_merchant().await;
     assert_eq!(get(other).await.status(), 200);

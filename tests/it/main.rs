@@ -18,6 +18,7 @@ mod limits;
 mod methods;
 mod notifications;
 mod observe;
+mod plans;
 mod producers;
 mod queue;
 mod retries;

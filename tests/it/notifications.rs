@@ -115,6 +115,30 @@ async fn forged_stale_and_replayed_notifications_change_nothing() {
     app.stop().await;
 }
 
+/// An unauthenticated caller controls the signature header and the body:
+/// 40,000 `v1=` entries over a 60 KB body cost one refusal, not 40,000 MACs.
+#[tokio::test]
+async fn a_huge_signature_header_is_refused_at_once() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let note = json!({"id": "ntf_big", "type": "charge.succeeded", "idempotency_key": "txn_x",
+                      "message": "x".repeat(60_000)});
+    let body = note.to_string();
+    let one = sign_notification(SANDBOX_SECRET, now(), body.as_bytes());
+    let (t, sig) = one.split_once(",v1=").unwrap();
+    let forged = format!("{t}{}", ",v1=AAAA".repeat(40_000));
+    let huge = format!("{forged},v1={sig}");
+    for (case, header) in
+        [("40,000 forged entries", huge), ("six entries", format!("{t}{}", format!(",v1={sig}").repeat(6)))]
+    {
+        let started = std::time::Instant::now();
+        let (status, err) = post_note(&app, "sandbox", &note, Some(header)).await;
+        let took = started.elapsed();
+        assert_eq!((status, err["error"]["code"].as_str()), (400, Some("signature_invalid")), "{case}: {err}");
+        assert!(took < std::time::Duration::from_millis(500), "{case}: answered in {took:?}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_pending_payment_that_never_hears_back_is_checked_again() {
     let app = TestApp::spawn_with(

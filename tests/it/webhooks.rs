@@ -240,6 +240,7 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
         &[
             ("PAYD_WEBHOOKS__CONCURRENCY", "4"),
             ("PAYD_WEBHOOKS__ENDPOINT_CONCURRENCY", "2"),
+            ("PAYD_WEBHOOKS__ENDPOINT_CONCURRENCY_MAX", "2"),
             ("PAYD_WEBHOOKS__TIMEOUT", "10s"),
         ],
     )
@@ -295,5 +296,86 @@ async fn a_dispatcher_killed_between_send_and_record_sends_again() {
     assert_eq!(sends[0].header("webhook-id"), sends[1].header("webhook-id"));
     assert!(sends.iter().all(|r| verify_webhook(&secret, r)));
     dispatcher.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn endpoints_are_capped_per_merchant_and_mode() {
+    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_WEBHOOKS__MAX_ENDPOINTS", "3")]).await;
+    let create = |key: String, url: &'static str| {
+        let app = &app;
+        async move {
+            app.call_as(&key, "POST", "/v1/webhook_endpoints", Some(json!({"url": url, "enabled_events": ["*"]})), &[])
+                .await
+        }
+    };
+    // Ten at once: the cap holds under a race.
+    let answers =
+        futures_util::future::join_all((0..10).map(|_| create(app.key.clone(), "http://127.0.0.1:9/hook"))).await;
+    let created: Vec<&Value> = answers.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b).collect();
+    assert_eq!(created.len(), 3, "{answers:?}");
+    for (status, err) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!((*status, err["error"]["code"].as_str()), (422, Some("endpoint_limit_reached")), "{err}");
+    }
+    // The other mode has its own room.
+    let live =
+        payd::testing::add_key(&app.pool, Some(&app.merchant), payd::testing::KeyKind::Secret, true).await.unwrap();
+    let (status, body) = create(live, "https://127.0.0.1:9/hook").await;
+    assert_eq!(status, 201, "{body}");
+    // A deleted endpoint frees its place.
+    let id = created[0]["id"].as_str().unwrap();
+    let (status, _) = app.call("DELETE", &format!("/v1/webhook_endpoints/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(create(app.key.clone(), "http://127.0.0.1:9/hook").await.0, 201);
+    assert_eq!(create(app.key.clone(), "http://127.0.0.1:9/hook").await.0, 422);
+    app.stop().await;
+}
+
+/// A receiver answering 200 with a 50 MB body: payd reads at most 64 KiB of
+/// it, records the delivery, and the rest is never read.
+#[tokio::test]
+async fn a_huge_answer_is_read_no_further_than_64_kib() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, f) = (written.clone(), finished.clone());
+    tokio::spawn(async move {
+        const BODY: usize = 50 * 1024 * 1024;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (w, f) = (w.clone(), f.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {BODY}\r\n\r\n");
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut sent = 0;
+                while sent < BODY {
+                    if sock.write_all(&chunk).await.is_err() {
+                        f.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    sent += chunk.len();
+                    w.fetch_add(chunk.len(), Ordering::SeqCst);
+                }
+                f.store(true, Ordering::SeqCst);
+            });
+        }
+    });
+    let (endpoint, _) = app.add_endpoint(&url).await;
+    let p = app.create_payment("pm_test_success", 100).await;
+    app.wait_status(p["id"].as_str().unwrap(), "succeeded").await;
+    let d = wait_delivery(&app, &endpoint, "the delivery recorded", |d| d["status"] == "succeeded").await;
+    assert_eq!(d["last_status_code"], 200, "{d}");
+    eventually("the receiver to notice payd hung up", WAIT, || async { finished.load(Ordering::SeqCst).then_some(()) })
+        .await;
+    let sent = written.load(Ordering::SeqCst);
+    // What the kernel buffers on loopback is written too; 50 MB is not.
+    assert!(sent < 16 * 1024 * 1024, "payd kept reading: {sent} bytes were taken");
     app.stop().await;
 }

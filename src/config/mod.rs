@@ -9,12 +9,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::faults::CrashPoint;
+pub use parse::parse_duration;
+use parse::{crash_points, duration, duration_list};
+
+mod parse;
 
 /// The defaults, compiled in so the binary runs from any directory.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// A setting that could not be read or is out of range.
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +143,15 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
-    /// Deliveries in flight at once to one endpoint, so a slow or dead
-    /// endpoint cannot take every slot.
+    /// Deliveries in flight at once to one endpoint at first; the number
+    /// adapts to how the endpoint answers (see `endpoint_concurrency_max`).
     pub endpoint_concurrency: usize,
+    /// The most deliveries in flight at once to one endpoint that keeps up,
+    /// so a slow or dead endpoint cannot take every slot.
+    pub endpoint_concurrency_max: usize,
+    /// Endpoints per merchant and mode (contract §11): each one multiplies
+    /// every event's deliveries.
+    pub max_endpoints: u32,
 }
 
 /// `[providers.<name>]`
@@ -267,6 +277,12 @@ impl Settings {
         if self.webhooks.endpoint_concurrency == 0 {
             return invalid("webhooks.endpoint_concurrency", "must be at least 1");
         }
+        if self.webhooks.max_endpoints == 0 {
+            return invalid("webhooks.max_endpoints", "must be at least 1");
+        }
+        if self.webhooks.endpoint_concurrency_max < self.webhooks.endpoint_concurrency {
+            return invalid("webhooks.endpoint_concurrency_max", "must be at least webhooks.endpoint_concurrency");
+        }
         if self.payments.requeue_after < Duration::from_secs(1) {
             return invalid("payments.requeue_after", "must be at least 1s");
         }
@@ -288,41 +304,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// Parses `500ms`, `5s`, `5m`, `2h`, `5d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 500ms, 5s, 5m, 2h or 5d ({e})"))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    let list: Result<Vec<_>, _> = s.split(',').map(parse_duration).collect();
-    let list = list.map_err(serde::de::Error::custom)?;
-    if list.iter().any(Duration::is_zero) {
-        return Err(serde::de::Error::custom("every delay must be longer than 0"));
-    }
-    Ok(list)
-}
-
-fn crash_points<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CrashPoint>, D::Error> {
-    let s = String::deserialize(d)?;
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            CrashPoint::parse(p).ok_or_else(|| {
-                let known: Vec<&str> = CrashPoint::ALL.iter().map(|c| c.as_str()).collect();
-                serde::de::Error::custom(format!("unknown fault point {p:?}; known: {}", known.join(", ")))
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
