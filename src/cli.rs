@@ -116,6 +116,11 @@ pub enum KeyCommand {
         #[arg(long)]
         ops: bool,
     },
+    /// Revoke any key: it answers 401 on every api process within a second.
+    Revoke {
+        /// The key's id (key_…).
+        key_id: String,
+    },
 }
 
 /// Runs a command to completion.
@@ -151,6 +156,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             print_json(json!({"secret_key": secret, "publishable_key": publishable}));
             Ok(())
         }
+        Command::Keys { command: KeyCommand::Revoke { key_id } } => {
+            let pool = ready_pool(&settings).await?;
+            let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
+            answer(service::keys::revoke_any(&ctx, &key_id).await)
+        }
         Command::Attempts { command } => attempts(settings, command).await,
         Command::Loadtest(args) => crate::loadtest::run(&settings, args).await,
     }
@@ -160,7 +170,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result<()> {
     let pool = ready_pool(&settings).await?;
     let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
-    let answer = match command {
+    let result = match command {
         AttemptCommand::List { status, payment, merchant, limit, offset } => {
             let mut q =
                 HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);
@@ -180,7 +190,12 @@ async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result
             .await
         }
     };
-    match answer {
+    answer(result)
+}
+
+/// Prints a use case's answer (or its error body, then fails).
+fn answer(result: Result<serde_json::Value, service::ApiError>) -> anyhow::Result<()> {
+    match result {
         Ok(v) => {
             print_json(v);
             Ok(())

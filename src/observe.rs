@@ -8,9 +8,11 @@
 //! | `payd_payment_transitions_total` | counter | `from`, `to` |
 //! | `payd_attempts_total` | counter | `provider`, `operation`, `outcome` |
 //! | `payd_provider_call_duration_seconds` | histogram | `provider`, `operation` |
+//! | `payd_provider_config_errors_total` | counter (a gateway 4xx that is no decline) | `status` |
+//! | `payd_unknown_outcomes_total` | counter | `step` (`recorded`, `inquired`, `settled`, `left_for_operator`, `late_success`) |
 //! | `payd_queue_published_total` | counter | `queue` |
 //! | `payd_queue_publish_duration_seconds` | histogram (per batch, until confirmed) | |
-//! | `payd_queue_consumed_total` | counter | `queue`, `result` (`ack`, `requeue`, `dead_letter`) |
+//! | `payd_queue_consumed_total` | counter | `queue`, `result` (`ack`, `requeue`, `recycle`, `dead_letter`) |
 //! | `payd_queue_handle_duration_seconds` | histogram | `queue` |
 //! | `payd_outbox_pending` · `payd_outbox_lag_seconds` | gauges | |
 //! | `payd_attempts_due` | gauge (scheduled attempts due now) | |
@@ -86,6 +88,19 @@ pub fn attempt(provider: &str, operation: &str, outcome: &'static str, elapsed: 
         .increment(1);
     histogram!("payd_provider_call_duration_seconds", "provider" => provider, "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// A gateway refused a call as misconfigured (a 4xx that is no decline).
+pub fn provider_error(status: u16) {
+    counter!("payd_provider_config_errors_total", "status" => status.to_string()).increment(1);
+}
+
+/// A step of an unknown outcome (contract §12): `recorded` (a call's outcome
+/// is unknown), `inquired` (the provider was asked), `settled` (its answer
+/// settled the payment), `left_for_operator` (still unknown after the
+/// inquiry schedule), `late_success` (a success for a settled payment).
+pub fn unknown_outcome(step: &'static str) {
+    counter!("payd_unknown_outcomes_total", "step" => step).increment(1);
 }
 
 /// A job handed to the group-commit writer of `stage` (`db::batch`).

@@ -113,6 +113,10 @@ pub struct PaymentSettings {
     /// Delays before each retry after a transient failure.
     #[serde(deserialize_with = "duration_list")]
     pub retry_schedule: Vec<Duration>,
+    /// Delays before each inquiry (asking the provider what became of a
+    /// call whose outcome is unknown) once the retries are used up.
+    #[serde(deserialize_with = "duration_list")]
+    pub inquiry_schedule: Vec<Duration>,
     /// Longest provider call; a claimed attempt older than twice this is re-run.
     #[serde(deserialize_with = "duration")]
     pub provider_timeout: Duration,
@@ -161,8 +165,14 @@ pub struct ProviderSettings {
     /// The gateway's base URL (HTTP gateways; not for `sandbox`).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Shared secret: the gateway's bearer token, and the key of its notifications' signatures.
+    /// The gateway's bearer token (for the sandbox, the key of its
+    /// notifications' signatures).
     pub secret: String,
+    /// HTTP gateways: the key of the gateway's notifications' signatures,
+    /// never the bearer `secret`; without it the gateway's notifications
+    /// are refused.
+    #[serde(default)]
+    pub notification_secret: Option<String>,
     /// Per-call timeout (HTTP gateways).
     #[serde(default = "default_provider_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
@@ -286,6 +296,9 @@ impl Settings {
         if self.payments.requeue_after < Duration::from_secs(1) {
             return invalid("payments.requeue_after", "must be at least 1s");
         }
+        if self.payments.inquiry_schedule.iter().any(Duration::is_zero) {
+            return invalid("payments.inquiry_schedule", "every delay must be longer than 0");
+        }
         if self.payments.pending_timeout.is_zero() {
             return invalid("payments.pending_timeout", "must be longer than 0");
         }
@@ -296,6 +309,10 @@ impl Settings {
             let is_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
             match (name.as_str(), &p.base_url) {
                 ("sandbox", _) => {}
+                // Production gateways carry real card data and payd's bearer token.
+                (_, Some(url)) if self.env == "production" && !url.starts_with("https://") => {
+                    return invalid("providers.<name>.base_url", &format!("provider {name} needs an https base_url"));
+                }
                 (_, Some(url)) if is_url(url) => {}
                 _ => {
                     return invalid("providers.<name>.base_url", &format!("provider {name} needs an http(s) base_url"));
@@ -371,9 +388,13 @@ mod tests {
         assert!(err.contains("webhooks.timeout"), "{err}");
         let err = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s")]).unwrap_err().to_string();
         assert!(err.contains("base_url") && err.contains("acme"), "{err}");
-        let s =
-            load(&[("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")])
-                .unwrap();
+        let gateway = [("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")];
+        // In production a gateway must be https; elsewhere http will do.
+        let err = load(&gateway).unwrap_err().to_string();
+        assert!(err.contains("base_url") && err.contains("https"), "{err}");
+        let s = load(&[gateway[0], gateway[1], ("PAYD_ENV", "development")]).unwrap();
         assert_eq!(s.providers["acme"].timeout, Duration::from_secs(10));
+        let err = load(&[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "1m,0s")]).unwrap_err().to_string();
+        assert!(err.contains("payments.inquiry_schedule"), "{err}");
     }
 }

@@ -19,6 +19,8 @@ pub struct Claimed {
     pub number: i32,
     /// Proves this claim is still the current one when the outcome is written.
     pub claim_token: Uuid,
+    /// An inquiry: it asks the provider what became of the earlier calls.
+    pub inquiry: bool,
 }
 
 /// Inserts attempt `number`, due after `delay` and not enqueued yet (the
@@ -42,6 +44,37 @@ pub async fn insert_later(
     .bind(delay.as_secs_f64())
     .fetch_one(conn)
     .await
+}
+
+/// Inserts inquiry `number` (an attempt that asks the provider about the
+/// transaction's earlier calls instead of calling again), due after `delay`.
+pub async fn insert_inquiry(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    transaction: &TransactionId,
+    number: i32,
+    delay: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, inquiry)
+         VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5), true)",
+    )
+    .bind(AttemptId::generate())
+    .bind(payment)
+    .bind(transaction)
+    .bind(number)
+    .bind(delay.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many inquiries the transaction has had (run or scheduled).
+pub async fn inquiries(conn: &mut PgConnection, transaction: &TransactionId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM attempts WHERE transaction_id = $1 AND inquiry")
+        .bind(transaction)
+        .fetch_one(conn)
+        .await
 }
 
 /// A claimed attempt with what its provider call needs.
@@ -78,7 +111,7 @@ pub async fn claim_calls(
                  lease_until = now() + make_interval(secs => $3)
              FROM unnest($1::text[], $2::uuid[]) AS i(id, token)
              WHERE a.id = ANY($1) AND a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
-             RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token)
+             RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token, a.inquiry)
          SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id
          FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id",
     )
@@ -145,7 +178,7 @@ pub async fn hold_pending(conn: &mut PgConnection, claimed: &Claimed, wait: Dura
 /// The running attempt of a transaction, locked, with its current claim.
 pub async fn running_for(conn: &mut PgConnection, transaction: &TransactionId) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, payment_id, transaction_id, number, claim_token FROM attempts
+        "SELECT id, payment_id, transaction_id, number, claim_token, inquiry FROM attempts
          WHERE transaction_id = $1 AND status = 'running' AND claim_token IS NOT NULL FOR UPDATE",
     )
     .bind(transaction)

@@ -77,7 +77,7 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
          txn AS (
              UPDATE transactions t SET status = i.txn_status, provider_reference = COALESCE(i.reference, t.provider_reference),
                  error_code = i.code, failure_message = i.message, updated_at = now()
-             FROM i WHERE t.id = ANY($2) AND t.id = i.transaction_id AND t.status = 'pending')
+             FROM i WHERE t.id = ANY($2) AND t.id = i.transaction_id AND t.status IN ('pending', 'unknown'))
          UPDATE payments p SET status = i.to_status,
              amount_captured = COALESCE(i.captured, p.amount_captured),
              amount_capturable = COALESCE(i.capturable, p.amount_capturable),

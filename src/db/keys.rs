@@ -22,8 +22,9 @@ pub fn generate_key(kind: KeyKind, livemode: bool) -> String {
 
 /// How long a verified key is trusted without asking Postgres again: every
 /// request would otherwise cost a round trip. A revoked key stops working
-/// within this time.
-pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// within this time on every process (contract §11: within a second); the
+/// process that revokes it forgets it at once.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Cached keys at most; the cache is emptied when full.
 const KEY_CACHE_MAX: usize = 10_000;
 
@@ -68,19 +69,78 @@ pub async fn insert_key(
     livemode: bool,
     key: &str,
 ) -> Result<ApiKeyId, sqlx::Error> {
-    let id = ApiKeyId::generate();
-    sqlx::query(
-        "INSERT INTO api_keys (id, merchant_id, kind, livemode, key_hash, key_prefix) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&id)
+    Ok(insert_named(conn, merchant, kind, livemode, key, None).await?.id)
+}
+
+/// The API key object (contract §11): never the key itself.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub object: String,
+    pub id: ApiKeyId,
+    pub kind: KeyKind,
+    pub livemode: bool,
+    pub name: Option<String>,
+    /// The key's last four characters (`None` for keys made before names).
+    pub last4: Option<String>,
+    #[serde(serialize_with = "crate::timefmt::ser")]
+    pub created_at: time::OffsetDateTime,
+}
+
+const KEY_COLUMNS: &str = "'api_key' AS object, id, kind, livemode, name, last4, created_at";
+
+/// Stores a key (its hash, its first 12 and last 4 characters) with a name.
+pub async fn insert_named(
+    conn: &mut PgConnection,
+    merchant: Option<&MerchantId>,
+    kind: KeyKind,
+    livemode: bool,
+    key: &str,
+    name: Option<&str>,
+) -> Result<ApiKey, sqlx::Error> {
+    let last4 = key.get(key.len().saturating_sub(4)..).unwrap_or_default();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_keys (id, merchant_id, kind, livemode, key_hash, key_prefix, name, last4)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {KEY_COLUMNS}"
+    )))
+    .bind(ApiKeyId::generate())
     .bind(merchant)
     .bind(kind)
     .bind(livemode)
     .bind(hash_key(key))
     .bind(&key[..key.len().min(12)])
-    .execute(conn)
+    .bind(name)
+    .bind(last4)
+    .fetch_one(conn)
+    .await
+}
+
+/// A merchant's live (not revoked) keys in one mode, newest first.
+pub async fn list_keys(pool: &PgPool, merchant: &MerchantId, livemode: bool) -> Result<Vec<ApiKey>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE merchant_id = $1 AND livemode = $2 AND revoked_at IS NULL
+         ORDER BY created_at DESC, id DESC LIMIT 1000"
+    )))
+    .bind(merchant)
+    .bind(livemode)
+    .fetch_all(pool)
+    .await
+}
+
+/// Not revoked → revoked, for the merchant and mode when given (operators
+/// revoke any key); false when there is no such live key. This process
+/// forgets the key at once; the others within [`KEY_CACHE_TTL`].
+pub async fn revoke(pool: &PgPool, id: &ApiKeyId, tenant: Option<(&MerchantId, bool)>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+           AND ($2::text IS NULL OR (merchant_id = $2 AND livemode = $3))",
+    )
+    .bind(id)
+    .bind(tenant.map(|t| t.0))
+    .bind(tenant.map(|t| t.1))
+    .execute(pool)
     .await?;
-    Ok(id)
+    KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (p, _)| &p.key_id != id);
+    Ok(done.rows_affected() == 1)
 }
 
 /// A new merchant with its test secret and publishable keys.

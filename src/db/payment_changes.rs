@@ -36,6 +36,34 @@ pub async fn cancel(
     .await
 }
 
+/// `failed` or `canceled` → `transition.to` for a success the provider
+/// reported late (contract §12): the charge's amounts and reference, the
+/// failure and cancellation cleared. `None` when the payment was not in
+/// `transition.from`.
+pub async fn late_success(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    transition: Transition,
+    reference: &str,
+    captured: i64,
+    capturable: i64,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE payments SET status = $2, provider_reference = $3, amount_captured = $4, amount_capturable = $5,
+             error_code = NULL, failure_message = NULL, canceled_at = NULL, cancellation_reason = NULL,
+             next_attempt_at = NULL, updated_at = now()
+         WHERE id = $1 AND status = $6 RETURNING *",
+    )
+    .bind(id)
+    .bind(transition.to)
+    .bind(reference)
+    .bind(captured)
+    .bind(capturable)
+    .bind(transition.from)
+    .fetch_optional(conn)
+    .await
+}
+
 /// `pending` → `failed` without a provider answer (a canceled retry): the
 /// failure of `transition` with `code` and `message`. `None` when the
 /// payment was not in `transition.from`.

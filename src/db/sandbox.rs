@@ -33,6 +33,15 @@ pub struct Call<'a> {
     pub currency: &'a str,
 }
 
+/// What the ledger holds for `key`: `None` when no call carried it,
+/// `Some(None)` when every call failed transiently (nothing was done).
+pub async fn outcome_of(pool: &PgPool, key: &str) -> Result<Option<Option<Value>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT outcome FROM sandbox_charges WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+}
+
 /// Counts a call; answers its number (1 for the first), the final outcome
 /// if one was recorded before, and the seconds since the first call.
 pub async fn count_call(conn: &mut PgConnection, call: &Call<'_>) -> Result<(i32, Option<Value>, f64), sqlx::Error> {

@@ -158,9 +158,9 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// `pending` → `status`: settles a transaction with the provider's
-/// reference, or the failure's code and message; false when it was no
-/// longer pending.
+/// `pending` or `unknown` → `status`: settles a transaction with the
+/// provider's reference, or the failure's code and message; false when it
+/// was already settled.
 pub async fn settle(
     conn: &mut PgConnection,
     id: &TransactionId,
@@ -171,13 +171,50 @@ pub async fn settle(
     let done = sqlx::query(
         "UPDATE transactions SET status = $2, provider_reference = COALESCE($3, provider_reference), error_code = $4,
              failure_message = $5, updated_at = now()
-         WHERE id = $1 AND status = 'pending'",
+         WHERE id = $1 AND status IN ('pending', 'unknown')",
     )
     .bind(id)
     .bind(status)
     .bind(provider_reference)
     .bind(error.map(|e| e.0))
     .bind(error.map(|e| e.1))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `pending` → `unknown`: a call's outcome could not be learned (contract §12).
+pub async fn mark_unknown(conn: &mut PgConnection, id: &TransactionId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE transactions SET status = 'unknown', updated_at = now() WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the transaction's outcome is unknown.
+pub async fn is_unknown(conn: &mut PgConnection, id: &TransactionId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1 AND status = 'unknown')")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Any status but `succeeded` → `succeeded`: the provider reports a success
+/// payd had not recorded (contract §12); false when the transaction had
+/// succeeded already.
+pub async fn settle_late_success(
+    conn: &mut PgConnection,
+    id: &TransactionId,
+    reference: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE transactions SET status = 'succeeded', provider_reference = $2, error_code = NULL,
+             failure_message = NULL, updated_at = now()
+         WHERE id = $1 AND status <> 'succeeded'",
+    )
+    .bind(id)
+    .bind(reference)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -190,7 +227,8 @@ pub async fn set_provider_reference(
     reference: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE transactions SET provider_reference = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+        "UPDATE transactions SET provider_reference = $2, updated_at = now()
+         WHERE id = $1 AND status IN ('pending', 'unknown')",
     )
     .bind(id)
     .bind(reference)

@@ -20,6 +20,10 @@ text_enum! {
         Timeout = "timeout",
         /// Transient: could not reach the provider.
         ProviderUnavailable = "provider_unavailable",
+        /// Hard: the provider refused the call as misconfigured (a 401, 403,
+        /// 404, 409 or 422 without a decline code): payd's or the gateway's
+        /// setup is wrong, the card is not at fault.
+        ProviderError = "provider_error",
         /// Not the provider's: the scheduled retry was canceled (by an
         /// operator or the merchant), so the payment failed.
         RetryCanceled = "retry_canceled",
@@ -34,9 +38,14 @@ impl FailureCode {
     /// knows for provider calls; anything else is a card decline.
     pub fn from_provider(code: Option<&str>) -> Self {
         match code.and_then(Self::parse) {
-            Some(Self::RetryCanceled | Self::Canceled) | None => Self::CardDeclined,
+            Some(Self::RetryCanceled | Self::Canceled | Self::ProviderError) | None => Self::CardDeclined,
             Some(known) => known,
         }
+    }
+
+    /// A decline of the card by its issuer.
+    pub fn is_decline(self) -> bool {
+        matches!(self, Self::CardDeclined | Self::InsufficientFunds | Self::ExpiredCard)
     }
 
     /// Transient failures are retried; hard declines fail at once.

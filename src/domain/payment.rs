@@ -117,6 +117,22 @@ pub fn charge_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     }
 }
 
+/// A success the provider reports after payd settled the payment as failed
+/// or canceled (a timeout payd gave up on, a notification that came late):
+/// never dropped, since the customer was charged. A purchase becomes
+/// `succeeded`, an authorization `requires_capture` (the merchant can then
+/// void it by canceling).
+pub fn late_success(status: PaymentStatus, authorize: bool) -> Result<Transition, Refusal> {
+    match status {
+        from @ (PaymentStatus::Failed | PaymentStatus::Canceled) => Ok(if authorize {
+            Transition { from, to: PaymentStatus::RequiresCapture, event: EventType::PaymentRequiresCapture }
+        } else {
+            Transition { from, to: PaymentStatus::Succeeded, event: EventType::PaymentSucceeded }
+        }),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
 /// A charge failed for good (hard decline, retries exhausted, retry canceled).
 pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {

@@ -40,6 +40,11 @@ text_enum! {
     pub enum TransactionStatus ("transaction status") {
         /// Accepted; the provider's answer is awaited.
         Pending = "pending",
+        /// A provider call's outcome is not known (a timeout, a connection
+        /// lost after sending, a 5xx): the money may have moved. The provider
+        /// is asked (`payments.inquiry_schedule`); an operator settles what
+        /// stays unknown.
+        Unknown = "unknown",
         /// Done.
         Succeeded = "succeeded",
         /// Not done.

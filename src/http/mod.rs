@@ -5,6 +5,7 @@ mod attempts;
 mod error;
 mod extract;
 mod health;
+mod keys;
 mod openapi;
 mod payment_methods;
 mod payments;
@@ -66,6 +67,8 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(attempts::cancel))
         .routes(routes!(payment_methods::create, payment_methods::list))
         .routes(routes!(payment_methods::retrieve, payment_methods::delete))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::retrieve, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))
@@ -85,6 +88,11 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api(ratelimit::RateLimit::off()).split_for_parts().1
 }
 
+/// Longest a client may take to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request may take, `Prefer: wait=30` included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// The whole router. `state.openapi` is filled from [`api`].
 pub fn router(mut state: AppState) -> Router {
     let (v1, doc) = api(ratelimit::RateLimit::new(&state.ctx.settings.rate_limit)).split_for_parts();
@@ -101,6 +109,14 @@ pub fn router(mut state: AppState) -> Router {
         .with_state(state)
         .layer(axum::middleware::from_fn(observe_requests))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        // A client that sends its body slowly is cut off (400 body_invalid),
+        // and no request holds a connection longer than the longest
+        // `Prefer: wait` (30 s) with room to answer.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(
             TraceLayer::new_for_http()
@@ -117,7 +133,13 @@ async fn metrics() -> impl IntoResponse {
 /// Counts every answer by route template (never the raw path: ids would
 /// make the label set unbounded) and status, and times it.
 async fn observe_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = req.method().as_str().to_owned();
+    // A client chooses the method: only the standard ones become labels,
+    // so requests cannot grow the metric set.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -185,6 +207,7 @@ mod tests {
             ("attempts", include_str!("attempts.rs")),
             ("webhooks", include_str!("webhooks.rs")),
             ("payment_methods", include_str!("payment_methods.rs")),
+            ("keys", include_str!("keys.rs")),
             ("", include_str!("mod.rs").split("#[cfg(test)]\nmod tests").next().unwrap()),
         ];
         let api = api_source();

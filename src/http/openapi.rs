@@ -27,7 +27,8 @@ use super::AppState;
     components(schemas(
         ErrorResponse, ErrorDetail, ListObject, CreatePaymentBody, UpdatePaymentBody, CancelBody, CaptureBody, RefundBody,
         ChargebackBody, ChargebackReversalBody, TagsBody, CreatePaymentMethodBody, DeletedObject,
-        CreateEndpointBody, UpdateEndpointBody, RotateSecretBody, AttemptCancelBody,
+        CreateEndpointBody, UpdateEndpointBody, RotateSecretBody, AttemptCancelBody, CreateApiKeyBody, RevokedKey,
+        crate::service::objects::ApiKey,
         crate::service::objects::Payment, crate::service::objects::Refund, crate::service::objects::Transaction,
         crate::service::objects::Attempt, crate::service::objects::AuditEntry, crate::service::objects::PaymentMethod,
         crate::service::objects::Endpoint, crate::service::objects::Delivery, crate::service::objects::Event,
@@ -184,6 +185,23 @@ pub struct CreatePaymentMethodBody {
     /// `YYYY-MM`.
     pub expires_at: Option<String>,
     pub customer_id: Option<String>,
+}
+
+/// `POST /v1/api_keys`
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "secret", "name": "billing service"}))]
+pub struct CreateApiKeyBody {
+    /// `secret` or `publishable`.
+    pub kind: String,
+    pub name: Option<String>,
+}
+
+/// `{"id", "object": "api_key", "revoked": true}`
+#[derive(Serialize, ToSchema)]
+pub struct RevokedKey {
+    pub id: String,
+    pub object: String,
+    pub revoked: bool,
 }
 
 /// `POST /v1/webhook_endpoints`

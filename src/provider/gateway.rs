@@ -7,9 +7,15 @@
 //! three, `"charge"`: the gateway's id of the charge they act on; headers
 //! `Authorization: Bearer <secret>` and `Idempotency-Key: <transaction id>`.
 //! A 2xx answers `{"id", "status": "succeeded" | "pending" | "failed", "error_code"?}`;
-//! a 4xx answers `{"error": {"code", "message"}}` and is a hard decline; 408,
-//! 429, 5xx, timeouts and connection errors are transient, retried with the
-//! same idempotency key.
+//! a 4xx answers `{"error": {"code", "message"}}`: a decline when it names a
+//! decline code (or is a 402), else a configuration error (`provider_error`).
+//! A connection that could not be made, a 408 and a 429 are transient
+//! failures (nothing was done); a timeout, a connection lost after sending,
+//! a 5xx or an unreadable answer are unknown outcomes (it may have been
+//! done). Both are retried with the same idempotency key; an unknown one is
+//! then asked about: `GET {base_url}/v1/operations/{idempotency_key}` → 200
+//! with the body the call would have answered, or 404 if the gateway never
+//! received it.
 
 use std::time::Duration;
 
@@ -17,7 +23,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Operation, ProviderOutcome, ProviderRequest};
+use super::{Inquiry, Operation, ProviderOutcome, ProviderRequest};
 use crate::config::ProviderSettings;
 use crate::domain::FailureCode;
 
@@ -102,37 +108,117 @@ impl HttpGateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return failed(FailureCode::Timeout, "the gateway did not answer in time"),
-            Err(e) => return failed(FailureCode::ProviderUnavailable, format!("could not reach the gateway: {e}")),
+            // Never connected: the gateway has not seen the call.
+            Err(e) if e.is_connect() => {
+                return failed(FailureCode::ProviderUnavailable, format!("could not reach the gateway: {e}"));
+            }
+            Err(e) if e.is_timeout() => {
+                return ProviderOutcome::unknown(FailureCode::Timeout, "the gateway did not answer in time");
+            }
+            Err(e) => {
+                return ProviderOutcome::unknown(FailureCode::ProcessingError, format!("the connection broke: {e}"));
+            }
         };
         let status = resp.status();
-        let body = match resp.bytes().await {
+        let body = match read(resp).await {
             Ok(b) => b,
-            Err(e) if e.is_timeout() => return failed(FailureCode::Timeout, "the gateway did not answer in time"),
-            Err(e) => return failed(FailureCode::ProviderUnavailable, format!("the gateway's answer broke off: {e}")),
+            Err(outcome) => return outcome,
         };
-        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
-        {
-            return failed(FailureCode::ProcessingError, format!("the gateway answered {status}"));
+        answer(status, &body)
+    }
+
+    /// Asks what became of the call with `req`'s idempotency key.
+    pub async fn inquire(&self, req: &ProviderRequest) -> Inquiry {
+        let sent = self
+            .client
+            .get(format!("{}/v1/operations/{}", self.base_url, req.idempotency_key))
+            .bearer_auth(&self.secret)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Inquiry::Unknown(format!("the gateway could not be asked: {e}")),
+        };
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Inquiry::NotReceived;
         }
-        if status.is_client_error() {
-            let err = serde_json::from_slice::<ErrorAnswer>(&body).ok().map(|a| a.error);
-            let code = decline_code(err.as_ref().and_then(|e| e.code.as_deref()));
-            // A 4xx is the gateway's final word, whatever code it names.
-            let code = if code.is_transient() { FailureCode::CardDeclined } else { code };
-            let message = err.and_then(|e| e.message).unwrap_or_else(|| format!("the gateway answered {status}"));
-            return failed(code, message);
+        if status != StatusCode::OK {
+            return Inquiry::Unknown(format!("the gateway's inquiry answered {status}"));
         }
-        match serde_json::from_slice::<Answer>(&body) {
-            Ok(a) if a.status == "succeeded" => ProviderOutcome::Succeeded { reference: a.id.unwrap_or_default() },
-            Ok(a) if a.status == "pending" => ProviderOutcome::Pending { reference: a.id.unwrap_or_default() },
-            Ok(a) if a.status == "failed" => {
-                failed(decline_code(a.error_code.as_deref()), a.message.unwrap_or_else(|| "declined".into()))
+        match read(resp).await {
+            Ok(body) => match answer(status, &body) {
+                ProviderOutcome::Unknown { message, .. } => Inquiry::Unknown(message),
+                outcome => Inquiry::Answered(outcome),
+            },
+            Err(_) => Inquiry::Unknown("the gateway's inquiry answer broke off".into()),
+        }
+    }
+}
+
+/// Most of a gateway's answer payd reads.
+const ANSWER_MAX: usize = 64 * 1024;
+
+/// The answer's body, at most [`ANSWER_MAX`]; a body that breaks off is an
+/// unknown outcome (the call was received).
+async fn read(mut resp: reqwest::Response) -> Result<Vec<u8>, ProviderOutcome> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= ANSWER_MAX => body.extend_from_slice(&chunk),
+            Ok(Some(_)) => {
+                return Err(ProviderOutcome::unknown(
+                    FailureCode::ProcessingError,
+                    "the gateway's answer is too large",
+                ));
             }
-            // An answer payd cannot read: the outcome is unknown, so retry
-            // with the same key and let the gateway tell again.
-            _ => failed(FailureCode::ProcessingError, format!("unreadable gateway answer ({status})")),
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => {
+                return Err(ProviderOutcome::unknown(FailureCode::Timeout, "the gateway did not answer in time"));
+            }
+            Err(e) => {
+                let message = format!("the gateway's answer broke off: {e}");
+                return Err(ProviderOutcome::unknown(FailureCode::ProcessingError, message));
+            }
         }
+    }
+}
+
+/// What an answer of the gateway says.
+fn answer(status: StatusCode, body: &[u8]) -> ProviderOutcome {
+    if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
+        // Refused before any work: retried with the same key.
+        return failed(FailureCode::ProviderUnavailable, format!("the gateway answered {status}"));
+    }
+    if status.is_server_error() {
+        return ProviderOutcome::unknown(FailureCode::ProcessingError, format!("the gateway answered {status}"));
+    }
+    if status.is_client_error() {
+        let err = serde_json::from_slice::<ErrorAnswer>(body).ok().map(|a| a.error);
+        let named = err.as_ref().and_then(|e| e.code.as_deref()).and_then(FailureCode::parse);
+        let decline = named.filter(|c| c.is_decline());
+        let code = match (status.as_u16(), decline) {
+            (_, Some(code)) => code,
+            // Not the card: payd's or the gateway's configuration.
+            (401 | 403 | 404 | 409 | 422, None) => {
+                tracing::error!(%status, "the gateway refused the call as misconfigured");
+                crate::observe::provider_error(status.as_u16());
+                FailureCode::ProviderError
+            }
+            // Any other 4xx is the gateway's final word on the card.
+            _ => FailureCode::CardDeclined,
+        };
+        let message = err.and_then(|e| e.message).unwrap_or_else(|| format!("the gateway answered {status}"));
+        return failed(code, message);
+    }
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(a) if a.status == "succeeded" => ProviderOutcome::Succeeded { reference: a.id.unwrap_or_default() },
+        Ok(a) if a.status == "pending" => ProviderOutcome::Pending { reference: a.id.unwrap_or_default() },
+        Ok(a) if a.status == "failed" => {
+            failed(decline_code(a.error_code.as_deref()), a.message.unwrap_or_else(|| "declined".into()))
+        }
+        // An answer payd cannot read: the call may have been done.
+        _ => ProviderOutcome::unknown(FailureCode::ProcessingError, format!("unreadable gateway answer ({status})")),
     }
 }
 

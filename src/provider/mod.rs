@@ -101,6 +101,30 @@ pub enum ProviderOutcome {
     Failed { code: FailureCode, message: String },
     /// Accepted; the outcome follows in a provider notification.
     Pending { reference: String },
+    /// No answer payd can read, although the call may have been carried
+    /// out (a timeout, a connection lost after sending, a 5xx): the money
+    /// may have moved. Retried with the same idempotency key, then asked
+    /// about; never a failure.
+    Unknown { code: FailureCode, message: String },
+}
+
+impl ProviderOutcome {
+    /// The outcome of a call the provider may have carried out without
+    /// payd learning it.
+    pub fn unknown(code: FailureCode, message: impl Into<String>) -> Self {
+        Self::Unknown { code, message: message.into() }
+    }
+}
+
+/// What the provider says of an earlier call with an idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inquiry {
+    /// It was received: what it answers now (as the call would have).
+    Answered(ProviderOutcome),
+    /// It was never received: nothing was done.
+    NotReceived,
+    /// The provider could not tell (or cannot be asked).
+    Unknown(String),
 }
 
 /// How long `pm_test_async` takes to settle.
@@ -148,6 +172,17 @@ impl Providers {
         match provider {
             "sandbox" => !livemode,
             name => self.gateways.contains_key(name),
+        }
+    }
+
+    /// Asks the named provider what became of the call `req` stands for.
+    pub async fn inquire(&self, provider: &str, req: &ProviderRequest) -> Inquiry {
+        if provider == "sandbox" {
+            return self.sandbox.inquire(req).await;
+        }
+        match self.gateways.get(provider) {
+            Some(gateway) => gateway.inquire(req).await,
+            None => Inquiry::Unknown(format!("provider {provider} is not configured")),
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::notification::{self, Notification};
-use super::{Operation, ProviderOutcome, ProviderRequest};
+use super::{Inquiry, Operation, ProviderOutcome, ProviderRequest};
 use crate::db;
 use crate::db::group_commit::GroupCommit;
 use crate::domain::{Currency, FailureCode};
@@ -128,6 +128,19 @@ impl Sandbox {
             db::sandbox::call_once_all(&mut conn, &pairs).await
         });
         Self { pool, http, notify_url: notify_url.into(), secret: secret.into(), async_delay, fixed }
+    }
+
+    /// What its ledger says of the call with `req`'s idempotency key.
+    pub async fn inquire(&self, req: &ProviderRequest) -> Inquiry {
+        match db::sandbox::outcome_of(&self.pool, &req.idempotency_key).await {
+            Ok(Some(Some(outcome))) => match serde_json::from_value(outcome) {
+                Ok(outcome) => Inquiry::Answered(outcome),
+                Err(e) => Inquiry::Unknown(format!("unreadable ledger entry: {e}")),
+            },
+            // Seen, but every call failed transiently: nothing was done.
+            Ok(Some(None) | None) => Inquiry::NotReceived,
+            Err(e) => Inquiry::Unknown(e.to_string()),
+        }
     }
 
     /// Performs a call: computes the outcome, and records it unless the key

@@ -66,6 +66,11 @@ pub async fn cancel(ctx: &Ctx, viewer: &Viewer, actor: &str, id: &str, body: Val
     let found = attempts::find(&mut tx, viewer, &id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
     // Lock order everywhere: payment, then attempt.
     let payment = store::lock_by_id(&mut tx, &found.payment_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
+    // The retry (or inquiry) of a call that may have succeeded is not
+    // canceled: failing the payment could hide a charge (contract §12).
+    if txns::is_unknown(&mut tx, &found.transaction_id).await? {
+        return Err(ApiError::outcome_unknown());
+    }
     let Some(canceled) = attempts::cancel_one(&mut tx, &id, reason.as_deref()).await? else {
         let now = attempts::status_of(&mut tx, &id).await?;
         return Err(ApiError::new(

@@ -95,6 +95,9 @@ error_codes! {
     AttemptNotScheduled = "attempt_not_scheduled",
     /// The webhook URL is not allowed (scheme or address).
     UrlNotAllowed = "url_not_allowed",
+    /// A charge of the payment may have succeeded: it cannot be canceled
+    /// until the provider has said (contract §12).
+    OutcomeUnknown = "outcome_unknown",
     /// The merchant has `webhooks.max_endpoints` endpoints in this mode.
     EndpointLimitReached = "endpoint_limit_reached",
     /// A provider notification's signature does not verify.
@@ -173,6 +176,16 @@ impl ApiError {
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
+    }
+
+    /// 409 `outcome_unknown`: the money may have moved, so nothing is
+    /// canceled until the provider has said.
+    pub fn outcome_unknown() -> Self {
+        Self::new(
+            409,
+            ErrorCode::OutcomeUnknown,
+            "a provider call of this payment may have succeeded; payd is asking the provider, try again later",
+        )
     }
 
     /// 400 for a body (or command) with a NUL byte in `field`.

@@ -60,6 +60,10 @@ pub async fn cancel(
         }
         _ => {
             if let Some(txn) = txns::charge_of(&mut tx, &id).await? {
+                // A charge that may have succeeded is not canceled (contract §12).
+                if txns::is_unknown(&mut tx, &txn).await? {
+                    return Err(ApiError::outcome_unknown());
+                }
                 attempts::cancel_scheduled(&mut tx, &txn).await?;
                 // Checked after the cancel above took the row locks: a worker that
                 // claimed first is visible here, one that claims later finds nothing.

@@ -8,6 +8,7 @@ pub(crate) mod auth;
 pub(crate) mod details;
 pub(crate) mod error;
 pub(crate) mod idempotency;
+pub(crate) mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod notifications;
 pub(crate) mod outcomes;
@@ -34,6 +35,7 @@ pub(crate) mod objects {
     pub(crate) use crate::db::attempts::Attempt;
     pub(crate) use crate::db::audit::AuditEntry;
     pub(crate) use crate::db::events::Event;
+    pub(crate) use crate::db::keys::ApiKey;
     pub(crate) use crate::db::payment_methods::PaymentMethod;
     pub(crate) use crate::db::payments::Payment;
     pub(crate) use crate::db::refunds::Refund;

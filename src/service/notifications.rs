@@ -4,19 +4,29 @@
 
 use serde_json::{Value, json};
 
-use super::outcomes::{self, JITTER};
+use super::outcomes::{self, Schedules};
 use super::{ApiError, Ctx, ErrorCode};
 use crate::db::{attempts, audit, notifications, payments as store, transactions as txns};
-use crate::domain::{FailureCode, SYSTEM_ACTOR, TransactionId};
+use crate::domain::{FailureCode, PaymentStatus, SYSTEM_ACTOR, TransactionId};
 use crate::provider::notification::{self, Notification};
 use crate::provider::{Operation, ProviderOutcome};
-use crate::retry::Schedule;
 
 /// Verifies and applies one notification.
 pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
     let settings = ctx.settings.providers.get(provider).ok_or_else(|| ApiError::not_found("provider"))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    notification::verify(&settings.secret, signature, body, now)
+    // A gateway signs with its own notification secret, never with the
+    // bearer token payd sends it (which the gateway's side may log).
+    let key =
+        if provider == "sandbox" { Some(settings.secret.as_str()) } else { settings.notification_secret.as_deref() };
+    let key = key.ok_or_else(|| {
+        ApiError::new(
+            400,
+            ErrorCode::SignatureInvalid,
+            "this provider has no notification_secret: its notifications are refused",
+        )
+    })?;
+    notification::verify(key, signature, body, now)
         .map_err(|e| ApiError::new(400, ErrorCode::SignatureInvalid, e.to_string()))?;
     let note: Notification = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(400, ErrorCode::NotificationInvalid, format!("the notification is malformed: {e}"))
@@ -43,15 +53,22 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
     if !notifications::record_once(&mut tx, provider, &note.id).await? {
         return Ok(json!({"received": true, "duplicate": true}));
     }
-    // Only a call still waiting is settled here; one the janitor already
-    // settled (or a stale notification) changes nothing.
+    // A call still waiting is settled here. Otherwise a failure or a repeat
+    // changes nothing, but a charge's success is never dropped: the
+    // customer was charged although payd settled the payment as failed or
+    // canceled (or still asks about it).
     if let Some(running) = attempts::running_for(&mut tx, &txn_id).await? {
         let (status, code) = outcomes::attempt_result(&outcome);
         attempts::finish(&mut tx, &running, status, code).await?;
-        let retry = Schedule::new(&ctx.settings.payments.retry_schedule, JITTER);
-        outcomes::record(&mut tx, &payment, &txn, &running, operation, &outcome, &retry)
+        let schedules = Schedules::new(&ctx.settings.payments);
+        outcomes::record(&mut tx, &payment, &txn, &running, operation, &outcome, &schedules)
             .await
             .map_err(ApiError::internal)?;
+    } else if let ProviderOutcome::Succeeded { reference } = &outcome
+        && txn.kind.is_charge()
+        && matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Canceled)
+    {
+        outcomes::late_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
     }
     tx.commit().await?;
     crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);

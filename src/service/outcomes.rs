@@ -25,8 +25,27 @@ pub const JITTER: f64 = 0.1;
 /// leaves the attempt running, so it has none).
 pub fn attempt_result(outcome: &ProviderOutcome) -> (AttemptStatus, Option<FailureCode>) {
     match outcome {
-        ProviderOutcome::Failed { code, .. } => (AttemptStatus::Failed, Some(*code)),
+        ProviderOutcome::Failed { code, .. } | ProviderOutcome::Unknown { code, .. } => {
+            (AttemptStatus::Failed, Some(*code))
+        }
         _ => (AttemptStatus::Succeeded, None),
+    }
+}
+
+/// The retry and inquiry schedules of payments (`payments.retry_schedule`,
+/// `payments.inquiry_schedule`).
+pub struct Schedules {
+    /// Delays between calls after a transient failure or an unknown outcome.
+    pub retry: Schedule,
+    /// Delays between inquiries once the retries are used up after an
+    /// unknown outcome.
+    pub inquiry: Vec<Duration>,
+}
+
+impl Schedules {
+    /// From the payments settings.
+    pub fn new(settings: &crate::config::PaymentSettings) -> Self {
+        Self { retry: Schedule::new(&settings.retry_schedule, JITTER), inquiry: settings.inquiry_schedule.clone() }
     }
 }
 
@@ -39,10 +58,27 @@ pub async fn record(
     attempt: &attempts::Claimed,
     operation: Operation,
     outcome: &ProviderOutcome,
-    retry: &Schedule,
+    schedules: &Schedules,
 ) -> anyhow::Result<()> {
-    match (retry_delay(outcome, attempt, retry), operation) {
+    let retry = retry_delay(outcome, attempt, &schedules.retry);
+    let unknown = match outcome {
+        ProviderOutcome::Unknown { .. } => {
+            // Whatever follows, the money may have moved: never failed for it.
+            txns::mark_unknown(conn, &txn.id).await?;
+            crate::observe::unknown_outcome("recorded");
+            true
+        }
+        // The last call was refused before any work, but an earlier one's
+        // outcome is unknown: that one may have charged. (An inquiry's
+        // "never received" is the provider's word that nothing was done.)
+        ProviderOutcome::Failed { code, .. } if code.is_transient() && retry.is_none() && !attempt.inquiry => {
+            txns::is_unknown(conn, &txn.id).await?
+        }
+        _ => false,
+    };
+    match (retry, operation) {
         (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, delay).await,
+        (None, _) if unknown => schedule_inquiry(conn, payment, attempt, &schedules.inquiry).await,
         (None, Operation::Purchase | Operation::Authorize) => {
             apply_charge(conn, payment, txn, operation, outcome).await
         }
@@ -59,6 +95,7 @@ pub fn retry_delay(outcome: &ProviderOutcome, attempt: &attempts::Claimed, retry
         ProviderOutcome::Failed { code, .. } if code.is_transient() => {
             retry.delay_after(usize::try_from(attempt.number).unwrap_or(usize::MAX))
         }
+        ProviderOutcome::Unknown { .. } => retry.delay_after(usize::try_from(attempt.number).unwrap_or(usize::MAX)),
         _ => None,
     }
 }
@@ -80,6 +117,71 @@ async fn schedule_retry(
         changes::count_retry(conn, &payment.id, due).await?;
     }
     Ok(())
+}
+
+/// The retries are used up and the last call's outcome is unknown: the
+/// provider is asked after the next step of the inquiry schedule. When the
+/// schedule is used up too, the transaction stays `unknown` and the payment
+/// `pending`, for an operator: nothing runs again by itself.
+async fn schedule_inquiry(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    claimed: &attempts::Claimed,
+    inquiry: &[Duration],
+) -> anyhow::Result<()> {
+    let asked = attempts::inquiries(conn, &claimed.transaction_id).await?;
+    let Some(delay) = usize::try_from(asked).ok().and_then(|n| inquiry.get(n)) else {
+        tracing::warn!(
+            payment_id = %payment.id, transaction_id = %claimed.transaction_id, inquiries = asked,
+            "the outcome is still unknown after the inquiry schedule; it waits for an operator"
+        );
+        crate::observe::unknown_outcome("left_for_operator");
+        return Ok(());
+    };
+    let next = claimed.number.checked_add(1).context("attempt number overflow")?;
+    attempts::insert_inquiry(conn, &claimed.payment_id, &claimed.transaction_id, next, *delay).await?;
+    tracing::info!(payment_id = %payment.id, attempt = next, ?delay, "outcome unknown; the provider will be asked");
+    Ok(())
+}
+
+/// A success the provider reports for a charge no attempt is waiting for:
+/// of a payment payd had settled as failed or canceled, or of one still
+/// pending between calls or inquiries (its outcome unknown). Recorded, never
+/// dropped (contract §12): what was scheduled for the transaction is
+/// canceled, the transaction becomes `succeeded`, the payment `succeeded`
+/// (or `requires_capture` for an authorization), its event is sent, and the
+/// audit log says why. Answers false when the payment cannot take it.
+pub async fn late_success(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    txn: &TransactionRow,
+    reference: &str,
+) -> anyhow::Result<bool> {
+    let authorize = txn.kind == domain::TransactionKind::Authorize;
+    let transition = match (payment.status, authorize) {
+        (PaymentStatus::Pending, true) => domain::payment::authorize_succeeded(payment.status),
+        (PaymentStatus::Pending, false) => domain::payment::charge_succeeded(payment.status),
+        (status, _) => domain::payment::late_success(status, authorize),
+    };
+    let Some(transition) = expected(payment, "late charge", transition) else {
+        return Ok(false);
+    };
+    if !txns::settle_late_success(conn, &txn.id, reference).await? {
+        return Ok(false);
+    }
+    attempts::cancel_scheduled(conn, &txn.id).await?;
+    let (captured, capturable) = if authorize { (0, txn.amount) } else { (txn.amount, 0) };
+    crate::db::audit::act(conn, domain::SYSTEM_ACTOR, "provider.late_success").await?;
+    let row = changes::late_success(conn, &payment.id, transition, reference, captured, capturable)
+        .await?
+        .context("payment changed while locked")?;
+    tracing::warn!(
+        payment_id = %payment.id, transaction_id = %txn.id, from = transition.from.as_str(),
+        "the provider reports a success for a payment settled as {}; recorded", transition.from.as_str()
+    );
+    crate::observe::unknown_outcome("late_success");
+    emit(conn, row, transition).await?;
+    Ok(true)
 }
 
 fn scope_of(p: &PaymentRow) -> Scope {
@@ -111,7 +213,7 @@ pub fn charge_change<'a>(
         ProviderOutcome::Failed { code, message } => {
             (domain::payment::charge_failed(payment.status), ChargeResult::Failed { code: *code, message })
         }
-        ProviderOutcome::Pending { .. } => return None,
+        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => return None,
     };
     Some((expected(payment, "charge", transition)?, result))
 }
@@ -177,7 +279,7 @@ async fn apply_capture(
             changes::release_capture(conn, &payment.id, txn.amount).await?;
             Ok(())
         }
-        ProviderOutcome::Pending { .. } => Ok(()),
+        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => Ok(()),
     }
 }
 
@@ -198,7 +300,7 @@ async fn apply_void(
             tracing::warn!(payment_id = %payment.id, code = code.as_str(), "the provider refused a void");
             txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
         }
-        ProviderOutcome::Pending { .. } => {}
+        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => {}
     }
     Ok(())
 }
@@ -230,7 +332,7 @@ async fn apply_refund(
             txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
             Ok(())
         }
-        ProviderOutcome::Pending { .. } => Ok(()),
+        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => Ok(()),
     }
 }
 

@@ -14,9 +14,8 @@ use crate::db::transactions::TransactionRow;
 use crate::db::{attempts, notify, payment_methods, transactions as txns};
 use crate::domain::{self, AttemptId, AttemptStatus, PaymentMethodId, SYSTEM_ACTOR};
 use crate::faults::{CrashPoint, Faults};
-use crate::provider::{Operation, ProviderOutcome, ProviderRequest, Providers};
-use crate::retry::Schedule;
-use crate::service::outcomes::{self as outcome, JITTER};
+use crate::provider::{Inquiry, Operation, ProviderOutcome, ProviderRequest, Providers};
+use crate::service::outcomes::{self as outcome, Schedules};
 use crate::service::payment_methods::is_expired;
 
 /// Runs attempts for the worker role.
@@ -24,7 +23,7 @@ pub struct AttemptRunner {
     pool: PgPool,
     providers: Providers,
     provider_timeout: Duration,
-    retry: Schedule,
+    schedules: Schedules,
     pending_timeout: Duration,
     faults: Faults,
     batches: Batches,
@@ -40,7 +39,7 @@ impl AttemptRunner {
             pool,
             providers,
             provider_timeout: settings.provider_timeout,
-            retry: Schedule::new(&settings.retry_schedule, JITTER),
+            schedules: Schedules::new(settings),
             pending_timeout: settings.pending_timeout,
             faults,
         }
@@ -94,13 +93,13 @@ impl AttemptRunner {
                 code: domain::FailureCode::ExpiredCard,
                 message: "The payment method has expired.".into(),
             }
+        } else if claimed.inquiry {
+            self.inquire(&call.provider, &request).await
         } else {
             match tokio::time::timeout(self.provider_timeout, self.providers.call(&call.provider, &request)).await {
                 Ok(outcome) => outcome,
-                Err(_) => ProviderOutcome::Failed {
-                    code: domain::FailureCode::Timeout,
-                    message: "the provider did not answer in time".into(),
-                },
+                // The call may have reached the provider: unknown, not failed.
+                Err(_) => ProviderOutcome::unknown(domain::FailureCode::Timeout, "the provider did not answer in time"),
             }
         };
         let kind = match &outcome {
@@ -108,6 +107,7 @@ impl AttemptRunner {
             ProviderOutcome::Pending { .. } => "pending",
             ProviderOutcome::Failed { code, .. } if code.is_transient() => "transient",
             ProviderOutcome::Failed { .. } => "declined",
+            ProviderOutcome::Unknown { .. } => "unknown",
         };
         crate::observe::attempt(&call.provider, operation.as_str(), kind, started.elapsed());
         tracing::info!(payment_id = %claimed.payment_id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
@@ -116,8 +116,11 @@ impl AttemptRunner {
         // The common end of a charge goes with the next batch of outcomes.
         let final_charge = match &outcome {
             ProviderOutcome::Succeeded { .. } => true,
-            ProviderOutcome::Failed { .. } => outcome::retry_delay(&outcome, &claimed, &self.retry).is_none(),
-            ProviderOutcome::Pending { .. } => false,
+            // A transient failure after an unknown outcome may still go to an
+            // inquiry: that is decided with the transaction in hand, below.
+            ProviderOutcome::Failed { code, .. } if code.is_transient() && !claimed.inquiry => false,
+            ProviderOutcome::Failed { .. } => outcome::retry_delay(&outcome, &claimed, &self.schedules.retry).is_none(),
+            ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => false,
         };
         if charges && final_charge {
             let charge = Charge { claimed: claimed.clone(), operation, amount: txn.amount, outcome: outcome.clone() };
@@ -134,7 +137,9 @@ impl AttemptRunner {
             .context("payment vanished")?;
         let (status, code) = match &outcome {
             ProviderOutcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
-            ProviderOutcome::Failed { code, .. } => (AttemptStatus::Failed, Some(*code)),
+            ProviderOutcome::Failed { code, .. } | ProviderOutcome::Unknown { code, .. } => {
+                (AttemptStatus::Failed, Some(*code))
+            }
             ProviderOutcome::Pending { reference } => {
                 // The provider will notify; until then the attempt stays
                 // running, leased for `pending_timeout`, after which the
@@ -150,13 +155,39 @@ impl AttemptRunner {
             tracing::info!(attempt_id = %id, "claim lost to another worker; discarding this outcome");
             return Ok(());
         }
-        outcome::record(&mut tx, &payment, &txn, &claimed, operation, &outcome, &self.retry).await?;
+        outcome::record(&mut tx, &payment, &txn, &claimed, operation, &outcome, &self.schedules).await?;
         self.faults.crash_point(CrashPoint::WorkerBeforeCommit);
         tx.commit().await?;
         notify::ring(&self.pool, notify::DELIVERIES);
         notify::ring(&self.pool, notify::OUTBOX);
         notify::ring_with(&self.pool, notify::PAYMENT_STATUS, payment.id.as_str());
         Ok(())
+    }
+}
+
+impl AttemptRunner {
+    /// An inquiry: what the provider says of the transaction's earlier
+    /// calls, as the outcome of this attempt. Never received means nothing
+    /// was done: a failure (the retries are used up). No answer is still
+    /// unknown: the next inquiry, or an operator.
+    async fn inquire(&self, provider: &str, request: &ProviderRequest) -> ProviderOutcome {
+        crate::observe::unknown_outcome("inquired");
+        let asked = tokio::time::timeout(self.provider_timeout, self.providers.inquire(provider, request)).await;
+        match asked {
+            Ok(Inquiry::Answered(outcome)) => {
+                crate::observe::unknown_outcome("settled");
+                outcome
+            }
+            Ok(Inquiry::NotReceived) => {
+                crate::observe::unknown_outcome("settled");
+                ProviderOutcome::Failed {
+                    code: domain::FailureCode::ProviderUnavailable,
+                    message: "the provider never received the call; nothing was charged".into(),
+                }
+            }
+            Ok(Inquiry::Unknown(message)) => ProviderOutcome::unknown(domain::FailureCode::ProcessingError, message),
+            Err(_) => ProviderOutcome::unknown(domain::FailureCode::Timeout, "the provider's inquiry timed out"),
+        }
     }
 }
 

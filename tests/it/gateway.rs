@@ -11,6 +11,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::common::TestApp;
 
 const SECRET: &str = "gw_secret_123";
+/// The key of the gateway's notifications, apart from the bearer token.
+const NOTIFICATION_SECRET: &str = "gw_notes_456";
 
 async fn app_with_gateway(gateway: &MockServer) -> TestApp {
     TestApp::spawn_with(
@@ -18,6 +20,7 @@ async fn app_with_gateway(gateway: &MockServer) -> TestApp {
         &[
             ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
             ("PAYD_PROVIDERS__ACME__SECRET", SECRET),
+            ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", NOTIFICATION_SECRET),
             ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
             ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms,200ms,200ms"),
         ],
@@ -155,16 +158,28 @@ async fn a_pending_gateway_charge_completes_from_its_notification() {
     .await;
     let body = json!({"id": "evt_gw_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_9"})
         .to_string();
-    let sig = sign_notification(SECRET, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
-    let resp = app
-        .http
-        .post(format!("{}/v1/provider_notifications/acme", app.base))
-        .header(SIGNATURE_HEADER, sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let post = |secret: &'static str| {
+        let (app, body) = (&app, body.clone());
+        async move {
+            let sig = sign_notification(secret, time::OffsetDateTime::now_utc().unix_timestamp(), body.as_bytes());
+            let resp = app
+                .http
+                .post(format!("{}/v1/provider_notifications/acme", app.base))
+                .header(SIGNATURE_HEADER, sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // Signed with the bearer token payd sends the gateway: refused.
+    let (status, err) = post(SECRET).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("signature_invalid")), "{err}");
+    let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(p["status"], "pending", "a notification signed with the bearer token changed nothing");
+    assert_eq!(post(NOTIFICATION_SECRET).await.0, 200);
     let paid = app.wait_status(id, "succeeded").await;
     assert_eq!(paid["provider_reference"], "gw_ch_9");
     app.stop().await;
@@ -190,7 +205,9 @@ async fn a_gateway_authorization_is_captured_with_its_charge_id_and_a_canceled_c
     Mock::given(method("POST"))
         .and(path("/v1/captures"))
         .and(body_partial_json(json!({"amount": 600})))
-        .respond_with(ResponseTemplate::new(503))
+        // Refused before any work (a 5xx would leave the capture unknown,
+        // and its retry could not be canceled: see tests/it/unknown.rs).
+        .respond_with(ResponseTemplate::new(429))
         .mount(&gateway)
         .await;
     // Retries far in the future: the failed capture waits, scheduled, for an operator.
@@ -285,5 +302,36 @@ async fn a_currency_the_provider_does_not_take_is_refused_with_422() {
         .collect();
     sent.sort();
     assert_eq!(sent, ["EUR", "USD"]);
+    app.stop().await;
+}
+
+/// Contract §12: a 4xx that is no decline is payd's or the gateway's
+/// configuration, never the card's.
+#[tokio::test]
+async fn a_gateway_4xx_without_a_decline_code_is_a_provider_error() {
+    let gateway = MockServer::start().await;
+    for (token, status, code) in
+        [("tok_auth", 401, None), ("tok_gone", 404, None), ("tok_poor", 422, Some("insufficient_funds"))]
+    {
+        let body = match code {
+            Some(c) => json!({"error": {"code": c, "message": "no"}}),
+            None => json!({"error": {"message": "bad key"}}),
+        };
+        Mock::given(method("POST"))
+            .and(path("/v1/charges"))
+            .and(body_partial_json(json!({"payment_method": token})))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .mount(&gateway)
+            .await;
+    }
+    let app = app_with_gateway(&gateway).await;
+    for (token, expected) in
+        [("tok_auth", "provider_error"), ("tok_gone", "provider_error"), ("tok_poor", "insufficient_funds")]
+    {
+        let p = app.create_payment(&app.payment_method("acme", token).await, 100).await;
+        let failed = app.wait_status(p["id"].as_str().unwrap(), "failed").await;
+        assert_eq!(failed["error_code"], expected, "{token}: {failed}");
+        assert_eq!(failed["attempt_count"], 1, "{token}: a configuration error is not retried");
+    }
     app.stop().await;
 }

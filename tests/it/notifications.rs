@@ -158,3 +158,44 @@ async fn a_pending_payment_that_never_hears_back_is_checked_again() {
     assert_eq!(notes, 0, "no notification ever arrived");
     app.stop().await;
 }
+
+/// Contract §12: a success the provider reports for a payment payd settled
+/// as failed is never dropped — the customer was charged.
+#[tokio::test]
+async fn a_late_success_for_a_failed_payment_is_recorded() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_PAYMENTS__RETRY_SCHEDULE", "100ms")]).await;
+    let p = app.create_payment("pm_test_unavailable", 1300).await;
+    let id = p["id"].as_str().unwrap();
+    app.wait_status(id, "failed").await;
+    let txn: String = sqlx::query_scalar("SELECT id FROM transactions WHERE payment_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let note = json!({"id": "ntf_late_1", "type": "charge.succeeded", "idempotency_key": txn, "reference": "ch_late"});
+    let body = note.to_string();
+    let (status, ok) =
+        post_note(&app, "sandbox", &note, Some(sign_notification(SANDBOX_SECRET, now(), body.as_bytes()))).await;
+    assert_eq!(status, 200, "{ok}");
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!((paid["amount_captured"].as_i64(), paid["error_code"].as_str()), (Some(1300), None), "{paid}");
+    assert_eq!(paid["provider_reference"], "ch_late");
+    app.assert_amounts(id).await;
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT type FROM events WHERE payment_id = $1 ORDER BY created_at, id")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(types, ["payment.created", "payment.failed", "payment.succeeded"]);
+    let (_, log) = app.get(&format!("/v1/payments/{id}/audit_log?limit=100")).await;
+    let actions: Vec<&str> = log["data"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"provider.late_success"), "the audit log says why: {actions:?}");
+    // The same success again changes nothing.
+    let again = json!({"id": "ntf_late_2", "type": "charge.succeeded", "idempotency_key": txn, "reference": "ch_late"});
+    let body = again.to_string();
+    post_note(&app, "sandbox", &again, Some(sign_notification(SANDBOX_SECRET, now(), body.as_bytes()))).await;
+    let (_, p) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(p["amount_captured"], 1300);
+    app.stop().await;
+}

@@ -240,6 +240,7 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
     let ops = ops_key(&app).await;
     let payments = payd::config::PaymentSettings {
         retry_schedule: vec![],
+        inquiry_schedule: vec![],
         provider_timeout: Duration::from_secs(5),
         pending_timeout: Duration::from_secs(60),
         requeue_after: Duration::from_secs(3600),
