@@ -170,6 +170,15 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     let addr = listener.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
     let providers = Providers::new(pool.clone(), &settings, addr.map(|a| format!("http://{a}")).as_deref());
     let ctx = Ctx::new(pool.clone(), providers.clone(), settings.clone());
+    if roles.contains(&Role::Api) || roles.contains(&Role::Dispatcher) {
+        // Endpoints made before secrets were sealed are sealed now; until
+        // then their secrets are read as they are.
+        match crate::service::webhooks::seal_plain_secrets(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(endpoints = n, "sealed webhook secrets stored in the clear"),
+            Err(e) => tracing::warn!(error = %e.message, "could not seal webhook secrets stored in the clear"),
+        }
+    }
     if let Some(listener) = listener {
         tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
         let watch = PaymentWatch::start(pool.clone(), shutdown.clone());
@@ -206,7 +215,14 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         // harm (a webhook is sent once more), so they skip the WAL flush wait.
         let dispatcher_pool = db::dispatcher_pool(&settings.database).context("database.url")?;
         pools.push(dispatcher_pool.clone());
-        tasks.spawn(dispatcher::run(dispatcher_pool, settings.webhooks.clone(), faults.clone(), shutdown.clone()));
+        let secrets = ctx.secrets.clone();
+        tasks.spawn(dispatcher::run(
+            dispatcher_pool,
+            settings.webhooks.clone(),
+            secrets,
+            faults.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok(Running { addr, ctx, shutdown, tasks, amqp, pools })
 }

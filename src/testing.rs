@@ -46,12 +46,15 @@ pub async fn add_endpoint(
     events: &[&str],
 ) -> Result<String, sqlx::Error> {
     let secret = crate::webhooks::generate_secret();
+    // Stored in the clear, as endpoints made before secrets were sealed
+    // (payd seals them at start; until then they are read as they are).
     let new = db::webhooks::NewEndpoint {
+        id: crate::domain::EndpointId::generate(),
         url,
         enabled_events: events.iter().map(|e| (*e).to_owned()).collect(),
         description: None,
         metadata: serde_json::json!({}),
-        secret: secret.clone(),
+        sealed_secret: secret.clone(),
     };
     let scope = Scope::system(merchant.clone(), false);
     // Benches and tests set up as many endpoints as they measure.

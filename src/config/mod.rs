@@ -74,6 +74,45 @@ pub struct Settings {
     /// Fault injection for crash tests; empty in normal operation.
     #[serde(default)]
     pub faults: FaultSettings,
+    /// Keys of secrets at rest.
+    #[serde(default)]
+    pub secrets: SecretsSettings,
+}
+
+/// `[secrets]`
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// Base64 of 32 random bytes: encrypts webhook secrets at rest. Required
+    /// in production; elsewhere a public development key stands in.
+    #[serde(default)]
+    pub master_key: String,
+}
+
+impl std::fmt::Debug for SecretsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsSettings").field("master_key", &"<redacted>").finish()
+    }
+}
+
+impl Settings {
+    /// The box that seals and opens secrets at rest: `secrets.master_key`,
+    /// or outside production (with a warning) the public development key.
+    pub fn secret_box(&self) -> crate::secretbox::SecretBox {
+        match crate::secretbox::SecretBox::parse(&self.secrets.master_key) {
+            Some(b) => b,
+            None => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "secrets.master_key is not set: webhook secrets are sealed with the public development key \
+                         (generate one with `openssl rand -base64 32`)"
+                    );
+                });
+                crate::secretbox::SecretBox::development()
+            }
+        }
+    }
 }
 
 /// `[database]`
@@ -159,7 +198,7 @@ pub struct WebhookSettings {
 }
 
 /// `[providers.<name>]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
     /// The gateway's base URL (HTTP gateways; not for `sandbox`).
@@ -183,6 +222,20 @@ pub struct ProviderSettings {
     /// A payment in another currency is refused with 422.
     #[serde(default)]
     pub currencies: String,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secrets never reach a log line.
+        f.debug_struct("ProviderSettings")
+            .field("base_url", &self.base_url)
+            .field("secret", &"<redacted>")
+            .field("notification_secret", &self.notification_secret.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("notify_url", &self.notify_url)
+            .field("currencies", &self.currencies)
+            .finish()
+    }
 }
 
 impl ProviderSettings {
@@ -296,6 +349,16 @@ impl Settings {
         if self.payments.requeue_after < Duration::from_secs(1) {
             return invalid("payments.requeue_after", "must be at least 1s");
         }
+        match (crate::secretbox::SecretBox::parse(&self.secrets.master_key), self.env.as_str()) {
+            (Some(_), _) => {}
+            (None, _) if !self.secrets.master_key.is_empty() => {
+                return invalid("secrets.master_key", "must be the base64 of 32 bytes (openssl rand -base64 32)");
+            }
+            (None, "production") => {
+                return invalid("secrets.master_key", "is required in production (openssl rand -base64 32)");
+            }
+            (None, _) => {}
+        }
         if self.payments.inquiry_schedule.iter().any(Duration::is_zero) {
             return invalid("payments.inquiry_schedule", "every delay must be longer than 0");
         }
@@ -324,77 +387,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Settings::load(&vars, Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")))
-    }
-
-    #[test]
-    fn defaults_match_the_contract() {
-        let s = load(&[]).unwrap();
-        assert_eq!(s.env, "production");
-        assert_eq!(s.database.url, "postgres://localhost/payd");
-        assert_eq!(s.amqp.prefix, "");
-        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
-        let mins: Vec<u64> = s.payments.retry_schedule.iter().map(|d| d.as_secs() / 60).collect();
-        assert_eq!(mins, [1, 5, 30, 120, 360]);
-        assert_eq!(s.webhooks.retry_schedule.len(), 7);
-        assert_eq!(s.webhooks.timeout, Duration::from_secs(15));
-        assert_eq!(s.webhooks.disable_after, Duration::from_secs(5 * 86400));
-        assert!(!s.webhooks.allow_private_targets);
-        assert_eq!((s.rate_limit.per_minute, s.rate_limit.burst), (100, 20));
-        assert!(s.providers.contains_key("sandbox"));
-    }
-
-    #[test]
-    fn env_file_then_variables_override() {
-        let s = load(&[("PAYD_ENV", "development")]).unwrap();
-        assert!(s.is_development());
-        assert!(s.webhooks.allow_private_targets);
-        let s = load(&[
-            ("PAYD_ENV", "development"),
-            ("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "false"),
-            ("PAYD_AMQP__PREFIX", "t1."),
-            ("PAYD_LOG_FORMAT", "json"),
-        ])
-        .unwrap();
-        assert!(!s.webhooks.allow_private_targets);
-        assert_eq!(s.amqp.prefix, "t1.");
-        assert_eq!(s.log_format, LogFormat::Json);
-    }
-
-    #[test]
-    fn generic_url_variables_are_fallbacks() {
-        let s = load(&[("DATABASE_URL", "postgres://a/b")]).unwrap();
-        assert_eq!(s.database.url, "postgres://a/b");
-        let s = load(&[("DATABASE_URL", "postgres://a/b"), ("PAYD_DATABASE__URL", "postgres://c/d")]).unwrap();
-        assert_eq!(s.database.url, "postgres://c/d");
-        let s = load(&[("AMQP_URL", "amqp://x")]).unwrap();
-        assert_eq!(s.amqp.url, "amqp://x");
-    }
-
-    #[test]
-    fn bad_settings_are_named() {
-        let err = load(&[("PAYD_PAYMENTS__RETRY_SCHEDULE", "1m,soon")]).unwrap_err().to_string();
-        assert!(err.contains("retry_schedule") && err.contains("soon"), "{err}");
-        let err = load(&[("PAYD_HTTP__LISTEN", "nowhere")]).unwrap_err().to_string();
-        assert!(err.contains("listen"), "{err}");
-        let err = load(&[("PAYD_DATABASE__URL", "mysql://x")]).unwrap_err().to_string();
-        assert!(err.contains("database.url"), "{err}");
-        let err = load(&[("PAYD_WEBHOOKS__TIMEOUT", "0s")]).unwrap_err().to_string();
-        assert!(err.contains("webhooks.timeout"), "{err}");
-        let err = load(&[("PAYD_PROVIDERS__ACME__SECRET", "s")]).unwrap_err().to_string();
-        assert!(err.contains("base_url") && err.contains("acme"), "{err}");
-        let gateway = [("PAYD_PROVIDERS__ACME__SECRET", "s"), ("PAYD_PROVIDERS__ACME__BASE_URL", "http://127.0.0.1:1")];
-        // In production a gateway must be https; elsewhere http will do.
-        let err = load(&gateway).unwrap_err().to_string();
-        assert!(err.contains("base_url") && err.contains("https"), "{err}");
-        let s = load(&[gateway[0], gateway[1], ("PAYD_ENV", "development")]).unwrap();
-        assert_eq!(s.providers["acme"].timeout, Duration::from_secs(10));
-        let err = load(&[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "1m,0s")]).unwrap_err().to_string();
-        assert!(err.contains("payments.inquiry_schedule"), "{err}");
-    }
-}
+mod tests;

@@ -175,6 +175,19 @@ pub async fn hold_pending(conn: &mut PgConnection, claimed: &Claimed, wait: Dura
     Ok(done.rows_affected() == 1)
 }
 
+/// Counts a "pending" answer of a running attempt; answers how many it has
+/// had, or `None` when the claim was lost.
+pub async fn count_pending(conn: &mut PgConnection, claimed: &Claimed) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE attempts SET pending_answers = pending_answers + 1
+         WHERE id = $1 AND status = 'running' AND claim_token = $2 RETURNING pending_answers",
+    )
+    .bind(&claimed.id)
+    .bind(claimed.claim_token)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The running attempt of a transaction, locked, with its current claim.
 pub async fn running_for(conn: &mut PgConnection, transaction: &TransactionId) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(

@@ -36,7 +36,10 @@ pub struct NewEndpoint {
     pub enabled_events: Vec<String>,
     pub description: Option<String>,
     pub metadata: Value,
-    pub secret: String,
+    /// Chosen by the caller: the sealed secret is bound to it.
+    pub id: EndpointId,
+    /// The secret, sealed with `secrets.master_key`.
+    pub sealed_secret: String,
 }
 
 /// Creates an endpoint; the answer carries its secret.
@@ -56,22 +59,19 @@ pub async fn create(
          WHERE (SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $2 AND livemode = $3) < $9
          RETURNING {ENDPOINT_COLUMNS}"
     )))
-    .bind(EndpointId::generate())
+    .bind(&e.id)
     .bind(&scope.merchant_id)
     .bind(scope.livemode)
     .bind(&e.url)
     .bind(&e.enabled_events)
     .bind(&e.description)
     .bind(&e.metadata)
-    .bind(&e.secret)
+    .bind(&e.sealed_secret)
     .bind(i64::from(max_endpoints))
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(inserted.map(|mut endpoint| {
-        endpoint.secret = Some(e.secret);
-        endpoint
-    }))
+    Ok(inserted)
 }
 
 /// One endpoint of a tenant.
@@ -146,10 +146,10 @@ pub async fn rotate_secret(
     pool: &PgPool,
     scope: &Scope,
     id: &EndpointId,
-    secret: &str,
+    sealed_secret: &str,
     expire_previous_in: std::time::Duration,
 ) -> Result<Option<Endpoint>, sqlx::Error> {
-    let endpoint: Option<Endpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET previous_secret = secret,
              previous_secret_expires_at = now() + make_interval(secs => $5), secret = $4, updated_at = now()
          WHERE id = $1 AND merchant_id = $2 AND livemode = $3 RETURNING {ENDPOINT_COLUMNS}"
@@ -157,11 +157,47 @@ pub async fn rotate_secret(
     .bind(id)
     .bind(&scope.merchant_id)
     .bind(scope.livemode)
-    .bind(secret)
+    .bind(sealed_secret)
     .bind(expire_previous_in.as_secs_f64())
     .fetch_optional(pool)
+    .await
+}
+
+/// Endpoints whose secrets are still stored in the clear (made before
+/// secrets were sealed): id, secret, previous secret.
+pub async fn plain_secrets(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(EndpointId, String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, secret, previous_secret FROM webhook_endpoints
+         WHERE secret NOT LIKE 'enc:v1:%' OR previous_secret NOT LIKE 'enc:v1:%' LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Clear secrets → sealed ones, unless the endpoint changed its secrets
+/// meanwhile (a rotation seals its own).
+pub async fn seal_secrets(
+    pool: &PgPool,
+    id: &EndpointId,
+    plain: (&str, Option<&str>),
+    sealed: (&str, Option<&str>),
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_endpoints SET secret = $4, previous_secret = $5
+         WHERE id = $1 AND secret = $2 AND previous_secret IS NOT DISTINCT FROM $3",
+    )
+    .bind(id)
+    .bind(plain.0)
+    .bind(plain.1)
+    .bind(sealed.0)
+    .bind(sealed.1)
+    .execute(pool)
     .await?;
-    Ok(endpoint.map(|e| Endpoint { secret: Some(secret.to_owned()), ..e }))
+    Ok(done.rows_affected() == 1)
 }
 
 /// Makes a delivery of this tenant due now, whatever its status; answers it.

@@ -28,6 +28,7 @@ pub struct Sender {
     client: reqwest::Client,
     settings: WebhookSettings,
     schedule: Schedule,
+    secrets: Arc<crate::secretbox::SecretBox>,
     faults: Faults,
     succeeded: GroupCommit<Delivered, bool>,
 }
@@ -41,7 +42,12 @@ struct Delivered {
 impl Sender {
     /// A sender whose requests time out after `webhooks.timeout` and never
     /// follow redirects.
-    pub fn new(pool: PgPool, settings: WebhookSettings, faults: Faults) -> reqwest::Result<Self> {
+    pub fn new(
+        pool: PgPool,
+        settings: WebhookSettings,
+        secrets: Arc<crate::secretbox::SecretBox>,
+        faults: Faults,
+    ) -> reqwest::Result<Self> {
         let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
@@ -59,7 +65,7 @@ impl Sender {
                     dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
                 Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
             });
-        Ok(Self { pool, client, settings, schedule, faults, succeeded })
+        Ok(Self { pool, client, settings, schedule, secrets, faults, succeeded })
     }
 
     /// Sends one claimed delivery and records the attempt; `sent` runs as
@@ -127,15 +133,21 @@ impl Sender {
         if let Err(e) = target::check_literal(&url, self.settings.allow_private_targets) {
             return fail(e.to_string());
         }
+        let owner = d.endpoint_id.as_str();
+        let opened = self.secrets.open(owner, &d.secret).and_then(|secret| {
+            let previous = d.previous_secret.as_deref().map(|p| self.secrets.open(owner, p)).transpose()?;
+            Ok((secret, previous))
+        });
+        let Ok((secret, previous)) = opened else {
+            return fail(
+                "the endpoint's secret does not decrypt: is secrets.master_key the one it was sealed with?".into(),
+            );
+        };
         let body = event_body(d);
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let Some(signature) = signing::signature_header(
-            &d.secret,
-            d.previous_secret.as_deref(),
-            d.event_id.as_str(),
-            timestamp,
-            body.as_bytes(),
-        ) else {
+        let Some(signature) =
+            signing::signature_header(&secret, previous.as_deref(), d.event_id.as_str(), timestamp, body.as_bytes())
+        else {
             return fail("endpoint secret is malformed".into());
         };
         let response = self

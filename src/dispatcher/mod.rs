@@ -30,8 +30,14 @@ const IDLE: Duration = Duration::from_millis(500);
 const SPACING: Duration = Duration::from_millis(2);
 
 /// Runs until `shutdown`; finishes the sends in flight before returning.
-pub async fn run(pool: PgPool, settings: WebhookSettings, faults: Faults, shutdown: CancellationToken) {
-    let sender = match Sender::new(pool.clone(), settings.clone(), faults) {
+pub async fn run(
+    pool: PgPool,
+    settings: WebhookSettings,
+    secrets: Arc<crate::secretbox::SecretBox>,
+    faults: Faults,
+    shutdown: CancellationToken,
+) {
+    let sender = match Sender::new(pool.clone(), settings.clone(), secrets, faults) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "dispatcher: cannot build the HTTP client");

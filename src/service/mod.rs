@@ -55,6 +55,8 @@ pub struct Ctx {
     pub settings: Arc<Settings>,
     /// Where creates are written, with those of concurrent requests.
     pub creates: Creates,
+    /// Seals and opens secrets at rest (`secrets.master_key`).
+    pub secrets: Arc<crate::secretbox::SecretBox>,
 }
 
 impl Ctx {
@@ -62,7 +64,8 @@ impl Ctx {
     /// so call it inside the runtime.
     pub fn new(db: PgPool, providers: Providers, settings: Arc<Settings>) -> Self {
         let creates = Creates::start(db.clone());
-        Self { db, providers, settings, creates }
+        let secrets = Arc::new(settings.secret_box());
+        Self { db, providers, settings, creates, secrets }
     }
 
     /// True when the database answers (readiness).

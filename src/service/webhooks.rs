@@ -55,15 +55,18 @@ pub async fn create_endpoint(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Va
     let metadata = f.metadata("metadata")?;
     let url = check_url(ctx, scope, &url).await?;
     let mut conn = ctx.db.acquire().await?;
-    let new = webhooks::NewEndpoint { url, enabled_events, description, metadata, secret: signing::generate_secret() };
+    let (id, secret) = (EndpointId::generate(), signing::generate_secret());
+    let sealed_secret = ctx.secrets.seal(id.as_str(), &secret);
+    let new = webhooks::NewEndpoint { id, url, enabled_events, description, metadata, sealed_secret };
     let max = ctx.settings.webhooks.max_endpoints;
-    let endpoint = webhooks::create(&mut conn, scope, new, max).await?.ok_or_else(|| {
+    let mut endpoint = webhooks::create(&mut conn, scope, new, max).await?.ok_or_else(|| {
         ApiError::new(
             422,
             ErrorCode::EndpointLimitReached,
             format!("at most {max} webhook endpoints per merchant and mode; delete one first"),
         )
     })?;
+    endpoint.secret = Some(secret);
     to_json(&endpoint)
 }
 
@@ -119,10 +122,40 @@ pub async fn rotate_secret(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> R
     let mut f = Fields::new(body, &["expire_previous_in"])?;
     let seconds = f.optional_integer("expire_previous_in", 0, EXPIRE_PREVIOUS_MAX_SECS)?.unwrap_or(86_400);
     let expire = std::time::Duration::from_secs(seconds.unsigned_abs());
-    let endpoint = webhooks::rotate_secret(&ctx.db, scope, &id, &signing::generate_secret(), expire)
+    let secret = signing::generate_secret();
+    let mut endpoint = webhooks::rotate_secret(&ctx.db, scope, &id, &ctx.secrets.seal(id.as_str(), &secret), expire)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    endpoint.secret = Some(secret);
     to_json(&endpoint)
+}
+
+/// Seals the secrets of endpoints made before secrets were sealed; run at
+/// start. Answers how many endpoints it sealed.
+pub async fn seal_plain_secrets(ctx: &Ctx) -> Result<usize, ApiError> {
+    let mut sealed = 0;
+    loop {
+        let batch = webhooks::plain_secrets(&ctx.db, 500).await?;
+        if batch.is_empty() {
+            return Ok(sealed);
+        }
+        let mut progressed = false;
+        for (id, secret, previous) in &batch {
+            let seal = |s: &str| {
+                if crate::secretbox::SecretBox::is_plain(s) { ctx.secrets.seal(id.as_str(), s) } else { s.to_owned() }
+            };
+            let (new, new_previous) = (seal(secret), previous.as_deref().map(seal));
+            if webhooks::seal_secrets(&ctx.db, id, (secret, previous.as_deref()), (&new, new_previous.as_deref()))
+                .await?
+            {
+                sealed += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return Ok(sealed);
+        }
+    }
 }
 
 /// `POST /v1/webhook_deliveries/{id}/retry`: due now, sent again (202).

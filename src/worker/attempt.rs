@@ -142,10 +142,34 @@ impl AttemptRunner {
             }
             ProviderOutcome::Pending { reference } => {
                 // The provider will notify; until then the attempt stays
-                // running, leased for `pending_timeout`, after which the
-                // scheduler hands it back and the provider is asked again.
-                if attempts::hold_pending(&mut tx, &claimed, self.pending_timeout).await? {
-                    txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
+                // running, leased for `pending_timeout` and then for each
+                // step of the inquiry schedule, after which the scheduler
+                // hands it back and the provider is asked again. After the
+                // last step the attempt ends and the transaction is left
+                // unknown for an operator (a notification still settles it).
+                let Some(answers) = attempts::count_pending(&mut tx, &claimed).await? else {
+                    return Ok(());
+                };
+                let wait = match usize::try_from(answers).unwrap_or(usize::MAX) {
+                    1 => Some(self.pending_timeout),
+                    n => self.schedules.inquiry.get(n - 2).copied(),
+                };
+                match wait {
+                    Some(wait) => {
+                        attempts::hold_pending(&mut tx, &claimed, wait).await?;
+                        txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
+                    }
+                    None => {
+                        attempts::finish(&mut tx, &claimed, AttemptStatus::Failed, Some(domain::FailureCode::Timeout))
+                            .await?;
+                        txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
+                        txns::mark_unknown(&mut tx, &txn.id).await?;
+                        tracing::warn!(
+                            payment_id = %claimed.payment_id, transaction_id = %txn.id, answers,
+                            "the provider still answers pending after the inquiry schedule; it waits for an operator"
+                        );
+                        crate::observe::unknown_outcome("left_for_operator");
+                    }
                 }
                 tx.commit().await?;
                 return Ok(());

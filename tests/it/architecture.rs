@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("retry", 1),
     ("webhooks", 1),
     ("target", 1),
+    ("secretbox", 1),
     ("db", 2),
     ("provider", 3),
     ("service", 4),

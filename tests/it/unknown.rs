@@ -157,3 +157,65 @@ async fn an_outcome_that_stays_unknown_waits_for_an_operator() {
     assert_eq!(types, [json!("payment.created")]);
     app.stop().await;
 }
+
+/// The janitor has an end: a provider that answers "pending" and never
+/// settles is asked again after `payments.pending_timeout`, then on the
+/// inquiry schedule, and then left unknown for an operator; its late
+/// notification still settles the payment.
+#[tokio::test]
+async fn a_call_pending_forever_is_asked_on_the_schedule_and_then_left_to_an_operator() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"id": "gw_ch_slow", "status": "pending"})))
+        .mount(&gateway)
+        .await;
+    let app = TestApp::spawn_with(
+        &[],
+        &[
+            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
+            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
+            ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", "gw_notes"),
+            ("PAYD_PAYMENTS__PENDING_TIMEOUT", "200ms"),
+            ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms,200ms"),
+        ],
+    )
+    .await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 500).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let calls = || async {
+        gateway.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/v1/charges").count()
+    };
+    eventually("the transaction to be left unknown", WAIT, || async {
+        (transaction(&app, &id).await.1 == "unknown").then_some(())
+    })
+    .await;
+    // The first call, again after pending_timeout, then after each of the
+    // two inquiry steps.
+    assert_eq!(calls().await, 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(calls().await, 4, "asked no more");
+    let (_, now) = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(now["status"], "pending");
+    let (status, err) = app.post(&format!("/v1/payments/{id}/cancel"), json!({})).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("outcome_unknown")), "{err}");
+
+    // The gateway's notification, however late, settles it.
+    let (txn, _) = transaction(&app, &id).await;
+    let body = json!({"id": "ntf_slow", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_slow"})
+        .to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let resp = app
+        .http
+        .post(format!("{}/v1/provider_notifications/acme", app.base))
+        .header(payd::testing::SIGNATURE_HEADER, payd::testing::sign_notification("gw_notes", now, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let paid = app.wait_status(&id, "succeeded").await;
+    assert_eq!(paid["amount_captured"], 500);
+    app.assert_amounts(&id).await;
+    app.stop().await;
+}

@@ -379,3 +379,62 @@ async fn a_huge_answer_is_read_no_further_than_64_kib() {
     assert!(sent < 16 * 1024 * 1024, "payd kept reading: {sent} bytes were taken");
     app.stop().await;
 }
+
+/// Contract §11: webhook secrets are stored sealed with `secrets.master_key`;
+/// a dump of the table signs nothing, a sealed secret moved to another
+/// endpoint does not open, and secrets stored in the clear before are
+/// sealed when payd starts.
+#[tokio::test]
+async fn webhook_secrets_are_sealed_at_rest() {
+    let app = TestApp::spawn_with(&[Role::Api], &[]).await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = app.add_endpoint(&receiver.url).await;
+    let (_, rotated) =
+        app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"), json!({"expire_previous_in": 3600})).await;
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    let stored: (String, Option<String>) =
+        sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    for (column, value) in [("secret", Some(stored.0.clone())), ("previous_secret", stored.1.clone())] {
+        let value = value.unwrap();
+        assert!(value.starts_with("enc:v1:"), "{column} is sealed: {value}");
+        assert!(!value.contains(&new[6..]) && !value.contains(&secret[6..]), "{column} holds no secret in the clear");
+    }
+
+    // An endpoint stored in the clear (as before secrets were sealed), and
+    // one given another endpoint's sealed secret.
+    let legacy_receiver = Receiver::start().await;
+    let legacy_secret =
+        payd::testing::add_endpoint(&app.pool, &app.merchant, legacy_receiver.url.clone(), &["*"]).await.unwrap();
+    let moved_receiver = Receiver::start().await;
+    let (moved, _) = app.add_endpoint(&moved_receiver.url).await;
+    sqlx::query("UPDATE webhook_endpoints SET secret = $2 WHERE id = $1")
+        .bind(&moved)
+        .bind(&stored.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // A dispatcher starts: it seals the clear one, then sends.
+    let more = app.start_more(&[Role::Worker, Role::Dispatcher]).await;
+    let plain: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE secret NOT LIKE 'enc:v1:%'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(plain, 0, "every secret is sealed once payd has started");
+    let p = app.create_payment("pm_test_success", 100).await;
+    let pid = p["id"].as_str().unwrap();
+    let hook = receiver.wait_for("payment.created", pid).await;
+    assert!(verify_webhook(&new, &hook) && verify_webhook(&secret, &hook), "both sealed secrets sign");
+    let hook = legacy_receiver.wait_for("payment.created", pid).await;
+    assert!(verify_webhook(&legacy_secret, &hook), "the formerly clear secret still signs");
+    let d =
+        wait_delivery(&app, &moved, "the moved secret's delivery to fail", |d| d["attempts"].as_i64() >= Some(1)).await;
+    assert_ne!(d["status"], "succeeded", "{d}");
+    assert!(moved_receiver.all().is_empty(), "nothing was signed with a secret that does not belong to the endpoint");
+    more.stop().await;
+    app.stop().await;
+}
