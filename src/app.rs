@@ -186,6 +186,8 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         let app = http::router(state);
         let stop = shutdown.clone();
         tasks.spawn(async move {
+            // The peer's address tells /metrics who asks.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "HTTP server failed");

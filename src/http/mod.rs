@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 
 use crate::queue::Amqp;
 use crate::service::wait::PaymentWatch;
-use crate::service::{Ctx, Outcome};
+use crate::service::{ApiError, Ctx, Outcome};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -95,7 +95,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The whole router. `state.openapi` is filled from [`api`].
 pub fn router(mut state: AppState) -> Router {
-    let (v1, doc) = api(ratelimit::RateLimit::new(&state.ctx.settings.rate_limit)).split_for_parts();
+    let (v1, doc) =
+        api(ratelimit::RateLimit::new(&state.ctx.settings.rate_limit, Some(state.ctx.clone()))).split_for_parts();
     state.openapi = Arc::new(serde_json::to_value(&doc).unwrap_or_default());
     let v1 = v1.method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
@@ -126,8 +127,27 @@ pub fn router(mut state: AppState) -> Router {
 }
 
 /// `GET /metrics`: Prometheus text (see [`crate::observe`] for the list).
-async fn metrics() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::render())
+/// Open to the machine itself; from anywhere else it takes an operator key
+/// (`Authorization: Bearer sk_ops_…`, Prometheus' `authorization`
+/// setting), so an API listening on a public address does not show its
+/// traffic to the world.
+async fn metrics(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    // Without the peer's address (a router served without connect info, as in tests) it is local.
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    let local = peer.is_none_or(|axum::extract::ConnectInfo(addr)| addr.ip().is_loopback());
+    if !local {
+        let header = req.headers().get(axum::http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+        let principal =
+            crate::service::auth::authenticate(&s.ctx, header, "/metrics from another host needs an operator key")
+                .await?;
+        if principal.kind != crate::domain::KeyKind::Ops {
+            return Err(ApiError::forbidden("/metrics from another host needs an operator key"));
+        }
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::render()).into_response())
 }
 
 /// Counts every answer by route template (never the raw path: ids would

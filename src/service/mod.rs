@@ -15,6 +15,7 @@ pub(crate) mod outcomes;
 pub(crate) mod params;
 pub(crate) mod payment_methods;
 pub(crate) mod payments;
+pub(crate) mod ratelimit;
 pub(crate) mod wait;
 pub(crate) mod webhooks;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use payd::app::Role;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, run_json};
+use crate::common::{TestApp, WAIT, eventually, payd, run_json};
 
 #[tokio::test]
 async fn rate_limits_are_per_key_with_retry_after() {
@@ -271,5 +271,38 @@ async fn capture_racing_cancel_has_exactly_one_winner() {
     let ops = run_json(&app, &["keys", "create", "--ops"]);
     let (_, all) = app.call_as(ops["secret_key"].as_str().unwrap(), "GET", "/v1/payments?limit=100", None, &[]).await;
     assert_eq!(all["total_count"], 6);
+    app.stop().await;
+}
+
+/// Contract §11: with several api processes a key still gets its one
+/// budget, not one per process.
+#[tokio::test]
+async fn rate_limits_hold_for_the_whole_deployment() {
+    let app =
+        TestApp::spawn_with(&[Role::Api], &[("PAYD_RATE_LIMIT__PER_MINUTE", "12"), ("PAYD_RATE_LIMIT__BURST", "3")])
+            .await;
+    let mut bases = vec![app.base.clone()];
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let args = ["serve", "--role", "api"];
+        children.push(crate::common::spawn(&mut payd(&app, &args, &[("PAYD_HTTP__LISTEN", listen.as_str())])));
+        let base = format!("http://{listen}");
+        eventually("another api process to listen", WAIT, || async {
+            app.http.get(format!("{base}/health/live")).send().await.ok().filter(|r| r.status() == 200)
+        })
+        .await;
+        bases.push(base);
+    }
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        let url = format!("{}/v1/payments", bases[i % 3]);
+        statuses.push(app.http.get(url).bearer_auth(&app.key).send().await.unwrap().status().as_u16());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 3, "one burst of 3 for the deployment, not 3 per process: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    drop(children);
     app.stop().await;
 }

@@ -89,3 +89,33 @@ async fn metrics_count_requests_transitions_attempts_queues_and_deliveries() {
     drop(child);
     app.stop().await;
 }
+
+/// The address of this machine that is not loopback, if it has one.
+fn outside_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No packet is sent: connecting a UDP socket only picks the route.
+    socket.connect("192.0.2.255:9").or_else(|_| socket.connect("10.255.255.255:9")).ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+}
+
+/// `/metrics` is open to the machine itself only: from another address it
+/// takes an operator key (and a merchant key is not enough).
+#[tokio::test]
+async fn metrics_from_another_host_need_an_operator_key() {
+    let outside = outside_address().expect("this machine has an address other than loopback");
+    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_HTTP__LISTEN", "0.0.0.0:0")]).await;
+    let port = app.running.as_ref().unwrap().addr.unwrap().port();
+    let url = format!("http://{outside}:{port}/metrics");
+    let resp = app.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "no key from another address");
+    let resp = app.http.get(&url).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(resp.status(), 403, "a merchant key is not an operator key");
+    let ops = crate::common::run_json(&app, &["keys", "create", "--ops"]);
+    let ops = ops["secret_key"].as_str().unwrap().to_owned();
+    let resp = app.http.get(&url).bearer_auth(&ops).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("payd_http_requests_total"));
+    let local = app.http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(local.status(), 200, "open to the machine itself");
+    app.stop().await;
+}
