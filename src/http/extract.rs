@@ -148,6 +148,10 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Decoded lossily by serde: an invalid byte would silently become U+FFFD.
+        if !parts.uri.query().is_none_or(decodes_to_utf8) {
+            return Err(ApiError::new(400, ErrorCode::QueryInvalid, "the query string must be valid UTF-8"));
+        }
         let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::new(400, ErrorCode::QueryInvalid, "the query string is malformed"))?;
@@ -161,6 +165,29 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
         }
         Ok(Self(q))
     }
+}
+
+/// Whether every percent-decoded part of a query string is UTF-8.
+fn decodes_to_utf8(query: &str) -> bool {
+    query.split(['&', '=']).all(|part| {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        std::str::from_utf8(&out).is_ok()
+    })
 }
 
 /// `Prefer: wait=N`, if sent (400 when N is not 0 to 30 seconds).
@@ -182,15 +209,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
     }
 }
 
-/// The `{id}` of a route; an undecodable one is simply not found.
+/// The `{id}` of a route; one that is not UTF-8 or holds a NUL is a clear
+/// 400 (contract §11).
 pub struct PathId(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(id) =
-            Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::not_found("object"))?;
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("id", "the id in the path must be valid UTF-8"))?;
         if id.contains('\0') {
             return Err(ApiError::nul("id"));
         }

@@ -110,13 +110,15 @@ impl HttpGateway {
             Ok(r) => r,
             // Never connected: the gateway has not seen the call.
             Err(e) if e.is_connect() => {
-                return failed(FailureCode::ProviderUnavailable, format!("could not reach the gateway: {e}"));
+                tracing::warn!(error = %e, "could not reach the gateway");
+                return failed(FailureCode::ProviderUnavailable, "could not reach the provider");
             }
             Err(e) if e.is_timeout() => {
                 return ProviderOutcome::unknown(FailureCode::Timeout, "the gateway did not answer in time");
             }
             Err(e) => {
-                return ProviderOutcome::unknown(FailureCode::ProcessingError, format!("the connection broke: {e}"));
+                tracing::warn!(error = %e, "the connection to the gateway broke");
+                return ProviderOutcome::unknown(FailureCode::ProcessingError, "the connection to the provider broke");
             }
         };
         let status = resp.status();
@@ -137,7 +139,10 @@ impl HttpGateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return Inquiry::Unknown(format!("the gateway could not be asked: {e}")),
+            Err(e) => {
+                tracing::warn!(error = %e, "the gateway could not be asked");
+                return Inquiry::Unknown("the provider could not be asked".into());
+            }
         };
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
@@ -177,7 +182,8 @@ async fn read(mut resp: reqwest::Response) -> Result<Vec<u8>, ProviderOutcome> {
                 return Err(ProviderOutcome::unknown(FailureCode::Timeout, "the gateway did not answer in time"));
             }
             Err(e) => {
-                let message = format!("the gateway's answer broke off: {e}");
+                tracing::warn!(error = %e, "the gateway's answer broke off");
+                let message = "the provider's answer broke off";
                 return Err(ProviderOutcome::unknown(FailureCode::ProcessingError, message));
             }
         }

@@ -139,7 +139,10 @@ impl Sandbox {
             },
             // Seen, but every call failed transiently: nothing was done.
             Ok(Some(None) | None) => Inquiry::NotReceived,
-            Err(e) => Inquiry::Unknown(e.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox: the ledger could not be read");
+                Inquiry::Unknown("the provider could not be asked".into())
+            }
         }
     }
 
@@ -155,7 +158,14 @@ impl Sandbox {
         match self.ledger(req, method).await {
             Ok(outcome) => outcome,
             // The "provider" could not be reached: transient, retried with the same key.
-            Err(e) => ProviderOutcome::Failed { code: FailureCode::ProviderUnavailable, message: e.to_string() },
+            // (The cause is payd's own database: logged, never shown in `failure_message`.)
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox: the ledger could not be written");
+                ProviderOutcome::Failed {
+                    code: FailureCode::ProviderUnavailable,
+                    message: "The provider is unavailable.".into(),
+                }
+            }
         }
     }
 

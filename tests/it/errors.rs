@@ -258,7 +258,11 @@ async fn hostile_input_never_gets_a_5xx() {
     let (status, err) = app.get("/v1/payments?reference=%00").await;
     assert_error(status, &err, 400, "invalid_request_error", Some("reference"), "NUL in query");
     let (status, err) = app.get("/v1/payments/%FF%FE").await;
-    assert_error(status, &err, 404, "invalid_request_error", None, "undecodable id");
+    assert_error(status, &err, 400, "invalid_request_error", Some("id"), "undecodable id");
+    let (status, err) = app.get("/v1/payments/pay_%00").await;
+    assert_error(status, &err, 400, "invalid_request_error", Some("id"), "NUL in the id");
+    let (status, err) = app.get("/v1/payments?reference=%FF").await;
+    assert!(status == 400, "invalid UTF-8 in the query: {status} {err}");
     let (status, err) = app.call("PUT", "/v1/payments", None).await;
     assert_eq!(status, 405, "{err}");
     assert_eq!(err["error"]["type"], "invalid_request_error");
