@@ -67,6 +67,8 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     amqp: Arc<Amqp>,
+    /// The command consumer's own connection (see [`start`]).
+    command_amqp: Option<Arc<Amqp>>,
     /// The other pools than the context's, closed with it.
     pools: Vec<sqlx::PgPool>,
 }
@@ -82,6 +84,9 @@ impl Running {
         self.tasks.close();
         self.tasks.wait().await;
         self.amqp.close().await;
+        if let Some(amqp) = &self.command_amqp {
+            amqp.close().await;
+        }
         self.ctx.db.close().await;
         for pool in &self.pools {
             pool.close().await;
@@ -198,6 +203,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     // say: they run on a pool whose sessions refuse whole-table plans.
     let queue_pool = db::queue_pool(&settings.database).context("database.url")?;
     let mut pools = vec![queue_pool.clone()];
+    let mut command_amqp = None;
     if roles.contains(&Role::Relay) {
         tasks.spawn(relay::run(queue_pool.clone(), amqp.clone(), shutdown.clone()));
     }
@@ -206,8 +212,14 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
         let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone() });
         let prefetch = settings.amqp.prefetch;
         tasks.spawn(consumer::run(attempts, amqp.clone(), ATTEMPTS_QUEUE, prefetch, shutdown.clone()));
-        let commands = Arc::new(CommandConsumer::new(ctx.clone(), amqp.clone(), faults.clone()));
-        tasks.spawn(consumer::run(commands, amqp.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
+        // Commands come from producers payd does not control, and lapin
+        // drops the whole connection on a message it cannot parse (a
+        // property that is not UTF-8): their consumer gets a connection of
+        // its own, so the attempts keep flowing meanwhile.
+        let own = Amqp::new(&settings.amqp);
+        let commands = Arc::new(CommandConsumer::new(ctx.clone(), own.clone(), faults.clone()));
+        tasks.spawn(consumer::run(commands, own.clone(), COMMANDS_QUEUE, prefetch, shutdown.clone()));
+        command_amqp = Some(own);
     }
     if roles.contains(&Role::Scheduler) {
         tasks.spawn(scheduler::run(queue_pool.clone(), settings.payments.requeue_after, shutdown.clone()));
@@ -226,7 +238,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
             shutdown.clone(),
         ));
     }
-    Ok(Running { addr, ctx, shutdown, tasks, amqp, pools })
+    Ok(Running { addr, ctx, shutdown, tasks, amqp, command_amqp, pools })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! | `payd_unknown_outcomes_total` | counter | `step` (`recorded`, `inquired`, `settled`, `left_for_operator`, `late_success`) |
 //! | `payd_queue_published_total` | counter | `queue` |
 //! | `payd_queue_publish_duration_seconds` | histogram (per batch, until confirmed) | |
-//! | `payd_queue_consumed_total` | counter | `queue`, `result` (`ack`, `requeue`, `recycle`, `dead_letter`) |
+//! | `payd_queue_consumed_total` | counter | `queue`, `result` (`ack`, `requeue`, `recycle`, `dead_letter`, `unparseable`) |
 //! | `payd_queue_handle_duration_seconds` | histogram | `queue` |
 //! | `payd_outbox_pending` · `payd_outbox_lag_seconds` | gauges | |
 //! | `payd_attempts_due` | gauge (scheduled attempts due now) | |

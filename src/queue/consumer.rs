@@ -17,6 +17,10 @@ use tokio_util::task::TaskTracker;
 
 use super::Amqp;
 
+/// How long a consumer takes one delivery at a time after a message it
+/// could not parse.
+const CAREFUL: Duration = Duration::from_secs(30);
+
 /// Handles one delivery, acking or nacking it.
 pub trait Handler: Send + Sync + 'static {
     /// Processes the delivery; must settle it (ack, nack or reject).
@@ -33,9 +37,28 @@ pub async fn run<H: Handler>(
 ) {
     let tracker = TaskTracker::new();
     let mut backoff = Duration::from_millis(200);
+    // After an unparseable message, one delivery at a time for a while: the
+    // bad one then comes alone at the head of the queue, and only it, not
+    // the good ones prefetched beside it, spends its delivery limit.
+    let mut careful_until: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        match consume(&handler, &amqp, queue, prefetch, &shutdown, &tracker).await {
+        let careful = careful_until.is_some_and(|t| std::time::Instant::now() < t);
+        let window = if careful { 1 } else { prefetch };
+        match consume(&handler, &amqp, queue, window, &shutdown, &tracker).await {
             Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ParsingError(_)) => {
+                // A message lapin cannot parse (a producer's property that is
+                // not UTF-8) took the connection down and comes back at the
+                // head of the queue: reconnect at once, so the queue's
+                // delivery limit disposes of it within a second or two.
+                tracing::warn!(error = %e, queue, "consumer: a message could not be parsed; reconnecting");
+                careful_until = Some(std::time::Instant::now() + CAREFUL);
+                crate::observe::consumed(queue, "unparseable");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, queue, retry_in = ?backoff, "consumer: broker connection lost");
                 tokio::select! {

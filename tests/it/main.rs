@@ -22,6 +22,7 @@ mod observe;
 mod plans;
 mod producers;
 mod queue;
+mod raw_amqp;
 mod retries;
 mod two_stage;
 mod unknown;

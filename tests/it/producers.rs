@@ -427,3 +427,33 @@ async fn a_producer_flood_and_http_load_are_all_processed() {
     p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;
 }
+
+/// A message whose `message_id` is not UTF-8 cannot even be parsed by the
+/// AMQP client: it takes the command consumer's connection down each time
+/// it is delivered. The commands behind it are still handled, the attempts
+/// (on their own connection) keep flowing, and the broker's delivery limit
+/// disposes of it within seconds.
+#[tokio::test]
+async fn a_command_with_a_property_that_is_not_utf8_does_not_stall_the_others() {
+    let app = TestApp::spawn().await;
+    let p = Producer::connect(&app).await;
+    let exchange = format!("{}payd.commands", app.vars["PAYD_AMQP__PREFIX"]);
+    let good = json!({"type": "payment.create", "data": create_data("pm_test_success", 321)}).to_string();
+    let url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let addr = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5672").to_owned();
+    let auth = format!("Bearer {}", app.key);
+    crate::raw_amqp::publish(&addr, &exchange, "payment.create", b"\xff\xfe-poison", &auth, good.as_bytes()).await;
+    // Commands published behind it, and a payment over HTTP meanwhile.
+    let corr =
+        p.command(&app.key, "after-the-poison", "payment.create", create_data("pm_test_success", 654), true).await;
+    let http = app.create_payment("pm_test_success", 987).await;
+    app.wait_status(http["id"].as_str().unwrap(), "succeeded").await;
+    let reply = p.reply(&corr).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    app.wait_status(reply["data"]["id"].as_str().unwrap(), "succeeded").await;
+    let poisoned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE amount = 321").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(poisoned, 0, "the unparseable command created nothing");
+    p.conn.close(200, "bye".into()).await.ok();
+    app.stop().await;
+}
