@@ -237,7 +237,9 @@ pub async fn set_provider_reference(
     Ok(())
 }
 
-/// The sum of a payment's pending transactions of one type.
+/// The sum of a payment's transactions of one type still in flight:
+/// pending, or unknown (the money may have moved: a refund whose outcome is
+/// unknown keeps its amount reserved).
 pub async fn pending_sum(
     conn: &mut PgConnection,
     payment: &PaymentId,
@@ -245,7 +247,7 @@ pub async fn pending_sum(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(amount), 0)::bigint FROM transactions
-         WHERE payment_id = $1 AND type = $2 AND status = 'pending'",
+         WHERE payment_id = $1 AND type = $2 AND status IN ('pending', 'unknown')",
     )
     .bind(payment)
     .bind(kind)
@@ -253,14 +255,16 @@ pub async fn pending_sum(
     .await
 }
 
-/// True when a payment has a transaction of this type in flight.
+/// True when a payment has a transaction of this type in flight (pending,
+/// or unknown).
 pub async fn pending_exists(
     conn: &mut PgConnection,
     payment: &PaymentId,
     kind: TransactionKind,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2 AND status = 'pending')",
+        "SELECT EXISTS (SELECT 1 FROM transactions WHERE payment_id = $1 AND type = $2
+           AND status IN ('pending', 'unknown'))",
     )
     .bind(payment)
     .bind(kind)

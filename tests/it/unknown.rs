@@ -219,3 +219,51 @@ async fn a_call_pending_forever_is_asked_on_the_schedule_and_then_left_to_an_ope
     app.assert_amounts(&id).await;
     app.stop().await;
 }
+
+/// A refund whose outcome is unknown may have been paid out: its amount
+/// stays reserved, so it cannot be refunded a second time meanwhile.
+#[tokio::test]
+async fn a_refund_whose_outcome_is_unknown_keeps_its_amount_reserved() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_r", "status": "succeeded"})))
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST")).and(path("/v1/refunds")).respond_with(ResponseTemplate::new(503)).mount(&gateway).await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/operations/txn_"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&gateway)
+        .await;
+    let app = app_with(&gateway, "1h").await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 1000).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "succeeded").await;
+    let (status, refund) = app.post(&format!("/v1/payments/{id}/refund"), json!({"amount": 1000})).await;
+    assert_eq!(status, 200, "{refund}");
+    eventually("the refund's outcome to be unknown", WAIT, || async {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM transactions WHERE payment_id = $1 AND type = 'refund'")
+                .bind(&id)
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap();
+        (status.as_deref() == Some("unknown")).then_some(())
+    })
+    .await;
+    let (status, err) = app.post(&format!("/v1/payments/{id}/refund"), json!({"amount": 1000})).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("charge_already_refunded")),
+        "the unknown refund's 1000 is still reserved: {err}"
+    );
+    let refunds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transactions WHERE payment_id = $1 AND type = 'refund'")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(refunds, 1);
+    app.stop().await;
+}
