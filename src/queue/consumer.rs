@@ -25,6 +25,13 @@ const CAREFUL: Duration = Duration::from_secs(30);
 pub trait Handler: Send + Sync + 'static {
     /// Processes the delivery; must settle it (ack, nack or reject).
     fn handle(&self, delivery: Delivery) -> impl Future<Output = ()> + Send;
+
+    /// Where a message lapin cannot parse goes, with its `x-payd-error`
+    /// code (queues fed by producers payd does not control); `None` leaves
+    /// such a message to the queue's delivery limit.
+    fn unparseable(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
 
 /// Consumes `queue` (base name) until `shutdown`.
@@ -53,6 +60,15 @@ pub async fn run<H: Handler>(
                 // delivery limit disposes of it within a second or two.
                 tracing::warn!(error = %e, queue, "consumer: a message could not be parsed; reconnecting");
                 careful_until = Some(std::time::Instant::now() + CAREFUL);
+                if let Some((dead_queue, code)) = handler.unparseable() {
+                    let taken =
+                        super::raw::take_unparseable(amqp.url(), &amqp.name(queue), &amqp.name(dead_queue), code).await;
+                    match taken {
+                        Ok(super::raw::Taken::DeadLettered) => settled_in(queue, "dead_letter"),
+                        Ok(other) => tracing::info!(queue, ?other, "consumer: the head of the queue was not taken"),
+                        Err(e) => tracing::warn!(error = %e, queue, "consumer: the unparseable message stays"),
+                    }
+                }
                 crate::observe::consumed(queue, "unparseable");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -222,7 +238,11 @@ pub fn last_delivery(delivery: &Delivery) -> bool {
 }
 
 fn settled(result: &'static str) {
-    crate::observe::consumed(QUEUE.try_with(|q| *q).unwrap_or("unknown"), result);
+    settled_in(QUEUE.try_with(|q| *q).unwrap_or("unknown"), result);
+}
+
+fn settled_in(queue: &'static str, result: &'static str) {
+    crate::observe::consumed(queue, result);
 }
 
 /// Acks a delivery whose effects are committed.

@@ -3,6 +3,7 @@
 //! every message can be rebuilt from Postgres rows.
 
 pub(crate) mod consumer;
+mod raw;
 pub(crate) mod relay;
 
 use std::sync::Arc;
@@ -33,6 +34,11 @@ pub struct Amqp {
 }
 
 impl Amqp {
+    /// The broker's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A handle; nothing is connected until first use.
     pub fn new(settings: &AmqpSettings) -> Arc<Self> {
         Arc::new(Self {

@@ -172,6 +172,10 @@ pub fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), 
 const MAX_RETRIES: i64 = 60;
 
 impl Handler for CommandConsumer {
+    fn unparseable(&self) -> Option<(&'static str, &'static str)> {
+        Some((COMMANDS_DEAD_QUEUE, ErrorCode::ParameterInvalid.as_str()))
+    }
+
     async fn handle(&self, delivery: Delivery) {
         if consumer::last_delivery(&delivery) {
             tracing::warn!("commands: the broker's delivery limit is reached; dead-lettering");

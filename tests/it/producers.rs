@@ -429,10 +429,10 @@ async fn a_producer_flood_and_http_load_are_all_processed() {
 }
 
 /// A message whose `message_id` is not UTF-8 cannot even be parsed by the
-/// AMQP client: it takes the command consumer's connection down each time
-/// it is delivered. The commands behind it are still handled, the attempts
-/// (on their own connection) keep flowing, and the broker's delivery limit
-/// disposes of it within seconds.
+/// AMQP client: it takes the command consumer's connection down. payd then
+/// reads the head of the queue over a plain socket and dead-letters it with
+/// `x-payd-error` and without its key; the commands behind it are handled,
+/// and the attempts (on their own connection) keep flowing.
 #[tokio::test]
 async fn a_command_with_a_property_that_is_not_utf8_does_not_stall_the_others() {
     let app = TestApp::spawn().await;
@@ -454,6 +454,11 @@ async fn a_command_with_a_property_that_is_not_utf8_does_not_stall_the_others() 
     let poisoned: i64 =
         sqlx::query_scalar("SELECT count(*) FROM payments WHERE amount = 321").fetch_one(&app.pool).await.unwrap();
     assert_eq!(poisoned, 0, "the unparseable command created nothing");
+    // payd read it past the client library and dead-lettered it itself: with
+    // its code, without the producer's key (dead_letters checks that).
+    let dead = dead_letters(&app, &p.ch, 1).await;
+    assert_eq!(dead[0].0, "parameter_invalid");
+    assert_eq!(dead[0].1, good.as_bytes(), "the body is kept for the operator");
     p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;
 }
