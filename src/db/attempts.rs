@@ -32,18 +32,7 @@ pub async fn insert_later(
     number: i32,
     delay: Duration,
 ) -> Result<time::OffsetDateTime, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at)
-         VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5))
-         RETURNING scheduled_at",
-    )
-    .bind(AttemptId::generate())
-    .bind(payment)
-    .bind(transaction)
-    .bind(number)
-    .bind(delay.as_secs_f64())
-    .fetch_one(conn)
-    .await
+    insert_scheduled(conn, payment, transaction, number, delay, false).await
 }
 
 /// Inserts inquiry `number` (an attempt that asks the provider about the
@@ -55,18 +44,30 @@ pub async fn insert_inquiry(
     number: i32,
     delay: Duration,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    insert_scheduled(conn, payment, transaction, number, delay, true).await.map(|_| ())
+}
+
+async fn insert_scheduled(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+    transaction: &TransactionId,
+    number: i32,
+    delay: Duration,
+    inquiry: bool,
+) -> Result<time::OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar(
         "INSERT INTO attempts (id, payment_id, transaction_id, number, status, scheduled_at, inquiry)
-         VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5), true)",
+         VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5), $6)
+         RETURNING scheduled_at",
     )
     .bind(AttemptId::generate())
     .bind(payment)
     .bind(transaction)
     .bind(number)
     .bind(delay.as_secs_f64())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind(inquiry)
+    .fetch_one(conn)
+    .await
 }
 
 /// How many inquiries the transaction has had (run or scheduled).
