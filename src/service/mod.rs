@@ -9,6 +9,7 @@ pub(crate) mod details;
 pub(crate) mod error;
 pub(crate) mod idempotency;
 pub(crate) mod keys;
+pub(crate) mod late;
 pub(crate) mod lifecycle;
 pub(crate) mod notifications;
 pub(crate) mod outcomes;

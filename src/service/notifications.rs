@@ -4,10 +4,11 @@
 
 use serde_json::{Value, json};
 
+use super::late;
 use super::outcomes::{self, Schedules};
 use super::{ApiError, Ctx, ErrorCode};
 use crate::db::{attempts, audit, notifications, payments as store, transactions as txns};
-use crate::domain::{FailureCode, PaymentStatus, SYSTEM_ACTOR, TransactionId};
+use crate::domain::{FailureCode, PaymentStatus, SYSTEM_ACTOR, TransactionId, TransactionKind};
 use crate::provider::notification::{self, Notification};
 use crate::provider::{Operation, ProviderOutcome};
 
@@ -68,7 +69,11 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
         && txn.kind.is_charge()
         && matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Canceled)
     {
-        outcomes::late_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
+        late::late_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
+    } else if let ProviderOutcome::Succeeded { reference } = &outcome
+        && txn.kind == TransactionKind::Refund
+    {
+        late::late_refund_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
     }
     tx.commit().await?;
     crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);

@@ -144,46 +144,6 @@ async fn schedule_inquiry(
     Ok(())
 }
 
-/// A success the provider reports for a charge no attempt is waiting for:
-/// of a payment payd had settled as failed or canceled, or of one still
-/// pending between calls or inquiries (its outcome unknown). Recorded, never
-/// dropped (contract §12): what was scheduled for the transaction is
-/// canceled, the transaction becomes `succeeded`, the payment `succeeded`
-/// (or `requires_capture` for an authorization), its event is sent, and the
-/// audit log says why. Answers false when the payment cannot take it.
-pub async fn late_success(
-    conn: &mut PgConnection,
-    payment: &PaymentRow,
-    txn: &TransactionRow,
-    reference: &str,
-) -> anyhow::Result<bool> {
-    let authorize = txn.kind == domain::TransactionKind::Authorize;
-    let transition = match (payment.status, authorize) {
-        (PaymentStatus::Pending, true) => domain::payment::authorize_succeeded(payment.status),
-        (PaymentStatus::Pending, false) => domain::payment::charge_succeeded(payment.status),
-        (status, _) => domain::payment::late_success(status, authorize),
-    };
-    let Some(transition) = expected(payment, "late charge", transition) else {
-        return Ok(false);
-    };
-    if !txns::settle_late_success(conn, &txn.id, reference).await? {
-        return Ok(false);
-    }
-    attempts::cancel_scheduled(conn, &txn.id).await?;
-    let (captured, capturable) = if authorize { (0, txn.amount) } else { (txn.amount, 0) };
-    crate::db::audit::act(conn, domain::SYSTEM_ACTOR, "provider.late_success").await?;
-    let row = changes::late_success(conn, &payment.id, transition, reference, captured, capturable)
-        .await?
-        .context("payment changed while locked")?;
-    tracing::warn!(
-        payment_id = %payment.id, transaction_id = %txn.id, from = transition.from.as_str(),
-        "the provider reports a success for a payment settled as {}; recorded", transition.from.as_str()
-    );
-    crate::observe::unknown_outcome("late_success");
-    emit(conn, row, transition).await?;
-    Ok(true)
-}
-
 fn scope_of(p: &PaymentRow) -> Scope {
     Scope::system(p.merchant_id.clone(), p.livemode)
 }
@@ -221,7 +181,7 @@ pub fn charge_change<'a>(
 /// The state machine's answer to an outcome, or `None` when the payment
 /// cannot take it (it moved on meanwhile): logged, and the outcome's own
 /// record (attempt, transaction) is kept without touching the payment.
-fn expected<T>(payment: &PaymentRow, what: &str, answer: Result<T, domain::Refusal>) -> Option<T> {
+pub(super) fn expected<T>(payment: &PaymentRow, what: &str, answer: Result<T, domain::Refusal>) -> Option<T> {
     answer
         .map_err(|refusal| {
             tracing::error!(payment_id = %payment.id, %refusal, "{what} outcome for a payment that cannot take it");
@@ -336,7 +296,7 @@ async fn apply_refund(
     }
 }
 
-async fn emit(conn: &mut PgConnection, row: PaymentRow, transition: Transition) -> anyhow::Result<()> {
+pub(super) async fn emit(conn: &mut PgConnection, row: PaymentRow, transition: Transition) -> anyhow::Result<()> {
     let payment = store::view(conn, row).await?;
     emit_with(conn, payment, transition).await
 }

@@ -267,3 +267,61 @@ async fn a_refund_whose_outcome_is_unknown_keeps_its_amount_reserved() {
     assert_eq!(refunds, 1);
     app.stop().await;
 }
+
+/// A refund the gateway settled as failed and later reports as done: the
+/// customer has the money, so the refund is recorded, never dropped.
+#[tokio::test]
+async fn a_late_refund_success_is_recorded() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_lr", "status": "succeeded"})))
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_rf_1", "status": "failed"})))
+        .mount(&gateway)
+        .await;
+    let app = TestApp::spawn_with(
+        &[],
+        &[
+            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
+            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
+            ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", "gw_notes"),
+        ],
+    )
+    .await;
+    let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 800).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "succeeded").await;
+    let (status, _) = app.post(&format!("/v1/payments/{id}/refund"), json!({"amount": 300})).await;
+    assert_eq!(status, 200);
+    let txn: String = eventually("the refund to fail", WAIT, || async {
+        sqlx::query_scalar(
+            "SELECT id FROM transactions WHERE payment_id = $1 AND type = 'refund' AND status = 'failed'",
+        )
+        .bind(&id)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    let body =
+        json!({"id": "ntf_lr", "type": "refund.succeeded", "idempotency_key": txn, "reference": "gw_rf_1"}).to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let resp = app
+        .http
+        .post(format!("{}/v1/provider_notifications/acme", app.base))
+        .header(payd::testing::SIGNATURE_HEADER, payd::testing::sign_notification("gw_notes", now, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let refunded = app.wait_payment(&id, "the late refund recorded", |p| p["amount_refunded"] == 300).await;
+    assert_eq!(refunded["status"], "refunded", "{refunded}");
+    app.assert_amounts(&id).await;
+    assert!(events(&app, &id).await.iter().any(|t| t == "payment.refunded"));
+    app.stop().await;
+}
