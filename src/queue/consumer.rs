@@ -149,6 +149,8 @@ tokio::task_local! {
 /// it is queued: well under RabbitMQ's `consumer_timeout` (30 minutes by
 /// default), which would close the channel and count a delivery.
 const HOLD: Duration = Duration::from_secs(10);
+/// Fresh copies after which [`Hold::worn_out`] says so.
+const MAX_RETRIES: i64 = 60;
 /// The header counting how many fresh copies of a command came before.
 const RETRIES_HEADER: &str = "x-payd-retries";
 
@@ -172,8 +174,15 @@ impl Default for Hold {
 }
 
 impl Hold {
+    /// Whether so many fresh copies came before this delivery (about ten
+    /// minutes of trouble) that it is given up on when the trouble is not
+    /// Postgres being away.
+    pub fn worn_out(delivery: &Delivery) -> bool {
+        Self::retries(delivery) >= MAX_RETRIES
+    }
+
     /// How many fresh copies came before this delivery.
-    pub fn retries(delivery: &Delivery) -> i64 {
+    fn retries(delivery: &Delivery) -> i64 {
         match delivery.properties.headers().as_ref().and_then(|h| h.inner().get(RETRIES_HEADER)) {
             Some(AMQPValue::LongLongInt(n)) => *n,
             _ => 0,
@@ -288,9 +297,12 @@ pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, cod
             }
         }
         Err(e) => {
-            // Let the broker dead-letter it instead of redelivering.
-            tracing::warn!(error = %e, "dead-letter publish failed; rejecting");
-            let _ = delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await;
+            // Not rejected: the broker's own dead letter would keep the
+            // producer's key. Back to the queue, to be dead-lettered by payd
+            // on a later delivery (at the latest on the last one, see
+            // [`last_delivery`]).
+            tracing::warn!(error = %e, "dead-letter publish failed; requeueing");
+            requeue(delivery).await;
         }
     }
 }

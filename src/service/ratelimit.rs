@@ -36,7 +36,8 @@ pub async fn take(ctx: &Ctx, key: &str, per_minute: u32, burst: u32) -> Option<D
             Decision { allowed: false, remaining: 0, retry_after: wait.ceil() as u64 }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "rate limit: the shared bucket could not be read; deciding locally");
+            // Debug: while Postgres is away this would log every request.
+            tracing::debug!(error = %e, "rate limit: the shared bucket could not be read; deciding locally");
             return None;
         }
     };

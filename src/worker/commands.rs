@@ -167,10 +167,6 @@ pub fn take_payment_id(mut data: Map<String, Value>) -> Result<(String, Value), 
     }
 }
 
-/// Fresh copies after which a command that keeps failing for payd's own
-/// reasons while Postgres answers is dead-lettered (about ten minutes).
-const MAX_RETRIES: i64 = 60;
-
 impl Handler for CommandConsumer {
     fn unparseable(&self) -> Option<(&'static str, &'static str)> {
         Some((COMMANDS_DEAD_QUEUE, ErrorCode::ParameterInvalid.as_str()))
@@ -189,7 +185,7 @@ impl Handler for CommandConsumer {
                     e.log();
                     // Held while Postgres is away, however long; only a
                     // command that keeps failing with Postgres up is given up on.
-                    if consumer::Hold::retries(&delivery) >= MAX_RETRIES && crate::db::ping(&self.ctx.db).await {
+                    if consumer::Hold::worn_out(&delivery) && crate::db::ping(&self.ctx.db).await {
                         break Err(e);
                     }
                     if !hold.wait(&self.amqp, &delivery).await {

@@ -16,10 +16,6 @@ use crate::queue::consumer::{self, Handler};
 pub use attempt::AttemptRunner;
 pub use commands::CommandConsumer;
 
-/// Fresh copies of an attempt message after which it is dead-lettered
-/// (about ten minutes of trouble).
-const MAX_RETRIES: i64 = 60;
-
 /// Runs attempts from the work queue.
 pub struct AttemptHandler {
     /// Runs one attempt.
@@ -53,7 +49,7 @@ impl Handler for AttemptHandler {
                         Err(e) => {
                             // Nothing was committed; held and tried again (Postgres may be away).
                             tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: attempt failed; retrying");
-                            if consumer::Hold::retries(&delivery) >= MAX_RETRIES {
+                            if consumer::Hold::worn_out(&delivery) {
                                 // The scheduler enqueues the attempt again while it is due.
                                 let code = "attempt_failed";
                                 return consumer::dead_letter(&self.amqp, &delivery, ATTEMPTS_DEAD_QUEUE, code).await;

@@ -29,18 +29,37 @@ async fn slow_gateway(inquiry: ResponseTemplate) -> MockServer {
     gateway
 }
 
-async fn app_with(gateway: &MockServer, inquiries: &str) -> TestApp {
-    TestApp::spawn_with(
-        &[],
-        &[
-            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
-            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
-            ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
-            ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms"),
-            ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", inquiries),
-        ],
-    )
-    .await
+/// The key of the fake gateway's notifications.
+const NOTES: &str = "gw_notes";
+
+/// payd with the fake gateway as `acme` (300 ms timeout, one retry after
+/// 200 ms), with `extra` settings on top.
+async fn app_with(gateway: &MockServer, extra: &[(&str, &str)]) -> TestApp {
+    let uri = gateway.uri();
+    let mut vars = vec![
+        ("PAYD_PROVIDERS__ACME__BASE_URL", uri.as_str()),
+        ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
+        ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", NOTES),
+        ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
+        ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms"),
+    ];
+    vars.extend_from_slice(extra);
+    TestApp::spawn_with(&[], &vars).await
+}
+
+/// Posts the gateway's signed notification; answers the status.
+async fn notify(app: &TestApp, note: serde_json::Value) -> u16 {
+    let body = note.to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let resp = app
+        .http
+        .post(format!("{}/v1/provider_notifications/acme", app.base))
+        .header(payd::testing::SIGNATURE_HEADER, payd::testing::sign_notification(NOTES, now, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
 }
 
 async fn transaction(app: &TestApp, payment: &str) -> (String, String) {
@@ -69,7 +88,7 @@ async fn inquiries(gateway: &MockServer, txn: &str) -> usize {
 async fn a_charge_that_timed_out_is_asked_about_and_succeeds_never_failed() {
     let inquiry = ResponseTemplate::new(200).set_body_json(json!({"id": "gw_ch_late", "status": "succeeded"}));
     let gateway = slow_gateway(inquiry).await;
-    let app = app_with(&gateway, "2s").await;
+    let app = app_with(&gateway, &[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "2s")]).await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 1200).await;
     let id = p["id"].as_str().unwrap().to_owned();
     // The first call timed out: the transaction is unknown, the payment pending.
@@ -107,7 +126,7 @@ async fn a_charge_that_timed_out_is_asked_about_and_succeeds_never_failed() {
 #[tokio::test]
 async fn a_charge_the_gateway_never_received_fails_after_the_inquiry() {
     let gateway = slow_gateway(ResponseTemplate::new(404)).await;
-    let app = app_with(&gateway, "200ms").await;
+    let app = app_with(&gateway, &[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms")]).await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 700).await;
     let id = p["id"].as_str().unwrap().to_owned();
     let failed = app.wait_status(&id, "failed").await;
@@ -122,7 +141,7 @@ async fn a_charge_the_gateway_never_received_fails_after_the_inquiry() {
 #[tokio::test]
 async fn an_outcome_that_stays_unknown_waits_for_an_operator() {
     let gateway = slow_gateway(ResponseTemplate::new(503)).await;
-    let app = app_with(&gateway, "200ms,200ms").await;
+    let app = app_with(&gateway, &[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms,200ms")]).await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 900).await;
     let id = p["id"].as_str().unwrap().to_owned();
     eventually("the inquiry schedule to be used up", WAIT, || async {
@@ -170,15 +189,9 @@ async fn a_call_pending_forever_is_asked_on_the_schedule_and_then_left_to_an_ope
         .respond_with(ResponseTemplate::new(202).set_body_json(json!({"id": "gw_ch_slow", "status": "pending"})))
         .mount(&gateway)
         .await;
-    let app = TestApp::spawn_with(
-        &[],
-        &[
-            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
-            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
-            ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", "gw_notes"),
-            ("PAYD_PAYMENTS__PENDING_TIMEOUT", "200ms"),
-            ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms,200ms"),
-        ],
+    let app = app_with(
+        &gateway,
+        &[("PAYD_PAYMENTS__PENDING_TIMEOUT", "200ms"), ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms,200ms")],
     )
     .await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 500).await;
@@ -202,18 +215,8 @@ async fn a_call_pending_forever_is_asked_on_the_schedule_and_then_left_to_an_ope
 
     // The gateway's notification, however late, settles it.
     let (txn, _) = transaction(&app, &id).await;
-    let body = json!({"id": "ntf_slow", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_slow"})
-        .to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let resp = app
-        .http
-        .post(format!("{}/v1/provider_notifications/acme", app.base))
-        .header(payd::testing::SIGNATURE_HEADER, payd::testing::sign_notification("gw_notes", now, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let note = json!({"id": "ntf_slow", "type": "charge.succeeded", "idempotency_key": txn, "reference": "gw_ch_slow"});
+    assert_eq!(notify(&app, note).await, 200);
     let paid = app.wait_status(&id, "succeeded").await;
     assert_eq!(paid["amount_captured"], 500);
     app.assert_amounts(&id).await;
@@ -236,7 +239,7 @@ async fn a_refund_whose_outcome_is_unknown_keeps_its_amount_reserved() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&gateway)
         .await;
-    let app = app_with(&gateway, "1h").await;
+    let app = app_with(&gateway, &[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "1h")]).await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 1000).await;
     let id = p["id"].as_str().unwrap().to_owned();
     app.wait_status(&id, "succeeded").await;
@@ -283,15 +286,7 @@ async fn a_late_refund_success_is_recorded() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw_rf_1", "status": "failed"})))
         .mount(&gateway)
         .await;
-    let app = TestApp::spawn_with(
-        &[],
-        &[
-            ("PAYD_PROVIDERS__ACME__BASE_URL", gateway.uri().as_str()),
-            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
-            ("PAYD_PROVIDERS__ACME__NOTIFICATION_SECRET", "gw_notes"),
-        ],
-    )
-    .await;
+    let app = app_with(&gateway, &[]).await;
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, 800).await;
     let id = p["id"].as_str().unwrap().to_owned();
     app.wait_status(&id, "succeeded").await;
@@ -307,18 +302,8 @@ async fn a_late_refund_success_is_recorded() {
         .unwrap()
     })
     .await;
-    let body =
-        json!({"id": "ntf_lr", "type": "refund.succeeded", "idempotency_key": txn, "reference": "gw_rf_1"}).to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let resp = app
-        .http
-        .post(format!("{}/v1/provider_notifications/acme", app.base))
-        .header(payd::testing::SIGNATURE_HEADER, payd::testing::sign_notification("gw_notes", now, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let note = json!({"id": "ntf_lr", "type": "refund.succeeded", "idempotency_key": txn, "reference": "gw_rf_1"});
+    assert_eq!(notify(&app, note).await, 200);
     let refunded = app.wait_payment(&id, "the late refund recorded", |p| p["amount_refunded"] == 300).await;
     assert_eq!(refunded["status"], "refunded", "{refunded}");
     app.assert_amounts(&id).await;
