@@ -55,9 +55,9 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
         return Ok(json!({"received": true, "duplicate": true}));
     }
     // A call still waiting is settled here. Otherwise a failure or a repeat
-    // changes nothing, but a charge's success is never dropped: the
+    // changes nothing, but a success is never dropped: a charge's (the
     // customer was charged although payd settled the payment as failed or
-    // canceled (or still asks about it).
+    // canceled, or still asks about it) nor a refund's (the money went back).
     if let Some(running) = attempts::running_for(&mut tx, &txn_id).await? {
         let (status, code) = outcomes::attempt_result(&outcome);
         attempts::finish(&mut tx, &running, status, code).await?;
