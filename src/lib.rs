@@ -11,7 +11,7 @@
 //! | 0 domain | [`domain`]: ids, money, the payment state machine, statuses and kinds, event types, queue messages. Pure. | nothing of payd |
 //! | 1 support | [`config`], [`telemetry`], [`observe`], [`faults`], [`timefmt`], [`retry`], [`webhooks`] (Standard Webhooks signatures), [`target`] (the SSRF guard), `secretbox` (secrets at rest) | domain, support |
 //! | 2 db | [`db`]: every SQL statement, behind named functions whose guards state their transition; the group commit | domain, support |
-//! | 3 providers | [`provider`]: the sandbox (its ledger is in db), HTTP gateways | db and below |
+//! | 3 providers | [`provider`]: the `Provider` trait; the sandbox (its ledger is in db), HTTP gateways, Stripe | db and below |
 //! | 4 service | [`service`]: the use cases, authentication, idempotency, the one error type [`service::ApiError`] | providers and below |
 //! | 5 transport | [`queue`]: the RabbitMQ connection, topology, consumer loop and the outbox relay | service and below |
 //! | 6 entry points | [`http`] (the API; it calls the service only, never db), [`worker`] (attempts and AMQP commands), [`dispatcher`] (webhooks), [`scheduler`] | transport and below, never each other |

@@ -205,7 +205,9 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub base_url: Option<String>,
     /// The gateway's bearer token (for the sandbox, the key of its
-    /// notifications' signatures).
+    /// notifications' signatures). Not for `stripe`, whose keys belong to
+    /// merchants (`/v1/provider_accounts`).
+    #[serde(default)]
     pub secret: String,
     /// HTTP gateways: the key of the gateway's notifications' signatures,
     /// never the bearer `secret`; without it the gateway's notifications
@@ -366,6 +368,14 @@ impl Settings {
             return invalid("payments.pending_timeout", "must be longer than 0");
         }
         for (name, p) in &self.providers {
+            // The built-in Stripe provider takes only `base_url` (and `timeout`).
+            if name == "stripe" {
+                let url = p.base_url.as_deref().unwrap_or("https://");
+                if !(url.starts_with("https://") || (self.env != "production" && url.starts_with("http://"))) {
+                    return invalid("providers.stripe.base_url", "must be an https URL (http outside production)");
+                }
+                continue;
+            }
             if p.secret.is_empty() {
                 return invalid("providers.<name>.secret", &format!("provider {name} needs a secret"));
             }

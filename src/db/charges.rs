@@ -83,7 +83,8 @@ pub async fn settle_all(conn: &mut PgConnection, outcomes: &[Settled<'_>]) -> Re
              amount_capturable = COALESCE(i.capturable, p.amount_capturable),
              provider_reference = COALESCE(i.reference, p.provider_reference),
              error_code = COALESCE(i.code, p.error_code), failure_message = COALESCE(i.message, p.failure_message),
-             processed_at = now(), attempt_count = p.attempt_count + 1, next_attempt_at = NULL, updated_at = now()
+             processed_at = now(), attempt_count = p.attempt_count + 1, next_attempt_at = NULL, next_action = NULL,
+             updated_at = now()
          FROM i WHERE p.id = ANY($1) AND p.id = i.payment_id AND p.status = i.from_status
          RETURNING p.*",
     )

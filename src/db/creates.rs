@@ -188,6 +188,7 @@ impl NewPayment {
             currency: self.currency,
             capture: self.capture,
             amount_capturable: 0,
+            next_action: None,
             amount_captured: 0,
             amount_refunded: 0,
             status: PaymentStatus::Pending,

@@ -21,6 +21,7 @@ pub(crate) mod payment_changes;
 pub(crate) mod payment_methods;
 pub(crate) mod payments;
 pub(crate) mod plans;
+pub(crate) mod provider_accounts;
 pub(crate) mod ratelimits;
 pub(crate) mod refunds;
 pub(crate) mod sandbox;

@@ -25,7 +25,7 @@ pub async fn cancel(
 ) -> Result<Option<PaymentRow>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE payments SET status = $2, canceled_at = now(), cancellation_reason = $3, next_attempt_at = NULL,
-             amount_capturable = 0, updated_at = now()
+             amount_capturable = 0, next_action = NULL, updated_at = now()
          WHERE id = $1 AND status = $4 RETURNING *",
     )
     .bind(id)
@@ -51,7 +51,7 @@ pub async fn late_success(
     sqlx::query_as(
         "UPDATE payments SET status = $2, provider_reference = $3, amount_captured = $4, amount_capturable = $5,
              error_code = NULL, failure_message = NULL, canceled_at = NULL, cancellation_reason = NULL,
-             next_attempt_at = NULL, updated_at = now()
+             next_attempt_at = NULL, next_action = NULL, updated_at = now()
          WHERE id = $1 AND status = $6 RETURNING *",
     )
     .bind(id)
@@ -85,6 +85,43 @@ pub async fn fail(
     .bind(transition.from)
     .fetch_optional(conn)
     .await
+}
+
+/// `pending` → `requires_action` (the transition's guard), with what the
+/// customer must do and the provider's reference (the PaymentIntent a
+/// client-side SDK confirms); or, with no transition, a new `next_action` for a
+/// payment already waiting. `None` when the payment was not in the state.
+pub async fn require_action(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    from: PaymentStatus,
+    to: PaymentStatus,
+    reference: &str,
+    next_action: &serde_json::Value,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE payments SET status = $3, next_action = $4, provider_reference = $5, next_attempt_at = NULL,
+             updated_at = now()
+         WHERE id = $1 AND status = $2 RETURNING *",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .bind(next_action)
+    .bind(reference)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A capture on a provider that captures once (Stripe) succeeded: the
+/// provider released the rest of the authorization, so nothing is
+/// capturable any more.
+pub async fn release_rest(conn: &mut PgConnection, id: &PaymentId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments SET amount_capturable = 0, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A capture asked for: `amount` is taken from `amount_capturable` at once,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::{MethodKind, PaymentMethodId, Scope};
+use crate::domain::{MethodKind, PaymentMethodId, ProviderAccountId, Scope};
 use crate::timefmt;
 
 /// The payment method object (contract §5).
@@ -27,10 +27,14 @@ pub struct PaymentMethod {
     pub customer_id: Option<String>,
     #[serde(serialize_with = "timefmt::ser")]
     pub created_at: OffsetDateTime,
+    /// The merchant's provider account that issued the token (Stripe's),
+    /// the only account it is charged on.
+    #[serde(skip)]
+    pub provider_account_id: Option<ProviderAccountId>,
 }
 
-const COLUMNS: &str =
-    "'payment_method' AS object, id, livemode, provider, type, token, expires_at, customer_id, created_at";
+const COLUMNS: &str = "'payment_method' AS object, id, livemode, provider, type, token, expires_at, customer_id, \
+                       created_at, provider_account_id";
 
 /// What a new payment method is made of (already checked).
 #[derive(Clone, Debug)]
@@ -40,6 +44,7 @@ pub struct NewPaymentMethod {
     pub token: String,
     pub expires_at: Option<String>,
     pub customer_id: Option<String>,
+    pub provider_account_id: Option<ProviderAccountId>,
 }
 
 /// Stores a payment method.
@@ -49,8 +54,9 @@ pub async fn insert(
     m: &NewPaymentMethod,
 ) -> Result<PaymentMethod, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO payment_methods (id, merchant_id, livemode, provider, type, token, expires_at, customer_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        "INSERT INTO payment_methods (id, merchant_id, livemode, provider, type, token, expires_at, customer_id,
+             provider_account_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(PaymentMethodId::generate())
     .bind(&scope.merchant_id)
@@ -60,6 +66,7 @@ pub async fn insert(
     .bind(&m.token)
     .bind(&m.expires_at)
     .bind(&m.customer_id)
+    .bind(&m.provider_account_id)
     .fetch_one(conn)
     .await
 }
@@ -125,11 +132,20 @@ pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId
     Ok(done.rows_affected() == 1)
 }
 
-/// The token and expiry a provider call uses, deleted or not: a payment
-/// made before a delete still completes with its method.
-pub async fn for_call(
-    conn: &mut PgConnection,
-    id: &PaymentMethodId,
-) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
-    sqlx::query_as("SELECT token, expires_at FROM payment_methods WHERE id = $1").bind(id).fetch_optional(conn).await
+/// What a provider call uses of a payment method, deleted or not: a
+/// payment made before a delete still completes with its method.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ForCall {
+    pub token: String,
+    pub expires_at: Option<String>,
+    pub provider_account_id: Option<ProviderAccountId>,
+    pub customer_id: Option<String>,
+}
+
+/// The token, expiry, provider account and customer of a payment method.
+pub async fn for_call(conn: &mut PgConnection, id: &PaymentMethodId) -> Result<Option<ForCall>, sqlx::Error> {
+    sqlx::query_as("SELECT token, expires_at, provider_account_id, customer_id FROM payment_methods WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }

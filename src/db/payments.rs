@@ -53,6 +53,9 @@ pub struct PaymentRow {
     #[serde(serialize_with = "timefmt::ser_opt")]
     pub canceled_at: Option<OffsetDateTime>,
     pub cancellation_reason: Option<String>,
+    /// With `requires_action`: what the customer must do (contract §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<Value>,
 }
 
 impl PaymentRow {

@@ -28,6 +28,8 @@ pub struct Transaction {
     pub provider_reference: Option<String>,
     pub error_code: Option<FailureCode>,
     pub failure_message: Option<String>,
+    /// The provider's own code for a decline (Stripe's `decline_code`).
+    pub provider_code: Option<String>,
     /// Why (refunds and chargebacks).
     pub reason: Option<String>,
     /// The chargeback a `chargeback_reversal` reverses.
@@ -39,7 +41,7 @@ pub struct Transaction {
 }
 
 const COLUMNS: &str = "'transaction' AS object, id, payment_id, type, amount, currency, status, provider_reference,
-    error_code, failure_message, reason, source_transaction_id, created_at, updated_at";
+    error_code, failure_message, provider_code, reason, source_transaction_id, created_at, updated_at";
 
 /// Inserts a pending transaction, its first attempt (scheduled now, marked
 /// enqueued) and the outbox message that runs it, in one round trip;
@@ -237,6 +239,43 @@ pub async fn set_provider_reference(
     Ok(())
 }
 
+/// The provider's reference of a transaction (a Stripe PaymentIntent,
+/// stored before it is confirmed).
+pub async fn provider_reference(pool: &PgPool, id: &TransactionId) -> Result<Option<String>, sqlx::Error> {
+    let found: Option<Option<String>> = sqlx::query_scalar("SELECT provider_reference FROM transactions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.flatten())
+}
+
+/// Notes the provider's own code for a decline, beside payd's.
+pub async fn set_provider_code<'c, E: sqlx::PgExecutor<'c>>(
+    conn: E,
+    id: &TransactionId,
+    code: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE transactions SET provider_code = $2 WHERE id = $1").bind(id).bind(code).execute(conn).await?;
+    Ok(())
+}
+
+/// The transaction of one of `kinds` with the provider reference
+/// `reference` (the charge a Stripe PaymentIntent stands for).
+pub async fn by_provider_reference(
+    conn: &mut PgConnection,
+    reference: &str,
+    kinds: &[TransactionKind],
+) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payment_id, type, amount, currency FROM transactions
+         WHERE provider_reference = $1 AND type = ANY($2) ORDER BY created_at LIMIT 1",
+    )
+    .bind(reference)
+    .bind(kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+    .fetch_optional(conn)
+    .await
+}
+
 /// The sum of a payment's transactions of one type still in flight:
 /// pending, or unknown (the money may have moved: a refund whose outcome is
 /// unknown keeps its amount reserved).
@@ -277,7 +316,7 @@ pub async fn pending_exists(
 pub async fn charge_reference(conn: &mut PgConnection, payment: &PaymentId) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT provider_reference FROM transactions
-         WHERE payment_id = $1 AND type IN ('purchase', 'authorize') AND status = 'succeeded'
+         WHERE payment_id = $1 AND type IN ('purchase', 'authorize') AND provider_reference IS NOT NULL
          ORDER BY created_at LIMIT 1",
     )
     .bind(payment)

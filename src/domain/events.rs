@@ -8,6 +8,8 @@ text_enum! {
     pub enum EventType ("event type") {
         /// A payment was accepted.
         PaymentCreated = "payment.created",
+        /// The provider waits for the customer to authenticate (3-D Secure).
+        PaymentRequiresAction = "payment.requires_action",
         /// A `capture: false` payment was authorized and waits for a capture.
         PaymentRequiresCapture = "payment.requires_capture",
         /// A payment was charged (for a two-stage payment: its first capture).

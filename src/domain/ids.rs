@@ -102,6 +102,8 @@ typed_id!(/// One provider call for a transaction (`att_…`).
 typed_id!(/// A stored payment method (`pm_…`); the sandbox's built-in
     /// `pm_test_…` methods are not stored and do not parse as one.
     PaymentMethodId, "pm_");
+typed_id!(/// A merchant's account at a provider (`pa_…`).
+    ProviderAccountId, "pa_");
 typed_id!(/// A webhook endpoint (`we_…`).
     EndpointId, "we_");
 typed_id!(/// An event (`evt_…`).

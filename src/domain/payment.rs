@@ -12,6 +12,9 @@ text_enum! {
     pub enum PaymentStatus ("payment status") {
         /// Accepted; queued, in flight, or waiting for a retry.
         Pending = "pending",
+        /// The provider waits for the customer to authenticate (3-D
+        /// Secure): `next_action` says how; the outcome follows.
+        RequiresAction = "requires_action",
         /// Authorized with `capture: false`; waiting for a capture.
         RequiresCapture = "requires_capture",
         /// Charged.
@@ -108,11 +111,9 @@ pub struct Transition {
 /// A charge was confirmed by the provider.
 pub fn charge_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending => Ok(Transition {
-            from: PaymentStatus::Pending,
-            to: PaymentStatus::Succeeded,
-            event: EventType::PaymentSucceeded,
-        }),
+        PaymentStatus::Pending | PaymentStatus::RequiresAction => {
+            Ok(Transition { from: status, to: PaymentStatus::Succeeded, event: EventType::PaymentSucceeded })
+        }
         other => Err(Refusal::Stale(other)),
     }
 }
@@ -136,8 +137,8 @@ pub fn late_success(status: PaymentStatus, authorize: bool) -> Result<Transition
 /// A charge failed for good (hard decline, retries exhausted, retry canceled).
 pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending => {
-            Ok(Transition { from: PaymentStatus::Pending, to: PaymentStatus::Failed, event: EventType::PaymentFailed })
+        PaymentStatus::Pending | PaymentStatus::RequiresAction => {
+            Ok(Transition { from: status, to: PaymentStatus::Failed, event: EventType::PaymentFailed })
         }
         other => Err(Refusal::Stale(other)),
     }
@@ -146,8 +147,8 @@ pub fn charge_failed(status: PaymentStatus) -> Result<Transition, Refusal> {
 /// The provider authorized a `capture: false` payment: it waits for captures.
 pub fn authorize_succeeded(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending => Ok(Transition {
-            from: PaymentStatus::Pending,
+        PaymentStatus::Pending | PaymentStatus::RequiresAction => Ok(Transition {
+            from: status,
             to: PaymentStatus::RequiresCapture,
             event: EventType::PaymentRequiresCapture,
         }),
@@ -155,11 +156,26 @@ pub fn authorize_succeeded(status: PaymentStatus) -> Result<Transition, Refusal>
     }
 }
 
+/// The provider asks for the customer's authentication (3-D Secure) of a
+/// pending charge; a repeated ask (a retry, an inquiry) changes nothing.
+pub fn action_required(status: PaymentStatus) -> Result<Option<Transition>, Refusal> {
+    match status {
+        PaymentStatus::Pending => Ok(Some(Transition {
+            from: status,
+            to: PaymentStatus::RequiresAction,
+            event: EventType::PaymentRequiresAction,
+        })),
+        PaymentStatus::RequiresAction => Ok(None),
+        other => Err(Refusal::Stale(other)),
+    }
+}
+
 /// The merchant cancels: a pending payment is never sent to the provider
-/// afterwards; an authorized one is voided at the provider.
+/// afterwards; an authorized one, or one waiting for the customer's
+/// authentication, is voided at the provider.
 pub fn cancel(status: PaymentStatus) -> Result<Transition, Refusal> {
     match status {
-        PaymentStatus::Pending | PaymentStatus::RequiresCapture => {
+        PaymentStatus::Pending | PaymentStatus::RequiresCapture | PaymentStatus::RequiresAction => {
             Ok(Transition { from: status, to: PaymentStatus::Canceled, event: EventType::PaymentCanceled })
         }
         PaymentStatus::Canceled => Err(Refusal::AlreadyCanceled),
@@ -261,7 +277,7 @@ mod tests {
         for &s in PaymentStatus::ALL {
             let ok = charge_succeeded(s);
             let failed = charge_failed(s);
-            if s == Pending {
+            if matches!(s, Pending | RequiresAction) {
                 assert_eq!(ok.unwrap().to, Succeeded);
                 assert_eq!(failed.unwrap().to, Failed);
             } else {
@@ -276,7 +292,7 @@ mod tests {
         for &s in PaymentStatus::ALL {
             let r = cancel(s);
             match s {
-                Pending | RequiresCapture => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
+                Pending | RequiresCapture | RequiresAction => assert_eq!(r.unwrap().event, EventType::PaymentCanceled),
                 Canceled => assert_eq!(r, Err(Refusal::AlreadyCanceled)),
                 other => assert_eq!(r, Err(Refusal::NotCancelable(other))),
             }
@@ -285,7 +301,7 @@ mod tests {
 
     #[test]
     fn refunds_need_a_charged_payment() {
-        for s in [Pending, RequiresCapture, Failed, Canceled] {
+        for s in [Pending, RequiresAction, RequiresCapture, Failed, Canceled] {
             assert_eq!(refund(s, balances(0, 0, 0), None), Err(Refusal::NotRefundable(s)));
         }
     }
@@ -343,6 +359,14 @@ mod tests {
         assert_eq!(chargeback(Pending, b, Amount::new(1).unwrap()), Err(Refusal::NotRefundable(Pending)));
         assert_eq!(status_after_refunds(0), Succeeded);
         assert_eq!(status_after_refunds(1), Refunded);
+    }
+
+    #[test]
+    fn authentication_is_asked_of_pending_charges_once() {
+        assert_eq!(action_required(Pending).unwrap().unwrap().to, RequiresAction);
+        assert_eq!(action_required(RequiresAction), Ok(None));
+        assert_eq!(action_required(Canceled), Err(Refusal::Stale(Canceled)));
+        assert_eq!(authorize_succeeded(RequiresAction).unwrap().to, RequiresCapture);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod keys;
 mod openapi;
 mod payment_methods;
 mod payments;
+mod providers;
 mod ratelimit;
 mod webhooks;
 
@@ -67,6 +68,8 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(attempts::cancel))
         .routes(routes!(payment_methods::create, payment_methods::list))
         .routes(routes!(payment_methods::retrieve, payment_methods::delete))
+        .routes(routes!(providers::create, providers::list))
+        .routes(routes!(providers::retrieve, providers::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(webhooks::create, webhooks::list))
@@ -80,6 +83,7 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         // Added after the layer: providers sign their notifications and have
         // no API key to be limited by.
         .routes(routes!(notify))
+        .routes(routes!(providers::stripe_event))
 }
 
 /// The OpenAPI document of [`api`].
@@ -228,6 +232,7 @@ mod tests {
             ("webhooks", include_str!("webhooks.rs")),
             ("payment_methods", include_str!("payment_methods.rs")),
             ("keys", include_str!("keys.rs")),
+            ("providers", include_str!("providers.rs")),
             ("", include_str!("mod.rs").split("#[cfg(test)]\nmod tests").next().unwrap()),
         ];
         let api = api_source();

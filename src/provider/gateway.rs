@@ -161,6 +161,16 @@ impl HttpGateway {
     }
 }
 
+impl super::Provider for HttpGateway {
+    fn call<'a>(&'a self, req: &'a ProviderRequest) -> futures_util::future::BoxFuture<'a, ProviderOutcome> {
+        Box::pin(HttpGateway::call(self, req))
+    }
+
+    fn inquire<'a>(&'a self, req: &'a ProviderRequest) -> futures_util::future::BoxFuture<'a, Inquiry> {
+        Box::pin(HttpGateway::inquire(self, req))
+    }
+}
+
 /// Most of a gateway's answer payd reads.
 const ANSWER_MAX: usize = 64 * 1024;
 

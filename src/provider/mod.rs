@@ -5,18 +5,21 @@
 pub mod gateway;
 pub mod notification;
 pub mod sandbox;
+pub mod stripe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
 use crate::config::Settings;
-use crate::domain::{Currency, FailureCode, TransactionKind};
+use crate::domain::{Currency, FailureCode, ProviderAccountId, TransactionKind};
 
 pub use gateway::HttpGateway;
 pub use sandbox::{Sandbox, SandboxMethod};
+pub use stripe::Stripe;
 
 /// What the provider is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +92,14 @@ pub struct ProviderRequest {
     /// The provider's reference of the charge or authorization that a
     /// capture, void or refund acts on.
     pub parent_reference: Option<String>,
+    /// The payment the call is for (a provider may record it).
+    pub payment_id: String,
+    /// The merchant's account at the provider whose credentials the call
+    /// uses (Stripe); `None` for deployment-wide providers.
+    pub account: Option<ProviderAccountId>,
+    /// The payment method's `customer_id` (for Stripe, a `cus_…` the
+    /// PaymentMethod is attached to).
+    pub customer: Option<String>,
 }
 
 /// What the provider answered.
@@ -101,6 +112,9 @@ pub enum ProviderOutcome {
     Failed { code: FailureCode, message: String },
     /// Accepted; the outcome follows in a provider notification.
     Pending { reference: String },
+    /// The customer must authenticate (3-D Secure); `next_action` says how
+    /// (contract §12). The outcome follows in a provider notification.
+    RequiresAction { reference: String, next_action: serde_json::Value },
     /// No answer payd can read, although the call may have been carried
     /// out (a timeout, a connection lost after sending, a 5xx): the money
     /// may have moved. Retried with the same idempotency key, then asked
@@ -130,11 +144,35 @@ pub enum Inquiry {
 /// How long `pm_test_async` takes to settle.
 pub const SANDBOX_ASYNC_DELAY: Duration = Duration::from_secs(1);
 
-/// The providers this process can call.
+/// A payment provider: one module each (the sandbox, HTTP gateways,
+/// Stripe). A new provider implements this trait and is registered in
+/// [`Providers::new`]; the worker, the inquiry and the state machine are
+/// the same for all of them.
+pub trait Provider: Send + Sync {
+    /// Makes the call; never an error: every failure is an outcome, and a
+    /// call whose effect payd cannot learn is [`ProviderOutcome::Unknown`].
+    fn call<'a>(&'a self, req: &'a ProviderRequest) -> BoxFuture<'a, ProviderOutcome>;
+
+    /// What became of an earlier call with `req`'s idempotency key.
+    fn inquire<'a>(&'a self, req: &'a ProviderRequest) -> BoxFuture<'a, Inquiry>;
+
+    /// True when it takes payments in this mode.
+    fn serves(&self, livemode: bool) -> bool {
+        let _ = livemode;
+        true
+    }
+
+    /// True when the provider needs the merchant's own account
+    /// (`/v1/provider_accounts`) rather than deployment-wide settings.
+    fn needs_account(&self) -> bool {
+        false
+    }
+}
+
+/// The providers this process can call, by name.
 #[derive(Clone)]
 pub struct Providers {
-    sandbox: Sandbox,
-    gateways: Arc<HashMap<String, HttpGateway>>,
+    by_name: Arc<HashMap<String, Arc<dyn Provider>>>,
 }
 
 impl Providers {
@@ -151,48 +189,55 @@ impl Providers {
             }
         };
         let secret = sandbox.map_or_else(String::new, |s| s.secret.clone());
-        let gateways = settings
-            .providers
-            .iter()
-            .filter(|(name, _)| name.as_str() != "sandbox")
-            .filter_map(|(name, s)| match HttpGateway::new(s) {
-                Ok(g) => Some((name.clone(), g)),
+        let mut by_name: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+        let sandbox = Sandbox::new(pool.clone(), notify_url, secret, SANDBOX_ASYNC_DELAY);
+        by_name.insert("sandbox".into(), Arc::new(sandbox));
+        match Stripe::new(pool, settings) {
+            Ok(stripe) => {
+                by_name.insert(stripe::NAME.into(), Arc::new(stripe));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build the Stripe client; provider disabled"),
+        }
+        for (name, s) in settings.providers.iter().filter(|(name, _)| !BUILT_IN.contains(&name.as_str())) {
+            match HttpGateway::new(s) {
+                Ok(g) => {
+                    by_name.insert(name.clone(), Arc::new(g));
+                }
                 Err(e) => {
                     tracing::error!(provider = %name, error = %e, "cannot build the gateway client; provider disabled");
-                    None
                 }
-            })
-            .collect();
-        Self { sandbox: Sandbox::new(pool, notify_url, secret, SANDBOX_ASYNC_DELAY), gateways: Arc::new(gateways) }
+            }
+        }
+        Self { by_name: Arc::new(by_name) }
+    }
+
+    fn get(&self, provider: &str) -> Option<&dyn Provider> {
+        self.by_name.get(provider).map(|p| p.as_ref())
     }
 
     /// True when payments can be sent to `provider` in this mode: the
     /// sandbox serves test mode only (contract §5).
     pub fn serves(&self, provider: &str, livemode: bool) -> bool {
-        match provider {
-            "sandbox" => !livemode,
-            name => self.gateways.contains_key(name),
-        }
+        self.get(provider).is_some_and(|p| p.serves(livemode))
+    }
+
+    /// True when `provider` charges on the merchant's own account.
+    pub fn needs_account(&self, provider: &str) -> bool {
+        self.get(provider).is_some_and(Provider::needs_account)
     }
 
     /// Asks the named provider what became of the call `req` stands for.
     pub async fn inquire(&self, provider: &str, req: &ProviderRequest) -> Inquiry {
-        if provider == "sandbox" {
-            return self.sandbox.inquire(req).await;
-        }
-        match self.gateways.get(provider) {
-            Some(gateway) => gateway.inquire(req).await,
+        match self.get(provider) {
+            Some(p) => p.inquire(req).await,
             None => Inquiry::Unknown(format!("provider {provider} is not configured")),
         }
     }
 
     /// Calls the named provider.
     pub async fn call(&self, provider: &str, req: &ProviderRequest) -> ProviderOutcome {
-        if provider == "sandbox" {
-            return self.sandbox.call(req).await;
-        }
-        match self.gateways.get(provider) {
-            Some(gateway) => gateway.call(req).await,
+        match self.get(provider) {
+            Some(p) => p.call(req).await,
             None => ProviderOutcome::Failed {
                 code: FailureCode::ProviderUnavailable,
                 message: format!("provider {provider} is not configured"),
@@ -200,3 +245,14 @@ impl Providers {
         }
     }
 }
+
+/// True when `provider` captures an authorization once and releases what
+/// was not captured (Stripe): after its first capture nothing is
+/// capturable. Others take several partial captures (contract §4).
+pub fn captures_once(provider: &str) -> bool {
+    provider == stripe::NAME
+}
+
+/// Names under `[providers.*]` that configure a built-in provider rather
+/// than an HTTP gateway.
+pub const BUILT_IN: [&str; 2] = ["sandbox", stripe::NAME];

@@ -44,7 +44,7 @@ pub struct Notification {
 /// Why a notification is refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("missing or malformed payd-provider-signature header")]
+    #[error("missing or malformed signature header")]
     Malformed,
     #[error("the signature timestamp is outside the 5 minute tolerance")]
     Stale,
@@ -60,9 +60,14 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
+/// HMAC-SHA256(secret, "{timestamp}.{body}").
+pub fn mac_bytes(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    mac(secret, timestamp, body).finalize().into_bytes().to_vec()
+}
+
 /// The header value for `body` signed at `timestamp`.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let sig = STANDARD.encode(mac(secret, timestamp, body).finalize().into_bytes());
+    let sig = STANDARD.encode(mac_bytes(secret, timestamp, body));
     format!("t={timestamp},v1={sig}")
 }
 
@@ -78,6 +83,18 @@ pub const MAX_SIGNATURES: usize = 5;
 /// so its CPU cost must not grow with it. Each entry is compared in
 /// constant time.
 pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    verify_with(secret, header, body, now, |s| STANDARD.decode(s).ok())
+}
+
+/// [`verify`] for a header whose `v1=` entries are encoded otherwise
+/// (Stripe's `Stripe-Signature` has the same shape in hex).
+pub fn verify_with(
+    secret: &str,
+    header: Option<&str>,
+    body: &[u8],
+    now: i64,
+    decode: fn(&str) -> Option<Vec<u8>>,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Malformed)?;
     if header.len() > MAX_HEADER_LEN {
         return Err(SignatureError::Malformed);
@@ -91,7 +108,7 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
                 if signatures.len() == MAX_SIGNATURES {
                     return Err(SignatureError::Malformed);
                 }
-                signatures.extend(STANDARD.decode(s).ok());
+                signatures.extend(decode(s));
             }
             _ => {}
         }

@@ -296,6 +296,21 @@ impl Sandbox {
     }
 }
 
+impl super::Provider for Sandbox {
+    fn call<'a>(&'a self, req: &'a ProviderRequest) -> futures_util::future::BoxFuture<'a, ProviderOutcome> {
+        Box::pin(Sandbox::call(self, req))
+    }
+
+    fn inquire<'a>(&'a self, req: &'a ProviderRequest) -> futures_util::future::BoxFuture<'a, Inquiry> {
+        Box::pin(Sandbox::inquire(self, req))
+    }
+
+    /// Test mode only (contract §5).
+    fn serves(&self, livemode: bool) -> bool {
+        !livemode
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,6 +98,11 @@ error_codes! {
     /// A charge of the payment may have succeeded: it cannot be canceled
     /// until the provider has said (contract §12).
     OutcomeUnknown = "outcome_unknown",
+    /// The merchant has an account at this provider in this mode already.
+    ProviderAccountExists = "provider_account_exists",
+    /// A provider that needs the merchant's own account, and it has none
+    /// in this mode (contract §12).
+    ProviderNotConfigured = "provider_not_configured",
     /// The merchant has `webhooks.max_endpoints` endpoints in this mode.
     EndpointLimitReached = "endpoint_limit_reached",
     /// A provider notification's signature does not verify.

@@ -26,8 +26,12 @@ pub async fn late_success(
 ) -> anyhow::Result<bool> {
     let authorize = txn.kind == domain::TransactionKind::Authorize;
     let transition = match (payment.status, authorize) {
-        (PaymentStatus::Pending, true) => domain::payment::authorize_succeeded(payment.status),
-        (PaymentStatus::Pending, false) => domain::payment::charge_succeeded(payment.status),
+        (PaymentStatus::Pending | PaymentStatus::RequiresAction, true) => {
+            domain::payment::authorize_succeeded(payment.status)
+        }
+        (PaymentStatus::Pending | PaymentStatus::RequiresAction, false) => {
+            domain::payment::charge_succeeded(payment.status)
+        }
         (status, _) => domain::payment::late_success(status, authorize),
     };
     let Some(transition) = outcomes::expected(payment, "late charge", transition) else {

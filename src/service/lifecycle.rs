@@ -34,7 +34,9 @@ fn moved(id: &PaymentId) -> ApiError {
 
 /// `POST /v1/payments/{id}/cancel`. From `pending`, cancels the scheduled
 /// attempt so no provider call happens afterwards; from `requires_capture`,
-/// releases the authorization with a void at the provider.
+/// releases the authorization with a void at the provider; from
+/// `requires_action`, cancels the charge waiting for the customer with a
+/// void at the provider.
 pub async fn cancel(
     ctx: &Ctx,
     scope: &Scope,
@@ -49,12 +51,16 @@ pub async fn cancel(
     let row = locked(&mut tx, scope, &id).await?;
     let transition = domain::payment::cancel(row.status)?;
     match transition.from {
-        PaymentStatus::RequiresCapture => {
+        from @ (PaymentStatus::RequiresCapture | PaymentStatus::RequiresAction) => {
             // A capture in flight may succeed at the provider: let it finish.
             if txns::pending_exists(&mut tx, &id, TransactionKind::Capture).await? {
                 return Err(Refusal::Processing.into());
             }
-            if let Ok(open) = domain::Amount::new(row.amount_capturable) {
+            // Waiting for the customer's authentication, the charge is
+            // canceled at the provider (a success that beats the void is
+            // still recorded: it is never dropped).
+            let open = if from == PaymentStatus::RequiresAction { row.amount.get() } else { row.amount_capturable };
+            if let Ok(open) = domain::Amount::new(open) {
                 txns::insert_scheduled(&mut tx, &id, TransactionKind::Void, open, row.currency, None).await?;
             }
         }

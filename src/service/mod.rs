@@ -16,7 +16,9 @@ pub(crate) mod outcomes;
 pub(crate) mod params;
 pub(crate) mod payment_methods;
 pub(crate) mod payments;
+pub(crate) mod provider_accounts;
 pub(crate) mod ratelimit;
+pub(crate) mod stripe_events;
 pub(crate) mod wait;
 pub(crate) mod webhooks;
 
@@ -40,6 +42,7 @@ pub(crate) mod objects {
     pub(crate) use crate::db::keys::ApiKey;
     pub(crate) use crate::db::payment_methods::PaymentMethod;
     pub(crate) use crate::db::payments::Payment;
+    pub(crate) use crate::db::provider_accounts::ProviderAccount;
     pub(crate) use crate::db::refunds::Refund;
     pub(crate) use crate::db::transactions::Transaction;
     pub(crate) use crate::db::webhooks::{Delivery, Endpoint};

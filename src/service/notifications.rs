@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use super::late;
 use super::outcomes::{self, Schedules};
 use super::{ApiError, Ctx, ErrorCode};
+use crate::db::payments::PaymentRow;
+use crate::db::transactions::TransactionRow;
 use crate::db::{attempts, audit, notifications, payments as store, transactions as txns};
 use crate::domain::{FailureCode, PaymentStatus, SYSTEM_ACTOR, TransactionId, TransactionKind};
 use crate::provider::notification::{self, Notification};
@@ -54,29 +56,51 @@ pub async fn receive(ctx: &Ctx, provider: &str, signature: Option<&str>, body: &
     if !notifications::record_once(&mut tx, provider, &note.id).await? {
         return Ok(json!({"received": true, "duplicate": true}));
     }
-    // A call still waiting is settled here. Otherwise a failure or a repeat
-    // changes nothing, but a success is never dropped: a charge's (the
-    // customer was charged although payd settled the payment as failed or
-    // canceled, or still asks about it) nor a refund's (the money went back).
-    if let Some(running) = attempts::running_for(&mut tx, &txn_id).await? {
-        let (status, code) = outcomes::attempt_result(&outcome);
-        attempts::finish(&mut tx, &running, status, code).await?;
-        let schedules = Schedules::new(&ctx.settings.payments);
-        outcomes::record(&mut tx, &payment, &txn, &running, operation, &outcome, &schedules)
-            .await
-            .map_err(ApiError::internal)?;
-    } else if let ProviderOutcome::Succeeded { reference } = &outcome
-        && txn.kind.is_charge()
-        && matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Canceled)
-    {
-        late::late_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
-    } else if let ProviderOutcome::Succeeded { reference } = &outcome
-        && txn.kind == TransactionKind::Refund
-    {
-        late::late_refund_success(&mut tx, &payment, &txn, reference).await.map_err(ApiError::internal)?;
-    }
+    apply(ctx, &mut tx, &payment, &txn, operation, &outcome).await?;
     tx.commit().await?;
     crate::db::notify::ring(&ctx.db, crate::db::notify::DELIVERIES);
     crate::db::notify::ring_with(&ctx.db, crate::db::notify::PAYMENT_STATUS, payment.id.as_str());
     Ok(json!({"received": true}))
+}
+
+/// Applies a provider's word on a transaction, in the caller's transaction
+/// with `payment` locked. A call still waiting is settled here. Otherwise a
+/// failure or a repeat changes nothing, but a success is never dropped: a
+/// charge's (the customer was charged although payd settled the payment as
+/// failed or canceled, or still asks about it) nor a refund's (the money
+/// went back).
+pub(super) async fn apply(
+    ctx: &Ctx,
+    tx: &mut sqlx::PgConnection,
+    payment: &PaymentRow,
+    txn: &TransactionRow,
+    operation: Operation,
+    outcome: &ProviderOutcome,
+) -> Result<(), ApiError> {
+    // A charge the provider reports succeeded although payd settled the
+    // payment (a cancel while the customer was authenticating, say).
+    let settled = matches!(payment.status, PaymentStatus::Failed | PaymentStatus::Canceled);
+    let succeeded = matches!(outcome, ProviderOutcome::Succeeded { .. });
+    if let Some(running) = attempts::running_for(tx, &txn.id).await? {
+        let (status, code) = outcomes::attempt_result(outcome);
+        attempts::finish(tx, &running, status, code).await?;
+        if !(settled && succeeded && txn.kind.is_charge()) {
+            let schedules = Schedules::new(&ctx.settings.payments);
+            outcomes::record(tx, payment, txn, &running, operation, outcome, &schedules)
+                .await
+                .map_err(ApiError::internal)?;
+            return Ok(());
+        }
+    }
+    if let ProviderOutcome::Succeeded { reference } = outcome
+        && txn.kind.is_charge()
+        && (settled || matches!(payment.status, PaymentStatus::Pending | PaymentStatus::RequiresAction))
+    {
+        late::late_success(tx, payment, txn, reference).await.map_err(ApiError::internal)?;
+    } else if let ProviderOutcome::Succeeded { reference } = outcome
+        && txn.kind == TransactionKind::Refund
+    {
+        late::late_refund_success(tx, payment, txn, reference).await.map_err(ApiError::internal)?;
+    }
+    Ok(())
 }

@@ -173,7 +173,9 @@ pub fn charge_change<'a>(
         ProviderOutcome::Failed { code, message } => {
             (domain::payment::charge_failed(payment.status), ChargeResult::Failed { code: *code, message })
         }
-        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => return None,
+        ProviderOutcome::Pending { .. } | ProviderOutcome::RequiresAction { .. } | ProviderOutcome::Unknown { .. } => {
+            return None;
+        }
     };
     Some((expected(payment, "charge", transition)?, result))
 }
@@ -226,6 +228,10 @@ async fn apply_capture(
             txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
             let captured = payment.amount_captured.checked_add(txn.amount).context("captured amount overflow")?;
             let status = transition.map_or(payment.status, |t| t.to);
+            if crate::provider::captures_once(&payment.provider) {
+                // The provider released the rest of the authorization.
+                changes::release_rest(conn, &payment.id).await?;
+            }
             let row = changes::record_capture(conn, &payment.id, payment.status, status, captured)
                 .await?
                 .context("payment changed while locked")?;
@@ -239,7 +245,9 @@ async fn apply_capture(
             changes::release_capture(conn, &payment.id, txn.amount).await?;
             Ok(())
         }
-        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => Ok(()),
+        ProviderOutcome::Pending { .. } | ProviderOutcome::RequiresAction { .. } | ProviderOutcome::Unknown { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -255,12 +263,20 @@ async fn apply_void(
     match outcome {
         ProviderOutcome::Succeeded { reference } => {
             txns::settle(conn, &txn.id, TransactionStatus::Succeeded, Some(reference), None).await?;
+            // A charge that waited for the customer (3-D Secure) can no
+            // longer succeed: it is canceled with the attempt holding it.
+            if let Some(charge) = txns::charge_of(conn, &payment.id).await? {
+                if let Some(running) = attempts::running_for(conn, &charge).await? {
+                    attempts::finish(conn, &running, AttemptStatus::Canceled, Some(FailureCode::Canceled)).await?;
+                }
+                txns::settle(conn, &charge, TransactionStatus::Canceled, None, None).await?;
+            }
         }
         ProviderOutcome::Failed { code, message } => {
             tracing::warn!(payment_id = %payment.id, code = code.as_str(), "the provider refused a void");
             txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
         }
-        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => {}
+        ProviderOutcome::Pending { .. } | ProviderOutcome::RequiresAction { .. } | ProviderOutcome::Unknown { .. } => {}
     }
     Ok(())
 }
@@ -292,7 +308,32 @@ async fn apply_refund(
             txns::settle(conn, &txn.id, TransactionStatus::Failed, None, Some((*code, message))).await?;
             Ok(())
         }
-        ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => Ok(()),
+        ProviderOutcome::Pending { .. } | ProviderOutcome::RequiresAction { .. } | ProviderOutcome::Unknown { .. } => {
+            Ok(())
+        }
+    }
+}
+
+/// The provider waits for the customer to authenticate a pending charge:
+/// the payment becomes `requires_action` with `next_action`, and
+/// `payment.requires_action` is sent (once: a repeated ask only updates
+/// `next_action`).
+pub async fn require_action(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    reference: &str,
+    next_action: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let Some(transition) = expected(payment, "authentication", domain::payment::action_required(payment.status)) else {
+        return Ok(());
+    };
+    let (from, to) = transition.map_or((payment.status, payment.status), |t| (t.from, t.to));
+    let row = changes::require_action(conn, &payment.id, from, to, reference, next_action)
+        .await?
+        .context("payment changed while locked")?;
+    match transition {
+        Some(t) => emit(conn, row, t).await,
+        None => Ok(()),
     }
 }
 

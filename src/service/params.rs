@@ -90,6 +90,18 @@ impl Fields {
         }
     }
 
+    /// A required JSON object whose keys are all in `allowed`, taken field
+    /// by field in turn.
+    pub fn object(&mut self, name: &str, allowed: &[&str]) -> Result<Fields, ApiError> {
+        match self.take(name) {
+            None => Err(ApiError::missing(name)),
+            Some(v @ Value::Object(_)) => {
+                Fields::new(v, allowed).map_err(|e| ApiError::invalid(name, format!("{name}: {}", e.message)))
+            }
+            Some(_) => Err(ApiError::invalid(name, format!("{name} must be an object"))),
+        }
+    }
+
     /// An optional boolean.
     pub fn optional_bool(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.take(name) {

@@ -10,6 +10,7 @@ use super::params::{Fields, Query};
 use super::payments::REFERENCE_MAX;
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::payment_methods::{self as store, NewPaymentMethod, PaymentMethod};
+use crate::db::provider_accounts;
 use crate::domain::{MethodKind, PaymentMethodId, Scope};
 use crate::provider::SandboxMethod;
 
@@ -84,9 +85,32 @@ pub async fn create(ctx: &Ctx, scope: &Scope, body: Value) -> Result<PaymentMeth
             "sandbox tokens are tok_success, tok_decline, tok_insufficient_funds, tok_expired, tok_flaky, tok_unavailable or tok_async",
         ));
     }
-    let new = NewPaymentMethod { provider, kind, token, expires_at, customer_id };
     let mut conn = ctx.db.acquire().await?;
+    // A method of a provider on the merchant's own account (Stripe) is
+    // bound to that account: it is charged there and nowhere else.
+    let provider_account_id = if ctx.providers.needs_account(&provider) {
+        if !token.starts_with("pm_") || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid("token", format!("a {provider} token is a PaymentMethod id (pm_…)")));
+        }
+        let account = provider_accounts::active(&mut conn, scope, &provider).await?;
+        Some(account.ok_or_else(|| not_configured(&provider, scope.livemode))?)
+    } else {
+        None
+    };
+    let new = NewPaymentMethod { provider, kind, token, expires_at, customer_id, provider_account_id };
     Ok(store::insert(&mut conn, scope, &new).await?)
+}
+
+/// 422 `provider_not_configured`: the merchant has no account at
+/// `provider` in this mode (contract §12).
+pub fn not_configured(provider: &str, livemode: bool) -> ApiError {
+    let mode = if livemode { "live" } else { "test" };
+    ApiError::new(
+        422,
+        ErrorCode::ProviderNotConfigured,
+        format!("connect a {provider} account in {mode} mode first (POST /v1/provider_accounts)"),
+    )
+    .with_param("payment_method_id")
 }
 
 /// `GET /v1/payment_methods/{id}`

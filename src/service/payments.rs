@@ -208,7 +208,18 @@ async fn resolve_method(ctx: &Ctx, scope: &Scope, id: &str) -> Result<(String, M
         return if scope.livemode { Err(missing()) } else { Ok(("sandbox".into(), MethodKind::Card)) };
     }
     let id = PaymentMethodId::parse(id).ok_or_else(missing)?;
-    let method = payment_methods::find(&mut *ctx.db.acquire().await?, scope, &id).await?.ok_or_else(missing)?;
+    let mut conn = ctx.db.acquire().await?;
+    let method = payment_methods::find(&mut conn, scope, &id).await?.ok_or_else(missing)?;
+    if ctx.providers.needs_account(&method.provider) {
+        // The account that issued the method must still be connected.
+        let connected = match &method.provider_account_id {
+            Some(account) => db::provider_accounts::is_active(&mut conn, scope, account).await?,
+            None => false,
+        };
+        if !connected {
+            return Err(super::payment_methods::not_configured(&method.provider, scope.livemode));
+        }
+    }
     if !ctx.providers.serves(&method.provider, scope.livemode) {
         return Err(ApiError::new(
             422,

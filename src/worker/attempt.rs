@@ -62,15 +62,15 @@ impl AttemptRunner {
         let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
         // A built-in sandbox method is its own token, and a charge has no
         // parent: most calls need no more reads.
-        let (token, expired, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none()
-        {
-            (call.payment_method_id.clone(), false, None)
+        let (method, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none() {
+            (Method { token: call.payment_method_id.clone(), expired: false, account: None, customer: None }, None)
         } else {
             let mut conn = self.pool.acquire().await?;
-            let (token, expired) = method_token(&mut conn, &call.payment_method_id).await?;
+            let method = method_token(&mut conn, &call.payment_method_id).await?;
             let parent = if charges { None } else { txns::charge_reference(&mut conn, &claimed.payment_id).await? };
-            (token, expired, parent)
+            (method, parent)
         };
+        let Method { token, expired, account, customer } = method;
         let txn = TransactionRow {
             id: claimed.transaction_id.clone(),
             payment_id: claimed.payment_id.clone(),
@@ -85,6 +85,9 @@ impl AttemptRunner {
             amount: txn.amount,
             currency: txn.currency,
             parent_reference,
+            payment_id: claimed.payment_id.to_string(),
+            account,
+            customer,
         };
         let started = std::time::Instant::now();
         let outcome = if expired && charges {
@@ -105,6 +108,7 @@ impl AttemptRunner {
         let kind = match &outcome {
             ProviderOutcome::Succeeded { .. } => "succeeded",
             ProviderOutcome::Pending { .. } => "pending",
+            ProviderOutcome::RequiresAction { .. } => "requires_action",
             ProviderOutcome::Failed { code, .. } if code.is_transient() => "transient",
             ProviderOutcome::Failed { .. } => "declined",
             ProviderOutcome::Unknown { .. } => "unknown",
@@ -120,7 +124,9 @@ impl AttemptRunner {
             // inquiry: that is decided with the transaction in hand, below.
             ProviderOutcome::Failed { code, .. } if code.is_transient() && !claimed.inquiry => false,
             ProviderOutcome::Failed { .. } => outcome::retry_delay(&outcome, &claimed, &self.schedules.retry).is_none(),
-            ProviderOutcome::Pending { .. } | ProviderOutcome::Unknown { .. } => false,
+            ProviderOutcome::Pending { .. }
+            | ProviderOutcome::RequiresAction { .. }
+            | ProviderOutcome::Unknown { .. } => false,
         };
         if charges && final_charge {
             let charge = Charge { claimed: claimed.clone(), operation, amount: txn.amount, outcome: outcome.clone() };
@@ -140,7 +146,7 @@ impl AttemptRunner {
             ProviderOutcome::Failed { code, .. } | ProviderOutcome::Unknown { code, .. } => {
                 (AttemptStatus::Failed, Some(*code))
             }
-            ProviderOutcome::Pending { reference } => {
+            ProviderOutcome::Pending { reference } | ProviderOutcome::RequiresAction { reference, .. } => {
                 // The provider will notify; until then the attempt stays
                 // running, leased for `pending_timeout` and then for each
                 // step of the inquiry schedule, after which the scheduler
@@ -154,6 +160,9 @@ impl AttemptRunner {
                     1 => Some(self.pending_timeout),
                     n => self.schedules.inquiry.get(n - 2).copied(),
                 };
+                if let ProviderOutcome::RequiresAction { next_action, .. } = &outcome {
+                    outcome::require_action(&mut tx, &payment, reference, next_action).await?;
+                }
                 match wait {
                     Some(wait) => {
                         attempts::hold_pending(&mut tx, &claimed, wait).await?;
@@ -215,15 +224,24 @@ impl AttemptRunner {
     }
 }
 
-/// The provider token of a payment method, and whether it has expired: a
-/// built-in sandbox method is its own token; a stored one is looked up
-/// (deleted or not: payments made with it still complete).
-async fn method_token(conn: &mut sqlx::PgConnection, payment_method_id: &str) -> anyhow::Result<(String, bool)> {
+/// What a call uses of the payment method.
+struct Method {
+    token: String,
+    expired: bool,
+    account: Option<crate::domain::ProviderAccountId>,
+    customer: Option<String>,
+}
+
+/// The provider token of a payment method, whether it has expired, and the
+/// merchant's provider account that issued it: a built-in sandbox method is
+/// its own token; a stored one is looked up (deleted or not: payments made
+/// with it still complete).
+async fn method_token(conn: &mut sqlx::PgConnection, payment_method_id: &str) -> anyhow::Result<Method> {
     let Some(id) = PaymentMethodId::parse(payment_method_id) else {
-        return Ok((payment_method_id.to_owned(), false));
+        return Ok(Method { token: payment_method_id.to_owned(), expired: false, account: None, customer: None });
     };
-    let (token, expires_at) =
-        payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
+    let m = payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
     let today = time::OffsetDateTime::now_utc().date();
-    Ok((token, expires_at.is_some_and(|e| is_expired(&e, today))))
+    let expired = m.expires_at.is_some_and(|e| is_expired(&e, today));
+    Ok(Method { token: m.token, expired, account: m.provider_account_id, customer: m.customer_id })
 }
