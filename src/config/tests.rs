@@ -96,3 +96,16 @@ fn bad_settings_are_named() {
     let err = load(&[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "1m,0s")]).unwrap_err().to_string();
     assert!(err.contains("payments.inquiry_schedule"), "{err}");
 }
+
+#[test]
+fn stripe_needs_only_an_https_base_url_in_production() {
+    let s = load(&[]).unwrap();
+    assert_eq!(s.providers["stripe"].base_url.as_deref(), Some("https://api.stripe.com"));
+    assert!(s.providers["stripe"].secret.is_empty(), "merchants bring their own keys");
+    let err = load(&[("PAYD_PROVIDERS__STRIPE__BASE_URL", "http://localhost:12111")]).unwrap_err().to_string();
+    assert!(err.contains("providers.stripe.base_url"), "{err}");
+    let s = load(&[("PAYD_ENV", "test"), ("PAYD_PROVIDERS__STRIPE__BASE_URL", "http://127.0.0.1:12111")]).unwrap();
+    assert_eq!(s.providers["stripe"].base_url.as_deref(), Some("http://127.0.0.1:12111"));
+    let err = load(&[("PAYD_ENV", "test"), ("PAYD_PROVIDERS__STRIPE__BASE_URL", "ftp://x")]).unwrap_err().to_string();
+    assert!(err.contains("providers.stripe.base_url"), "{err}");
+}
