@@ -9,7 +9,7 @@
 //! | layer | modules | may import |
 //! |---|---|---|
 //! | 0 domain | [`domain`]: ids, money, the payment state machine, statuses and kinds, event types, queue messages. Pure. | nothing of payd |
-//! | 1 support | [`config`], [`telemetry`], [`observe`], [`faults`], [`timefmt`], [`retry`], [`webhooks`] (Standard Webhooks signatures), [`target`] (the SSRF guard), `secretbox` (secrets at rest) | domain, support |
+//! | 1 support | [`config`], [`telemetry`], [`observe`], [`faults`], [`timefmt`], [`retry`], [`webhooks`] (Standard Webhooks signatures), [`target`] (the SSRF guard), `outbound` (one signed webhook POST), `secretbox` (secrets at rest) | domain, support |
 //! | 2 db | [`db`]: every SQL statement, behind named functions whose guards state their transition; the group commit | domain, support |
 //! | 3 providers | [`provider`]: the `Provider` trait; the sandbox (its ledger is in db), HTTP gateways, Stripe | db and below |
 //! | 4 service | [`service`]: the use cases, authentication, idempotency, the one error type [`service::ApiError`] | providers and below |
@@ -36,6 +36,7 @@ mod faults;
 mod http;
 mod loadtest;
 mod observe;
+mod outbound;
 mod provider;
 mod queue;
 mod retry;

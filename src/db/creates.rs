@@ -182,6 +182,7 @@ impl NewPayment {
         PaymentRow {
             id: self.id.clone(),
             number: 0,
+            sequence: 1,
             merchant_id: self.scope.merchant_id.clone(),
             livemode: self.scope.livemode,
             amount: self.amount,

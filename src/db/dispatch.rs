@@ -199,6 +199,13 @@ pub async fn record(
                  failing_since = CASE WHEN $10 THEN NULL ELSE COALESCE(failing_since, now()) END,
                  status = CASE WHEN $11 OR (NOT $10 AND COALESCE(failing_since, now()) < now() - make_interval(secs => $12))
                                THEN 'disabled' ELSE status END,
+                 disabled_at = CASE WHEN status = 'enabled' AND ($11 OR (NOT $10 AND
+                                   COALESCE(failing_since, now()) < now() - make_interval(secs => $12)))
+                               THEN now() ELSE disabled_at END,
+                 disabled_reason = CASE WHEN status = 'enabled' AND $11 THEN 'gone'
+                               WHEN status = 'enabled' AND NOT $10 AND
+                                   COALESCE(failing_since, now()) < now() - make_interval(secs => $12)
+                               THEN 'failing' ELSE disabled_reason END,
                  updated_at = now()
              WHERE id = $9 AND (($10 AND failing_since IS NOT NULL) OR (NOT $10 AND failing_since IS NULL)
                  OR (NOT $10 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $12)) OR $11)

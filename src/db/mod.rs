@@ -8,6 +8,7 @@ pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod charges;
 pub(crate) mod creates;
+pub(crate) mod delivery_log;
 pub(crate) mod dispatch;
 pub(crate) mod events;
 pub(crate) mod group_commit;

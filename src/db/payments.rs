@@ -18,6 +18,9 @@ use crate::timefmt;
 pub struct PaymentRow {
     pub id: PaymentId,
     pub number: i64,
+    /// 1 at creation, +1 at every change (contract §13): a receiver keeps
+    /// the highest it has seen.
+    pub sequence: i64,
     #[serde(skip)]
     pub merchant_id: MerchantId,
     pub livemode: bool,

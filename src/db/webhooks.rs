@@ -23,12 +23,20 @@ pub struct Endpoint {
     pub created_at: OffsetDateTime,
     #[serde(serialize_with = "timefmt::ser")]
     pub updated_at: OffsetDateTime,
+    /// Since when its deliveries fail without a success (contract §13).
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub failing_since: Option<OffsetDateTime>,
+    #[serde(serialize_with = "timefmt::ser_opt")]
+    pub disabled_at: Option<OffsetDateTime>,
+    /// `gone` (it answered 410), `failing` (`webhooks.disable_after`) or `manual`.
+    pub disabled_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[sqlx(skip)]
     pub secret: Option<String>,
 }
 
-const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, livemode, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, \
+    livemode, created_at, updated_at, failing_since, disabled_at, disabled_reason";
 
 /// A new endpoint, already checked.
 pub struct NewEndpoint {
@@ -126,7 +134,12 @@ pub async fn update(
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET url = COALESCE($4, url), enabled_events = COALESCE($5, enabled_events),
              status = COALESCE($6, status), description = COALESCE($7, description),
-             failing_since = CASE WHEN $6 = 'enabled' THEN NULL ELSE failing_since END, updated_at = now()
+             failing_since = CASE WHEN $6 = 'enabled' THEN NULL ELSE failing_since END,
+             disabled_at = CASE WHEN $6 = 'enabled' THEN NULL
+                                WHEN $6 = 'disabled' AND status = 'enabled' THEN now() ELSE disabled_at END,
+             disabled_reason = CASE WHEN $6 = 'enabled' THEN NULL
+                                    WHEN $6 = 'disabled' AND status = 'enabled' THEN 'manual' ELSE disabled_reason END,
+             updated_at = now()
          WHERE id = $1 AND merchant_id = $2 AND livemode = $3 RETURNING {ENDPOINT_COLUMNS}"
     )))
     .bind(id)

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 use sqlx::PgPool;
 
 use super::limits::Answer;
@@ -13,19 +12,16 @@ use crate::db::dispatch::{self, ClaimedDelivery, Next, SendResult};
 use crate::db::group_commit::GroupCommit;
 use crate::domain::DeliveryId;
 use crate::faults::{CrashPoint, Faults};
+use crate::outbound::{CONNECTION_ERROR, Message, Outbound, TIMEOUT};
 use crate::retry::Schedule;
-use crate::{target, webhooks as signing};
 
 /// Jitter of webhook retries (contract §6: ±20 %).
 pub const JITTER: f64 = 0.2;
 
-/// Bytes of a receiver's response body kept in the delivery log.
-pub const RESPONSE_BODY_MAX: usize = 1024;
-
 /// Sends deliveries and records their outcome.
 pub struct Sender {
     pool: PgPool,
-    client: reqwest::Client,
+    outbound: Outbound,
     settings: WebhookSettings,
     schedule: Schedule,
     secrets: Arc<crate::secretbox::SecretBox>,
@@ -48,12 +44,7 @@ impl Sender {
         secrets: Arc<crate::secretbox::SecretBox>,
         faults: Faults,
     ) -> reqwest::Result<Self> {
-        let builder = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none());
-        let lookup = Arc::new(target::SystemLookup);
-        let client = target::client(builder, lookup, settings.allow_private_targets).build()?;
+        let outbound = Outbound::new(settings.timeout, settings.allow_private_targets)?;
         let schedule = Schedule::new(&settings.retry_schedule, JITTER);
         // One writer: a send's slot is free once its endpoint answered, so a
         // record that waits for the batch before it costs no throughput, and
@@ -65,7 +56,7 @@ impl Sender {
                     dispatch::record_succeeded(&pool, &pairs).await?.into_iter().collect();
                 Ok(sent.iter().map(|s| recorded.contains(&s.delivery.id)).collect())
             });
-        Ok(Self { pool, client, settings, schedule, secrets, faults, succeeded })
+        Ok(Self { pool, outbound, settings, schedule, secrets, faults, succeeded })
     }
 
     /// Sends one claimed delivery and records the attempt; `sent` runs as
@@ -124,15 +115,6 @@ impl Sender {
         if !d.endpoint_enabled {
             return fail("endpoint is disabled".into());
         }
-        let url = match target::parse_url(&d.url, d.livemode) {
-            Ok(u) => u,
-            Err(e) => return fail(e.to_string()),
-        };
-        // DNS may have changed since the endpoint was created: a name is
-        // checked by the client's resolver as it connects, a literal here.
-        if let Err(e) = target::check_literal(&url, self.settings.allow_private_targets) {
-            return fail(e.to_string());
-        }
         let owner = d.endpoint_id.as_str();
         let opened = self.secrets.open(owner, &d.secret).and_then(|secret| {
             let previous = d.previous_secret.as_deref().map(|p| self.secrets.open(owner, p)).transpose()?;
@@ -143,45 +125,27 @@ impl Sender {
                 "the endpoint's secret does not decrypt: is secrets.master_key the one it was sealed with?".into(),
             );
         };
-        let body = event_body(d);
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let Some(signature) =
-            signing::signature_header(&secret, previous.as_deref(), d.event_id.as_str(), timestamp, body.as_bytes())
-        else {
-            return fail("endpoint secret is malformed".into());
-        };
-        let response = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, concat!("payd/", env!("CARGO_PKG_VERSION")))
-            .header("webhook-id", d.event_id.as_str())
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
+        let posted = self
+            .outbound
+            .post(Message {
+                url: &d.url,
+                livemode: d.livemode,
+                secret: &secret,
+                previous_secret: previous.as_deref(),
+                id: d.event_id.as_str(),
+                body: event_body(d),
+            })
             .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return fail(TIMEOUT.into()),
-            Err(e) => return fail(format!("{CONNECTION_ERROR}: {}", error_chain(&e))),
+        let gone = posted.status_code == Some(410);
+        let result = SendResult {
+            status_code: posted.status_code,
+            error: posted.error,
+            duration_ms: 0,
+            response_body: posted.response_body,
         };
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let body = read_bounded(response).await;
-        let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
-        (
-            SendResult { status_code: Some(status), error, duration_ms: 0, response_body: body },
-            status == 410,
-            retry_after,
-        )
+        (result, gone, posted.retry_after)
     }
 }
-
-/// The `error` of a send that got no answer in time.
-const TIMEOUT: &str = "timeout";
-/// The start of the `error` of a send that could not reach the endpoint.
-const CONNECTION_ERROR: &str = "connection error";
 
 /// How a send ended, for the endpoint's concurrency limit.
 fn answer(result: &SendResult, took: Duration) -> Answer {
@@ -205,45 +169,6 @@ fn event_body(d: &ClaimedDelivery) -> String {
         d.livemode,
         d.data
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-/// Most of a receiver's answer payd reads (contract §11): what lies beyond
-/// is left unread and the connection dropped, however much is sent.
-pub const RESPONSE_READ_MAX: usize = 64 * 1024;
-
-/// The start of the answer's body, reading at most [`RESPONSE_READ_MAX`].
-async fn read_bounded(mut response: reqwest::Response) -> Option<String> {
-    let mut body = Vec::new();
-    while body.len() < RESPONSE_READ_MAX {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_READ_MAX - body.len())]),
-            Ok(None) => break,
-            Err(_) if !body.is_empty() => break,
-            Err(_) => return None,
-        }
-    }
-    Some(truncate(&body))
-}
-
-fn truncate(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(RESPONSE_BODY_MAX)];
-    String::from_utf8_lossy(cut).into_owned()
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
 }
 
 /// After failed attempt number `attempts` (1-based): retry after the
@@ -286,10 +211,5 @@ mod tests {
         let schedule = Schedule::new(&[Duration::from_secs(5)], JITTER);
         assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(7)))), Duration::from_secs(7));
         assert_eq!(delay(next_after_failure(&schedule, 1, Some(Duration::from_secs(3600)))), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn stored_response_bodies_are_truncated() {
-        assert_eq!(truncate(&[b'a'; 5000]).len(), RESPONSE_BODY_MAX);
     }
 }

@@ -11,6 +11,8 @@ mod payment_methods;
 mod payments;
 mod providers;
 mod ratelimit;
+mod schemas;
+mod webhook_tools;
 mod webhooks;
 
 use std::sync::Arc;
@@ -77,6 +79,10 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(webhook_tools::attempts))
+        .routes(routes!(webhook_tools::stats))
+        .routes(routes!(webhook_tools::test_send))
+        .routes(routes!(webhook_tools::advance))
         .routes(routes!(webhooks::list_events))
         .routes(routes!(webhooks::retrieve_event))
         .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))
@@ -233,6 +239,7 @@ mod tests {
             ("payment_methods", include_str!("payment_methods.rs")),
             ("keys", include_str!("keys.rs")),
             ("providers", include_str!("providers.rs")),
+            ("webhook_tools", include_str!("webhook_tools.rs")),
             ("", include_str!("mod.rs").split("#[cfg(test)]\nmod tests").next().unwrap()),
         ];
         let api = api_source();

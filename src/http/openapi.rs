@@ -14,6 +14,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::AppState;
+pub use super::schemas::{
+    CreateProviderAccountBody, EndpointStats, LatencyMs, StripeCredentials, TestSendBody, TestSendResult,
+};
 
 /// The document's frame: info, shared schemas, the bearer scheme. Paths
 /// are added by the router (see [`super::router`]).
@@ -29,6 +32,7 @@ use super::AppState;
         ChargebackBody, ChargebackReversalBody, TagsBody, CreatePaymentMethodBody, DeletedObject,
         CreateEndpointBody, UpdateEndpointBody, RotateSecretBody, AttemptCancelBody, CreateApiKeyBody, RevokedKey,
         CreateProviderAccountBody, StripeCredentials, crate::service::objects::ProviderAccount,
+        EndpointStats, LatencyMs, TestSendBody, TestSendResult, crate::service::objects::DeliveryAttempt,
         crate::service::objects::ApiKey,
         crate::service::objects::Payment, crate::service::objects::Refund, crate::service::objects::Transaction,
         crate::service::objects::Attempt, crate::service::objects::AuditEntry, crate::service::objects::PaymentMethod,
@@ -186,25 +190,6 @@ pub struct CreatePaymentMethodBody {
     /// `YYYY-MM`.
     pub expires_at: Option<String>,
     pub customer_id: Option<String>,
-}
-
-/// `POST /v1/provider_accounts`
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"provider": "stripe", "credentials": {"secret_key": "sk_test_…", "webhook_secret": "whsec_…"}}))]
-pub struct CreateProviderAccountBody {
-    /// `stripe`.
-    pub provider: String,
-    pub credentials: StripeCredentials,
-}
-
-/// A Stripe account's keys; stored encrypted, never shown again.
-#[derive(Serialize, ToSchema)]
-pub struct StripeCredentials {
-    /// `sk_test_…` / `sk_live_…` (or a restricted `rk_…` key) of the mode.
-    pub secret_key: String,
-    /// `whsec_…`: the signing secret of the Stripe webhook endpoint that
-    /// points at `/v1/provider_notifications/stripe/{provider_account_id}`.
-    pub webhook_secret: String,
 }
 
 /// `POST /v1/api_keys`

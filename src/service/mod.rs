@@ -20,6 +20,7 @@ pub(crate) mod provider_accounts;
 pub(crate) mod ratelimit;
 pub(crate) mod stripe_events;
 pub(crate) mod wait;
+pub(crate) mod webhook_tools;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub(crate) use error::{ApiError, ErrorCode};
 pub(crate) mod objects {
     pub(crate) use crate::db::attempts::Attempt;
     pub(crate) use crate::db::audit::AuditEntry;
+    pub(crate) use crate::db::delivery_log::DeliveryAttempt;
     pub(crate) use crate::db::events::Event;
     pub(crate) use crate::db::keys::ApiKey;
     pub(crate) use crate::db::payment_methods::PaymentMethod;

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("webhooks", 1),
     ("target", 1),
     ("secretbox", 1),
+    ("outbound", 1),
     ("db", 2),
     ("provider", 3),
     ("service", 4),

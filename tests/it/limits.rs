@@ -139,6 +139,10 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         ("POST", "/v1/webhook_endpoints/{id}/rotate_secret"),
         ("GET", "/v1/webhook_endpoints/{id}/deliveries"),
         ("POST", "/v1/webhook_deliveries/{id}/retry"),
+        ("GET", "/v1/webhook_deliveries/{id}/attempts"),
+        ("GET", "/v1/webhook_endpoints/{id}/stats"),
+        ("POST", "/v1/webhook_endpoints/{id}/test"),
+        ("POST", "/v1/test_helpers/payments/{id}/advance"),
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
     ];

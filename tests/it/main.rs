@@ -26,6 +26,7 @@ mod queue;
 mod raw_amqp;
 mod retries;
 mod stripe;
+mod tooling;
 mod two_stage;
 mod unknown;
 mod webhooks;

@@ -1,0 +1,61 @@
+//! Webhook tooling handlers (contract §13).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::Value;
+
+use super::AppState;
+use super::extract::{JsonBody, Merchant, PathId, QueryMap};
+use super::openapi::{CommonErrors, EndpointStats, ListObject, Page, TestSendBody, TestSendResult};
+use crate::service::objects::Payment;
+use crate::service::{ApiError, webhook_tools as svc};
+
+/// Each send of a delivery, with the receiver's answer; newest first.
+#[utoipa::path(get, path = "/v1/webhook_deliveries/{id}/attempts", operation_id = "list_delivery_attempts", tag = "webhooks",
+    params(("id" = String, Path, description = "whd_…"), Page),
+    responses((status = 200, description = "A list of webhook attempts", body = ListObject), CommonErrors))]
+pub async fn attempts(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    QueryMap(query): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    svc::attempts(&s.ctx, &scope, &id, query).await.map(Json)
+}
+
+/// The endpoint's deliveries of the last 24 hours by status, commit-to-2xx latency and backlog age.
+#[utoipa::path(get, path = "/v1/webhook_endpoints/{id}/stats", operation_id = "webhook_endpoint_stats", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, description = "The endpoint's stats", body = EndpointStats), CommonErrors))]
+pub async fn stats(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    svc::stats(&s.ctx, &scope, &id).await.map(Json)
+}
+
+/// Sends a signed example event (`"test": true`) to the endpoint at once.
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/test", operation_id = "test_webhook_endpoint", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")), request_body = TestSendBody,
+    responses((status = 200, description = "How the endpoint answered", body = TestSendResult), CommonErrors))]
+pub async fn test_send(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    svc::test_send(&s.ctx, &scope, &id, body).await.map(Json)
+}
+
+/// Test mode: makes the payment's next scheduled attempt due now.
+#[utoipa::path(post, path = "/v1/test_helpers/payments/{id}/advance", operation_id = "advance_test_payment", tag = "payments",
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment", body = Payment), CommonErrors))]
+pub async fn advance(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    svc::advance(&s.ctx, &scope, &id).await.map(Json)
+}

@@ -1,0 +1,150 @@
+//! Webhook tooling (contract §13) through the API with a real receiver:
+//! attempts with answers, endpoint health and stats, `sequence`, test
+//! sends and the test-mode fast-forward.
+
+use payd::testing::KeyKind;
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, TestApp, WAIT, eventually, verify_webhook};
+
+async fn delivery_of(app: &TestApp, endpoint: &str, event_type: &str) -> Value {
+    eventually(&format!("a {event_type} delivery"), WAIT, || async {
+        let (_, list) = app.get(&format!("/v1/webhook_endpoints/{endpoint}/deliveries?status=succeeded")).await;
+        list["data"].as_array()?.iter().find(|d| d["event_type"] == event_type).cloned()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_attempt_of_a_delivery_keeps_the_receivers_answer() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[503]);
+    receiver.body("thanks");
+    let (endpoint, _) = app.add_endpoint(&receiver.url).await;
+    let p = app.create_payment("pm_test_success", 700).await;
+    receiver.wait_for("payment.created", p["id"].as_str().unwrap()).await;
+    let delivery = delivery_of(&app, &endpoint, "payment.created").await;
+    let (status, attempts) =
+        app.get(&format!("/v1/webhook_deliveries/{}/attempts", delivery["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{attempts}");
+    let data = attempts["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{attempts}");
+    assert_eq!(attempts["total_count"], 2);
+    // Newest first: the success, then the 503.
+    assert_eq!((data[0]["status"].as_str(), data[0]["status_code"].as_i64()), (Some("succeeded"), Some(200)));
+    assert_eq!(data[0]["response_body"], "thanks");
+    assert_eq!(data[0]["object"], "webhook_attempt");
+    assert_eq!(data[0]["delivery_id"], delivery["id"]);
+    assert!(data[0]["id"].as_str().unwrap().starts_with("wha_"));
+    assert_eq!((data[1]["status"].as_str(), data[1]["status_code"].as_i64()), (Some("failed"), Some(503)));
+    assert_eq!(data[1]["error"], "HTTP 503");
+    // Another merchant sees none of it.
+    let (_, other) = app.other_merchant().await;
+    let path = format!("/v1/webhook_deliveries/{}/attempts", delivery["id"].as_str().unwrap());
+    let (status, _) = app.call_as(&other, "GET", &path, None, &[]).await;
+    assert_eq!(status, 404);
+
+    let (status, stats) = app.get(&format!("/v1/webhook_endpoints/{endpoint}/stats")).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["object"], "webhook_endpoint_stats");
+    assert_eq!(stats["window"], "24h");
+    assert!(stats["succeeded"].as_i64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["failed"], 0);
+    assert!(stats["latency_ms"]["p50"].as_i64().is_some() && stats["latency_ms"]["p99"].as_i64().is_some(), "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_says_when_and_why_it_was_disabled() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.always(410);
+    let (endpoint, _) = app.add_endpoint(&receiver.url).await;
+    let (_, fresh) = app.get(&format!("/v1/webhook_endpoints/{endpoint}")).await;
+    assert_eq!((fresh["disabled_at"].clone(), fresh["disabled_reason"].clone()), (Value::Null, Value::Null));
+    app.create_payment("pm_test_success", 100).await;
+    let gone = eventually("the endpoint is disabled", WAIT, || async {
+        let (_, e) = app.get(&format!("/v1/webhook_endpoints/{endpoint}")).await;
+        (e["status"] == "disabled").then_some(e)
+    })
+    .await;
+    assert_eq!(gone["disabled_reason"], "gone", "{gone}");
+    assert!(gone["disabled_at"].is_string() && gone["failing_since"].is_string(), "{gone}");
+    let path = format!("/v1/webhook_endpoints/{endpoint}");
+    let (_, enabled) = app.post(&path, json!({"status": "enabled"})).await;
+    assert_eq!((enabled["disabled_reason"].clone(), enabled["failing_since"].clone()), (Value::Null, Value::Null));
+    let (_, manual) = app.post(&path, json!({"status": "disabled"})).await;
+    assert_eq!(manual["disabled_reason"], "manual", "{manual}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_change_of_a_payment_raises_its_sequence_and_events_carry_it() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    app.add_endpoint(&receiver.url).await;
+    let p = app.create_payment("pm_test_success", 900).await;
+    let id = p["id"].as_str().unwrap();
+    assert_eq!(p["sequence"], 1, "{p}");
+    let paid = app.wait_status(id, "succeeded").await;
+    let created = receiver.wait_for("payment.created", id).await.json();
+    let succeeded = receiver.wait_for("payment.succeeded", id).await.json();
+    assert_eq!(created["data"]["object"]["sequence"], 1);
+    let at_success = succeeded["data"]["object"]["sequence"].as_i64().unwrap();
+    assert!(at_success > 1, "{succeeded}");
+    assert!(paid["sequence"].as_i64().unwrap() >= at_success);
+    let (status, _) = app.post(&format!("/v1/payments/{id}/refund"), json!({"amount": 100})).await;
+    assert_eq!(status, 200);
+    let refunded = receiver.wait_for("payment.refunded", id).await.json();
+    assert!(refunded["data"]["object"]["sequence"].as_i64().unwrap() > at_success, "{refunded}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_send_is_signed_marked_and_answered_at_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (endpoint, secret) = app.add_endpoint(&receiver.url).await;
+    let path = format!("/v1/webhook_endpoints/{endpoint}/test");
+    let (status, sent) = app.post(&path, json!({"type": "payment.failed"})).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!((sent["delivered"].as_bool(), sent["status_code"].as_i64()), (Some(true), Some(200)), "{sent}");
+    assert!(sent["duration_ms"].is_u64());
+    let got = receiver.all().pop().expect("the test event arrived");
+    assert!(verify_webhook(&secret, &got), "signed with the endpoint's secret");
+    let event = got.json();
+    assert_eq!((event["type"].as_str(), event["test"].as_bool()), (Some("payment.failed"), Some(true)), "{event}");
+    assert_eq!(event["data"]["object"]["status"], "failed");
+    assert_eq!(got.header("webhook-id"), event["id"].as_str().unwrap());
+    receiver.always(503);
+    let (_, sent) = app.post(&path, json!({})).await;
+    assert_eq!((sent["delivered"].as_bool(), sent["status_code"].as_i64()), (Some(false), Some(503)), "{sent}");
+    assert_eq!(receiver.all().pop().unwrap().json()["type"], "payment.succeeded");
+    let (status, err) = app.post(&path, json!({"type": "payment.exploded"})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("type")), "{err}");
+    // Nothing was stored: no event, no delivery.
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", &endpoint).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_payments_next_retry_can_be_made_due_now() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_PAYMENTS__RETRY_SCHEDULE", "1h,1h,1h")]).await;
+    let p = app.create_payment("pm_test_flaky", 500).await;
+    let id = p["id"].as_str().unwrap();
+    let waiting = app.wait_payment(id, "a retry scheduled", |p| p["next_attempt_at"].is_string()).await;
+    assert_eq!(waiting["status"], "pending");
+    for attempts in [2, 3] {
+        let (status, advanced) = app.post(&format!("/v1/test_helpers/payments/{id}/advance"), json!({})).await;
+        assert_eq!(status, 200, "{advanced}");
+        app.wait_payment(id, "the attempt ran", |p| p["attempt_count"].as_i64() >= Some(attempts)).await;
+    }
+    let paid = app.wait_status(id, "succeeded").await;
+    assert_eq!(paid["attempt_count"], 3, "the flaky method succeeds on the third attempt");
+    // Live mode has no test helpers.
+    let live = payd::testing::add_key(&app.pool, Some(&app.merchant), KeyKind::Secret, true).await.unwrap();
+    let (status, _) = app.call_as(&live, "POST", &format!("/v1/test_helpers/payments/{id}/advance"), None, &[]).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
