@@ -14,12 +14,19 @@ pub enum CrashPoint {
     CommandsBeforeAck,
     /// `dispatcher.after_send`: a webhook was sent, its result not recorded.
     DispatcherAfterSend,
+    /// `recovery.before_commit`: a recovery's batch is written, not committed.
+    RecoveryBeforeCommit,
 }
 
 impl CrashPoint {
     /// Every point.
-    pub const ALL: [CrashPoint; 4] =
-        [Self::WorkerAfterProviderCall, Self::WorkerBeforeCommit, Self::CommandsBeforeAck, Self::DispatcherAfterSend];
+    pub const ALL: [CrashPoint; 5] = [
+        Self::WorkerAfterProviderCall,
+        Self::WorkerBeforeCommit,
+        Self::CommandsBeforeAck,
+        Self::DispatcherAfterSend,
+        Self::RecoveryBeforeCommit,
+    ];
 
     /// The setting's spelling.
     pub fn as_str(self) -> &'static str {
@@ -28,6 +35,7 @@ impl CrashPoint {
             Self::WorkerBeforeCommit => "worker.before_commit",
             Self::CommandsBeforeAck => "commands.before_ack",
             Self::DispatcherAfterSend => "dispatcher.after_send",
+            Self::RecoveryBeforeCommit => "recovery.before_commit",
         }
     }
 

@@ -185,6 +185,7 @@ pub async fn record(
     // and the endpoint's health — a success ends a failure streak; a streak
     // longer than `disable_after` (or a 410) disables the endpoint. The
     // endpoint row is only written when its state changes.
+    let mut tx = pool.begin().await?;
     let (recorded, disabled): (i64, Option<bool>) = sqlx::query_as(
         "WITH log AS (
              INSERT INTO webhook_delivery_attempts (delivery_id, status_code, error, duration_ms, response_body)
@@ -209,7 +210,7 @@ pub async fn record(
                  updated_at = now()
              WHERE id = $9 AND (($10 AND failing_since IS NOT NULL) OR (NOT $10 AND failing_since IS NULL)
                  OR (NOT $10 AND status = 'enabled' AND failing_since < now() - make_interval(secs => $12)) OR $11)
-             RETURNING status = 'disabled' AS disabled)
+             RETURNING status = 'disabled' AND disabled_at = now() AS disabled)
          SELECT (SELECT count(*) FROM delivery), (SELECT disabled FROM endpoint)",
     )
     .bind(&d.id)
@@ -224,11 +225,27 @@ pub async fn record(
     .bind(matches!(next, Next::Succeeded))
     .bind(disable_endpoint)
     .bind(disable_after.as_secs_f64())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    if disabled == Some(true) && d.endpoint_enabled {
+    // `disabled` is true only for the change that disabled it (its
+    // `disabled_at` is this transaction's time), so the event is sent once.
+    let newly_disabled = disabled == Some(true);
+    if newly_disabled {
+        super::meta_events::endpoint_disabled(&mut tx, &d.endpoint_id).await?;
+    }
+    // Given up after its retries (not because the endpoint is gone or
+    // disabled: those are told once, by the endpoint's own event).
+    let exhausted = recorded == 1 && matches!(next, Next::Failed) && d.endpoint_enabled && !disable_endpoint;
+    if exhausted {
+        super::meta_events::delivery_exhausted(&mut tx, &d.id, &d.endpoint_id, d.event_type).await?;
+    }
+    tx.commit().await?;
+    if newly_disabled {
         tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled");
         crate::observe::endpoint_disabled();
+    }
+    if newly_disabled || exhausted {
+        super::notify::ring(pool, super::notify::DELIVERIES);
     }
     Ok(recorded == 1)
 }

@@ -7,13 +7,16 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::db::payments::Payment;
-use crate::domain::{EventId, EventType, PaymentId, Scope};
+use crate::domain::{EventId, EventType, Scope};
 use crate::timefmt;
 
 /// `{"object": …}`
 #[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventData {
     pub object: Value,
+    /// `payment.attempt_failed`: the attempt that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Value>,
 }
 
 /// The event object (contract §6), exactly the body sent to endpoints.
@@ -94,41 +97,4 @@ pub async fn find(pool: &PgPool, scope: &Scope, id: &EventId) -> Result<Option<E
     .bind(scope.livemode)
     .fetch_optional(pool)
     .await
-}
-
-/// Events of a tenant, newest first, with the total matching.
-pub async fn list(
-    pool: &PgPool,
-    scope: &Scope,
-    kind: Option<EventType>,
-    payment: Option<&PaymentId>,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<Event>, i64), sqlx::Error> {
-    let mut tx = super::snapshot(pool).await?;
-    let rows = sqlx::query_as(
-        "SELECT id, 'event' AS object, type, created_at, livemode, data FROM events
-         WHERE merchant_id = $1 AND livemode = $2 AND ($3::text IS NULL OR type = $3)
-           AND ($4::text IS NULL OR payment_id = $4)
-         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6",
-    )
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(kind)
-    .bind(payment)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&mut *tx)
-    .await?;
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE merchant_id = $1 AND livemode = $2
-           AND ($3::text IS NULL OR type = $3) AND ($4::text IS NULL OR payment_id = $4)",
-    )
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(kind)
-    .bind(payment)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok((rows, total))
 }

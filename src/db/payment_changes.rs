@@ -200,16 +200,19 @@ pub async fn set_refunded(
 
 /// A transient failure of a pending charge with a retry scheduled: one more
 /// attempt counted, and when the next one is due.
-pub async fn count_retry(conn: &mut PgConnection, id: &PaymentId, due: OffsetDateTime) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn count_retry(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    due: OffsetDateTime,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(
         "UPDATE payments SET attempt_count = attempt_count + 1, next_attempt_at = $2, updated_at = now()
-         WHERE id = $1 AND status = 'pending'",
+         WHERE id = $1 AND status = 'pending' RETURNING *",
     )
     .bind(id)
     .bind(due)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
 }
 
 /// New metadata and description, in any status.

@@ -35,7 +35,7 @@ pub struct Endpoint {
     pub secret: Option<String>,
 }
 
-const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, \
+pub(crate) const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, \
     livemode, created_at, updated_at, failing_since, disabled_at, disabled_reason";
 
 /// A new endpoint, already checked.
@@ -270,7 +270,7 @@ pub struct Delivery {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
-const DELIVERY_SELECT: &str = "SELECT 'webhook_delivery' AS object, d.id, d.event_id, d.endpoint_id,
+pub(crate) const DELIVERY_SELECT: &str = "SELECT 'webhook_delivery' AS object, d.id, d.event_id, d.endpoint_id,
         ev.type AS event_type, d.status, d.attempts, d.last_status_code, d.last_error,
         CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at, d.created_at, d.delivered_at
     FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id";

@@ -5,6 +5,7 @@
 
 mod delivery;
 mod limits;
+mod recovery;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub async fn run(
     faults: Faults,
     shutdown: CancellationToken,
 ) {
+    tokio::spawn(recovery::run(pool.clone(), faults.clone(), shutdown.clone()));
     let sender = match Sender::new(pool.clone(), settings.clone(), secrets, faults) {
         Ok(s) => Arc::new(s),
         Err(e) => {

@@ -20,5 +20,12 @@ text_enum! {
         PaymentCanceled = "payment.canceled",
         /// A refund succeeded (one event per refund).
         PaymentRefunded = "payment.refunded",
+        /// A provider call of a payment failed; `data.attempt` says whether
+        /// and when it is tried again.
+        PaymentAttemptFailed = "payment.attempt_failed",
+        /// An endpoint was disabled (never sent to that endpoint).
+        WebhookEndpointDisabled = "webhook_endpoint.disabled",
+        /// A delivery used up its retries.
+        WebhookDeliveryExhausted = "webhook_delivery.exhausted",
     }
 }

@@ -152,9 +152,30 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
         if !parts.uri.query().is_none_or(decodes_to_utf8) {
             return Err(ApiError::new(400, ErrorCode::QueryInvalid, "the query string must be valid UTF-8"));
         }
-        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::new(400, ErrorCode::QueryInvalid, "the query string is malformed"))?;
+        // A list parameter (`types[]=a&types[]=b`) may repeat: its values are
+        // joined with commas. Any other repeated parameter is refused rather
+        // than silently cut to one of its values.
+        let mut q: HashMap<String, String> = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match q.get_mut(&k) {
+                Some(values) if k.ends_with("[]") => {
+                    values.push(',');
+                    values.push_str(&v);
+                }
+                Some(_) => {
+                    let message = format!("{} is given more than once", k.escape_default());
+                    return Err(
+                        ApiError::new(400, ErrorCode::QueryInvalid, message).with_param(k.escape_default().to_string())
+                    );
+                }
+                None => {
+                    q.insert(k, v);
+                }
+            }
+        }
         if let Some((k, _)) = q.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
             return Err(ApiError::new(
                 400,

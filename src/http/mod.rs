@@ -83,6 +83,8 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(webhook_tools::stats))
         .routes(routes!(webhook_tools::test_send))
         .routes(routes!(webhook_tools::advance))
+        .routes(routes!(webhook_tools::recover))
+        .routes(routes!(webhook_tools::retrieve_recovery))
         .routes(routes!(webhooks::list_events))
         .routes(routes!(webhooks::retrieve_event))
         .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::AppState;
 pub use super::schemas::{
-    CreateProviderAccountBody, EndpointStats, LatencyMs, StripeCredentials, TestSendBody, TestSendResult,
+    CreateProviderAccountBody, EndpointStats, LatencyMs, RecoverBody, StripeCredentials, TestSendBody, TestSendResult,
 };
 
 /// The document's frame: info, shared schemas, the bearer scheme. Paths
@@ -33,6 +33,7 @@ pub use super::schemas::{
         CreateEndpointBody, UpdateEndpointBody, RotateSecretBody, AttemptCancelBody, CreateApiKeyBody, RevokedKey,
         CreateProviderAccountBody, StripeCredentials, crate::service::objects::ProviderAccount,
         EndpointStats, LatencyMs, TestSendBody, TestSendResult, crate::service::objects::DeliveryAttempt,
+        RecoverBody, crate::service::objects::Recovery,
         crate::service::objects::ApiKey,
         crate::service::objects::Payment, crate::service::objects::Refund, crate::service::objects::Transaction,
         crate::service::objects::Attempt, crate::service::objects::AuditEntry, crate::service::objects::PaymentMethod,
@@ -301,7 +302,22 @@ pub struct AttemptFilters {
 pub struct EventFilters {
     #[param(rename = "type")]
     pub kind: Option<String>,
+    /// Several types (repeated, or comma-separated).
+    #[param(rename = "types[]")]
+    pub types: Option<Vec<String>>,
     pub payment_id: Option<String>,
+    /// RFC 3339: events created at or after.
+    #[param(rename = "created[gte]")]
+    pub created_gte: Option<String>,
+    /// RFC 3339: events created before.
+    #[param(rename = "created[lt]")]
+    pub created_lt: Option<String>,
+    /// `false`: events with a failed or pending delivery; `true`: all delivered.
+    pub delivery_success: Option<bool>,
+    /// An event id: the page of events older than it.
+    pub starting_after: Option<String>,
+    /// An event id: the page of events newer than it.
+    pub ending_before: Option<String>,
 }
 
 /// Filters of deliveries and payment methods.

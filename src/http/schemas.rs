@@ -65,3 +65,14 @@ pub struct StripeCredentials {
     /// points at `/v1/provider_notifications/stripe/{provider_account_id}`.
     pub webhook_secret: String,
 }
+
+/// `POST /v1/webhook_endpoints/{id}/recover`
+#[derive(Serialize, ToSchema)]
+pub struct RecoverBody {
+    /// RFC 3339: the window's start (required).
+    pub since: String,
+    /// RFC 3339: the window's end (default now).
+    pub until: Option<String>,
+    /// Also the events it missed while disabled.
+    pub include_missed: Option<bool>,
+}

@@ -2,12 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::AppState;
 use super::extract::{JsonBody, Merchant, PathId, QueryMap};
-use super::openapi::{CommonErrors, EndpointStats, ListObject, Page, TestSendBody, TestSendResult};
-use crate::service::objects::Payment;
+use super::openapi::{CommonErrors, EndpointStats, ListObject, Page, RecoverBody, TestSendBody, TestSendResult};
+use crate::service::objects::{Payment, Recovery};
 use crate::service::{ApiError, webhook_tools as svc};
 
 /// Each send of a delivery, with the receiver's answer; newest first.
@@ -58,4 +59,34 @@ pub async fn advance(
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     svc::advance(&s.ctx, &scope, &id).await.map(Json)
+}
+
+/// Sends again every failed delivery of the endpoint created in the window, and with `include_missed` the events it missed while disabled.
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/recover", operation_id = "recover_webhook_endpoint", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")), request_body = RecoverBody,
+    responses(
+        (status = 202, description = "The recovery, running", body = Recovery,
+            links(("retrieve_recovery" = (operation_id = "retrieve_recovery", parameters(("id" = "$response.body#/id")))))),
+        (status = 409, description = "A recovery of this endpoint is running", body = super::openapi::ErrorResponse),
+        CommonErrors,
+    ))]
+pub async fn recover(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(svc::recover(&s.ctx, &scope, &id, body).await?)))
+}
+
+/// A recovery: `running` until everything it re-queues is queued, then `completed`.
+#[utoipa::path(get, path = "/v1/recoveries/{id}", operation_id = "retrieve_recovery", tag = "webhooks",
+    params(("id" = String, Path, description = "rcv_…")),
+    responses((status = 200, description = "The recovery", body = Recovery), CommonErrors))]
+pub async fn retrieve_recovery(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    svc::retrieve_recovery(&s.ctx, &scope, &id).await.map(Json)
 }

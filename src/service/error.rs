@@ -103,6 +103,8 @@ error_codes! {
     /// A provider that needs the merchant's own account, and it has none
     /// in this mode (contract §12).
     ProviderNotConfigured = "provider_not_configured",
+    /// A recovery of this endpoint is running (contract §13).
+    RecoveryRunning = "recovery_running",
     /// The merchant has `webhooks.max_endpoints` endpoints in this mode.
     EndpointLimitReached = "endpoint_limit_reached",
     /// A provider notification's signature does not verify.

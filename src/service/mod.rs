@@ -45,6 +45,7 @@ pub(crate) mod objects {
     pub(crate) use crate::db::payment_methods::PaymentMethod;
     pub(crate) use crate::db::payments::Payment;
     pub(crate) use crate::db::provider_accounts::ProviderAccount;
+    pub(crate) use crate::db::recoveries::Recovery;
     pub(crate) use crate::db::refunds::Refund;
     pub(crate) use crate::db::transactions::Transaction;
     pub(crate) use crate::db::webhooks::{Delivery, Endpoint};

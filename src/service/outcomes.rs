@@ -10,10 +10,10 @@ use sqlx::PgConnection;
 
 use crate::db::attempts;
 use crate::db::charges::{self, ChargeResult, Settled};
-use crate::db::events;
 use crate::db::payment_changes as changes;
 use crate::db::payments::{self as store, Payment, PaymentRow};
 use crate::db::transactions::{self as txns, TransactionRow};
+use crate::db::{events, meta_events};
 use crate::domain::{self, AttemptStatus, FailureCode, PaymentStatus, Scope, TransactionStatus, Transition};
 use crate::provider::{Operation, ProviderOutcome};
 use crate::retry::Schedule;
@@ -77,10 +77,17 @@ pub async fn record(
         _ => false,
     };
     match (retry, operation) {
-        (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, delay).await,
+        (Some(delay), _) => schedule_retry(conn, payment, attempt, operation, outcome, delay).await,
         (None, _) if unknown => schedule_inquiry(conn, payment, attempt, &schedules.inquiry).await,
         (None, Operation::Purchase | Operation::Authorize) => {
-            apply_charge(conn, payment, txn, operation, outcome).await
+            apply_charge(conn, payment, txn, operation, outcome).await?;
+            if let Some(code) = failure_code(outcome) {
+                // The payment as payment.failed showed it.
+                let row = store::lock_by_id(conn, &payment.id).await?.context("payment vanished")?;
+                let attempt = attempt_json(attempt, Some(code), None);
+                meta_events::attempt_failed(conn, &scope_of(payment), &Payment::new(row, Vec::new()), attempt).await?;
+            }
+            Ok(())
         }
         (None, Operation::Capture) => apply_capture(conn, payment, txn, outcome).await,
         (None, Operation::Void) => apply_void(conn, payment, txn, outcome).await,
@@ -108,15 +115,44 @@ async fn schedule_retry(
     payment: &PaymentRow,
     claimed: &attempts::Claimed,
     operation: Operation,
+    outcome: &ProviderOutcome,
     delay: Duration,
 ) -> anyhow::Result<()> {
     let next = claimed.number.checked_add(1).context("attempt number overflow")?;
     let due = attempts::insert_later(conn, &claimed.payment_id, &claimed.transaction_id, next, delay).await?;
     tracing::info!(payment_id = %payment.id, attempt = next, ?delay, "transient failure; retry scheduled");
-    if matches!(operation, Operation::Purchase | Operation::Authorize) {
-        changes::count_retry(conn, &payment.id, due).await?;
+    if matches!(operation, Operation::Purchase | Operation::Authorize)
+        && let Some(row) = changes::count_retry(conn, &payment.id, due).await?
+        && failure_code(outcome).is_some()
+    {
+        // The payment's refunds: none while it is pending.
+        let view = Payment::new(row, Vec::new());
+        let attempt = attempt_json(claimed, failure_code(outcome), Some(due));
+        meta_events::attempt_failed(conn, &scope_of(payment), &view, attempt).await?;
     }
     Ok(())
+}
+
+/// The error code of a failed outcome. An unknown one has none: the call
+/// may have succeeded, so it is never announced as a failed attempt.
+pub fn failure_code(outcome: &ProviderOutcome) -> Option<FailureCode> {
+    match outcome {
+        ProviderOutcome::Failed { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// `data.attempt` of `payment.attempt_failed` (contract §13): retried at
+/// `next` if it is given.
+pub fn attempt_json(
+    claimed: &attempts::Claimed,
+    code: Option<FailureCode>,
+    next: Option<time::OffsetDateTime>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": claimed.id, "number": claimed.number, "error_code": code,
+        "will_retry": next.is_some(), "next_attempt_at": next.map(crate::timefmt::format),
+    })
 }
 
 /// The retries are used up and the last call's outcome is unknown: the

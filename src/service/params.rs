@@ -208,6 +208,11 @@ impl Query {
         Ok(Self { map })
     }
 
+    /// True when the parameter was given (even empty).
+    pub fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// A parameter's value; empty counts as absent.
     pub fn string(&mut self, name: &str) -> Option<String> {
         self.map.remove(name).filter(|v| !v.is_empty())

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::params::{Fields, Query};
-use super::{ApiError, Ctx, list_body, to_json};
-use crate::db::{delivery_log, payments as store, webhooks};
+use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
+use crate::db::{delivery_log, payments as store, recoveries, webhooks};
 use crate::domain::{DeliveryId, EndpointId, EventId, EventType, PaymentId, Scope};
 use crate::outbound::{Message, Outbound};
 
@@ -47,6 +47,25 @@ pub async fn stats(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError
     }))
 }
 
+/// The example `data` of a test event: what a real one of `kind` holds.
+fn example_data(scope: &Scope, endpoint: &EndpointId, kind: EventType) -> Value {
+    let now = crate::timefmt::format(time::OffsetDateTime::now_utc());
+    match kind {
+        EventType::WebhookEndpointDisabled => json!({"object": {
+            "object": "webhook_endpoint", "id": endpoint, "status": "disabled", "livemode": scope.livemode,
+            "disabled_at": now, "disabled_reason": "failing", "failing_since": now}}),
+        EventType::WebhookDeliveryExhausted => json!({"object": {
+            "object": "webhook_delivery", "id": DeliveryId::generate(), "event_id": EventId::generate(),
+            "endpoint_id": endpoint, "event_type": "payment.succeeded", "status": "failed", "attempts": 8,
+            "last_status_code": 500, "last_error": "HTTP 500", "next_attempt_at": null, "created_at": now,
+            "delivered_at": null}}),
+        EventType::PaymentAttemptFailed => json!({"object": example_payment(scope, kind), "attempt": {
+            "id": crate::domain::AttemptId::generate(), "number": 1, "error_code": "processing_error",
+            "will_retry": true, "next_attempt_at": now}}),
+        _ => json!({"object": example_payment(scope, kind)}),
+    }
+}
+
 /// The example payment of a test event: what a real one of `kind` looks like.
 fn example_payment(scope: &Scope, kind: EventType) -> Value {
     let status = match kind {
@@ -56,7 +75,8 @@ fn example_payment(scope: &Scope, kind: EventType) -> Value {
         EventType::PaymentRefunded => "refunded",
         EventType::PaymentRequiresCapture => "requires_capture",
         EventType::PaymentRequiresAction => "requires_action",
-        EventType::PaymentCreated => "pending",
+        EventType::PaymentCreated | EventType::PaymentAttemptFailed => "pending",
+        EventType::WebhookEndpointDisabled | EventType::WebhookDeliveryExhausted => "succeeded",
     };
     let now = crate::timefmt::format(time::OffsetDateTime::now_utc());
     let id = PaymentId::generate();
@@ -94,7 +114,7 @@ pub async fn test_send(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Resul
     let event = json!({
         "id": event_id, "object": "event", "type": kind, "test": true,
         "timestamp": crate::timefmt::format(time::OffsetDateTime::now_utc()), "livemode": scope.livemode,
-        "data": {"object": example_payment(scope, kind)},
+        "data": example_data(scope, &id, kind),
     });
     let webhooks = &ctx.settings.webhooks;
     let outbound = Outbound::new(webhooks.timeout, webhooks.allow_private_targets).map_err(ApiError::internal)?;
@@ -131,4 +151,45 @@ pub async fn advance(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiErr
     let mut conn = ctx.db.acquire().await?;
     let row = store::find(&mut conn, scope, &id, false).await?.ok_or_else(missing)?;
     to_json(&store::view(&mut conn, row).await?)
+}
+
+/// `POST /v1/webhook_endpoints/{id}/recover` (`since`*, `until`, default
+/// now, `include_missed`): 202 with the recovery, worked through by the
+/// dispatchers; 409 `recovery_running` while one runs for the endpoint.
+pub async fn recover(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Result<Value, ApiError> {
+    let id = endpoint_id(id)?;
+    let mut f = Fields::new(body, &["since", "until", "include_missed"])?;
+    let time = |f: &mut Fields, name: &str| -> Result<Option<time::OffsetDateTime>, ApiError> {
+        f.optional_string(name, 64)?
+            .map(|v| {
+                crate::timefmt::parse(&v)
+                    .ok_or_else(|| ApiError::invalid(name, format!("{name} must be an RFC 3339 timestamp")))
+            })
+            .transpose()
+    };
+    let since = time(&mut f, "since")?.ok_or_else(|| ApiError::missing("since"))?;
+    let until = time(&mut f, "until")?.unwrap_or_else(time::OffsetDateTime::now_utc);
+    if since >= until {
+        return Err(ApiError::invalid("until", "until must be after since"));
+    }
+    let include_missed = f.optional_bool("include_missed")?.unwrap_or(false);
+    match recoveries::start(&ctx.db, scope, &id, since, until, include_missed).await {
+        Ok(Some(r)) => to_json(&r),
+        Ok(None) => Err(ApiError::not_found("webhook endpoint")),
+        Err(e) if crate::db::is_unique_violation(&e, recoveries::ONE_RUNNING) => Err(ApiError::new(
+            409,
+            ErrorCode::RecoveryRunning,
+            "a recovery of this endpoint is running; wait for it to complete",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /v1/recoveries/{id}`
+pub async fn retrieve_recovery(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let valid = id.strip_prefix("rcv_").is_some_and(|b| b.len() == 32 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+    if !valid {
+        return Err(ApiError::not_found("recovery"));
+    }
+    to_json(&recoveries::find(&ctx.db, scope, id).await?.ok_or_else(|| ApiError::not_found("recovery"))?)
 }

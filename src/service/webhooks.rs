@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::params::{Fields, Query};
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
+use crate::db::event_feed::{self, Cursor, EventFilter};
 use crate::db::{events, webhooks};
 use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, PaymentId, Scope};
 use crate::{target, webhooks as signing};
@@ -198,10 +199,33 @@ pub async fn retrieve_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value,
     to_json(&event)
 }
 
-/// `GET /v1/events`
+/// `GET /v1/events`: newest first; `type` or `types[]` (several, repeated
+/// or comma-separated), `payment_id`, `created[gte]`, `created[lt]`,
+/// `delivery_success`, and `offset` or a cursor (`starting_after` /
+/// `ending_before`, an event id), which stays stable while events arrive.
 pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["limit", "offset", "type", "payment_id"])?;
-    let kind = q.parsed("type", EventType::parse, EventType::names)?;
+    let allowed = [
+        "limit",
+        "offset",
+        "type",
+        "types[]",
+        "types",
+        "payment_id",
+        "created[gte]",
+        "created[lt]",
+        "delivery_success",
+        "starting_after",
+        "ending_before",
+    ];
+    let mut q = Query::new(query, &allowed)?;
+    let mut types = Vec::new();
+    for name in ["type", "types[]", "types"] {
+        for t in q.string(name).iter().flat_map(|v| v.split(',')) {
+            let kind = EventType::parse(t.trim())
+                .ok_or_else(|| ApiError::invalid(name, format!("{name} must be among {}", EventType::names())))?;
+            types.push(kind);
+        }
+    }
     let payment = q
         .string("payment_id")
         .map(|p| {
@@ -209,7 +233,43 @@ pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String
                 .ok_or_else(|| ApiError::invalid("payment_id", "payment_id must be a payment id (pay_…)"))
         })
         .transpose()?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
-    let (rows, total) = events::list(&ctx.db, scope, kind, payment.as_ref(), limit, offset).await?;
-    list_body(&rows, offset, total)
+    let delivery_success = match q.string("delivery_success").as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(ApiError::invalid("delivery_success", "delivery_success must be true or false")),
+    };
+    let (created_gte, created_lt) = (q.timestamp("created[gte]")?, q.timestamp("created[lt]")?);
+    let limit = q.limit()?;
+    let event = |name: &str, v: String| {
+        EventId::parse(&v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be an event id (evt_…)")))
+    };
+    let offset_given = q.has("offset");
+    let offset = q.offset()?;
+    let cursor = match (q.string("starting_after"), q.string("ending_before")) {
+        (Some(a), None) if !offset_given => Cursor::StartingAfter(event("starting_after", a)?),
+        (None, Some(b)) if !offset_given => Cursor::EndingBefore(event("ending_before", b)?),
+        (None, None) => Cursor::Offset(offset),
+        _ => {
+            return Err(ApiError::invalid("starting_after", "use one of starting_after, ending_before and offset"));
+        }
+    };
+    let filter = EventFilter {
+        types: (!types.is_empty()).then_some(types),
+        payment,
+        created_gte,
+        created_lt,
+        delivery_success,
+        limit,
+        cursor,
+    };
+    let (rows, has_more, total) = event_feed::page(&ctx.db, scope, &filter)
+        .await?
+        .ok_or_else(|| ApiError::invalid("starting_after", "the cursor is not an event of this merchant and mode"))?;
+    Ok(json!({
+        "object": "list",
+        "data": to_json(&rows)?,
+        "has_more": has_more,
+        "total_count": total,
+    }))
 }

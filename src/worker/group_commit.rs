@@ -25,7 +25,7 @@ use crate::db::attempts::{self, Claimed, ClaimedCall};
 use crate::db::charges::{self, Settled};
 use crate::db::group_commit::GroupCommit;
 use crate::db::payments::{self as store, Payment, PaymentRow};
-use crate::db::{events, notify};
+use crate::db::{events, meta_events, notify};
 use crate::domain::{AttemptId, AttemptStatus, FailureCode, PaymentId, SYSTEM_ACTOR, Scope, Transition};
 use crate::faults::{CrashPoint, Faults};
 use crate::provider::{Operation, ProviderOutcome};
@@ -165,6 +165,17 @@ async fn write_charges(pool: &PgPool, jobs: &[Arc<Charge>], faults: &Faults) -> 
         .collect();
     let recorded: Vec<_> = views.iter().map(|(scope, t, view)| (scope, t.event, view)).collect();
     let event_ids = events::record_all(&mut tx, &recorded).await?;
+    // A charge that failed for good: its attempt's own event too (rare
+    // beside successes, so one statement each).
+    for &i in &batch {
+        let job = &jobs[i];
+        let Some(code) = outcomes::failure_code(&job.outcome) else { continue };
+        let Some((scope, _, view)) = views.iter().find(|(_, _, v)| v.row.id == job.claimed.payment_id) else {
+            continue;
+        };
+        meta_events::attempt_failed(&mut tx, scope, view, outcomes::attempt_json(&job.claimed, Some(code), None))
+            .await?;
+    }
     faults.crash_point(CrashPoint::WorkerBeforeCommit);
     tx.commit().await?;
 

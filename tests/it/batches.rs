@@ -111,8 +111,12 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     for (id, (status, _)) in &expected {
         let kind = format!("payment.{status}");
         let events =
-            app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type <> 'payment.created'", id).await;
+            app.count("SELECT count(*) FROM events WHERE payment_id = $1 AND type LIKE 'payment.%' AND type NOT IN ('payment.created', 'payment.attempt_failed')", id).await;
         assert_eq!(events, 1, "{id}");
+        let attempt_failed = app
+            .count("SELECT count(*) FROM events WHERE payment_id = $1 AND type = 'payment.attempt_failed'", id)
+            .await;
+        assert_eq!(attempt_failed, i64::from(*status == "failed"), "a failed charge's attempt is told once: {id}");
         let hook = receiver.wait_for(&kind, id).await;
         assert!(verify_webhook(&secret, &hook), "{id}");
         assert_eq!(hook.json()["data"]["object"]["status"], *status);
@@ -133,8 +137,10 @@ async fn attempts_run_together_share_commits_and_keep_their_own_outcomes() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(deliveries, 120, "payment.created and a final event for each");
-    assert_eq!(logged, 120);
+    // And payment.attempt_failed for each failed charge.
+    let failures = expected.values().filter(|(status, _)| *status == "failed").count() as i64;
+    assert_eq!(deliveries, 120 + failures, "payment.created and a final event for each");
+    assert_eq!(logged, 120 + failures);
     let seen: HashSet<String> = receiver
         .all()
         .iter()

@@ -546,3 +546,8 @@ impl Drop for ChildGuard {
 pub fn spawn(cmd: &mut std::process::Command) -> ChildGuard {
     ChildGuard(cmd.spawn().expect("the payd binary starts"))
 }
+
+/// Now, as RFC 3339 (a bound for time filters).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap()
+}

@@ -143,6 +143,8 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         ("GET", "/v1/webhook_endpoints/{id}/stats"),
         ("POST", "/v1/webhook_endpoints/{id}/test"),
         ("POST", "/v1/test_helpers/payments/{id}/advance"),
+        ("POST", "/v1/webhook_endpoints/{id}/recover"),
+        ("GET", "/v1/recoveries/{id}"),
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
     ];

@@ -24,6 +24,7 @@ mod plans;
 mod producers;
 mod queue;
 mod raw_amqp;
+mod recovery;
 mod retries;
 mod stripe;
 mod tooling;

@@ -148,3 +148,137 @@ async fn a_test_payments_next_retry_can_be_made_due_now() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+fn events_of(list: &Value) -> Vec<(String, String)> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["type"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_events_list_is_a_feed_with_types_times_delivery_state_and_stable_cursors() {
+    let app = TestApp::spawn().await;
+    let failing = Receiver::start().await;
+    failing.always(500);
+    app.add_endpoint(&failing.url).await;
+    let before = crate::common::now_rfc3339();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let p = app.create_payment("pm_test_success", 300).await;
+        ids.push(p["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_status(id, "succeeded").await;
+    }
+    let (status, both) = app.get("/v1/events?types[]=payment.created&types[]=payment.succeeded&limit=100").await;
+    assert_eq!(status, 200, "{both}");
+    let both = events_of(&both);
+    assert_eq!(both.len(), 6, "{both:?}");
+    let (_, created) = app.get("/v1/events?types=payment.created&limit=100").await;
+    assert!(events_of(&created).iter().all(|(_, t)| t == "payment.created"));
+    let (_, none) = app.get(&format!("/v1/events?created[lt]={}", urlencode(&before))).await;
+    assert_eq!(none["data"].as_array().unwrap().len(), 0, "{none}");
+    let (_, since) = app.get(&format!("/v1/events?created[gte]={}&limit=100", urlencode(&before))).await;
+    assert_eq!(since["data"].as_array().unwrap().len(), 6);
+    // Every delivery fails at this endpoint: all six are undelivered.
+    let (_, undelivered) = app.get("/v1/events?delivery_success=false&limit=100").await;
+    assert_eq!(undelivered["data"].as_array().unwrap().len(), 6, "{undelivered}");
+    let (_, delivered) = app.get("/v1/events?delivery_success=true").await;
+    assert_eq!(delivered["data"].as_array().unwrap().len(), 0);
+    // Cursor pages of 2, newest first, stable while new events arrive.
+    let (_, first) = app.get("/v1/events?types[]=payment.created&types[]=payment.succeeded&limit=2").await;
+    assert_eq!(first["has_more"], true);
+    let first = events_of(&first);
+    assert_eq!(first, both[..2].to_vec());
+    app.create_payment("pm_test_success", 300).await;
+    let (_, second) = app
+        .get(&format!(
+            "/v1/events?types[]=payment.created&types[]=payment.succeeded&limit=2&starting_after={}",
+            first[1].0
+        ))
+        .await;
+    assert_eq!(events_of(&second), both[2..4].to_vec(), "new events do not shift the pages");
+    let (_, back) = app
+        .get(&format!(
+            "/v1/events?types[]=payment.created&types[]=payment.succeeded&limit=2&ending_before={}",
+            both[2].0
+        ))
+        .await;
+    assert_eq!(events_of(&back), both[..2].to_vec());
+    let (status, err) = app.get("/v1/events?type=payment.created&type=payment.failed").await;
+    assert_eq!(status, 400, "a repeated scalar parameter is refused: {err}");
+    let (status, _) = app.get(&format!("/v1/events?starting_after={}&offset=2", first[0].0)).await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn failed_attempts_disabled_endpoints_and_exhausted_deliveries_are_events() {
+    let app = TestApp::spawn_with(
+        &[],
+        &[("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms,200ms"), ("PAYD_WEBHOOKS__RETRY_SCHEDULE", "100ms")],
+    )
+    .await;
+    let watcher = Receiver::start().await;
+    app.add_endpoint(&watcher.url).await;
+    // An attempt that fails and is retried, then one that fails for good.
+    let p = app.create_payment("pm_test_flaky", 400).await;
+    let id = p["id"].as_str().unwrap();
+    app.wait_status(id, "succeeded").await;
+    let retried = watcher.wait_for("payment.attempt_failed", id).await.json();
+    let attempt = &retried["data"]["attempt"];
+    assert_eq!(
+        (attempt["will_retry"].as_bool(), attempt["error_code"].as_str()),
+        (Some(true), Some("processing_error"))
+    );
+    assert!(attempt["next_attempt_at"].is_string() && attempt["id"].as_str().unwrap().starts_with("att_"), "{retried}");
+    assert_eq!(retried["data"]["object"]["id"], id);
+    let d = app.create_payment("pm_test_decline", 400).await;
+    let did = d["id"].as_str().unwrap();
+    let final_failure = watcher.wait_for("payment.attempt_failed", did).await.json();
+    assert_eq!(final_failure["data"]["attempt"]["will_retry"], false, "{final_failure}");
+    assert_eq!(final_failure["data"]["attempt"]["error_code"], "card_declined");
+    watcher.wait_for("payment.failed", did).await;
+
+    // One endpoint gives up on a delivery, another is gone: the watcher hears of both.
+    let failing = Receiver::start().await;
+    failing.always(500);
+    let (failing_id, _) = app.add_endpoint(&failing.url).await;
+    let gone = Receiver::start().await;
+    gone.always(410);
+    let (gone_id, _) = app.add_endpoint(&gone.url).await;
+    app.create_payment("pm_test_success", 100).await;
+    let disabled = seen(&watcher, "webhook_endpoint.disabled", &gone_id).await;
+    assert_eq!(disabled["data"]["object"]["disabled_reason"], "gone", "{disabled}");
+    let exhausted = seen(&watcher, "webhook_delivery.exhausted", &failing_id).await;
+    assert_eq!(exhausted["data"]["object"]["status"], "failed", "{exhausted}");
+    // Neither event goes to the endpoint it is about.
+    assert!(gone.all().iter().all(|r| r.json()["type"] != "webhook_endpoint.disabled"));
+    assert!(failing.all().iter().all(|r| r.json()["type"] != "webhook_delivery.exhausted"));
+    let disabled_events = app
+        .count(
+            "SELECT count(*) FROM events WHERE type = 'webhook_endpoint.disabled' AND data->'object'->>'id' = $1",
+            &gone_id,
+        )
+        .await;
+    assert_eq!(disabled_events, 1, "told once");
+    app.stop().await;
+}
+
+/// The first event of `kind` the receiver got about `endpoint`.
+async fn seen(receiver: &Receiver, kind: &str, endpoint: &str) -> Value {
+    eventually(&format!("{kind} for {endpoint}"), WAIT, || async {
+        receiver.all().into_iter().map(|r| r.json()).find(|e| {
+            e["type"] == kind
+                && (e["data"]["object"]["id"] == endpoint || e["data"]["object"]["endpoint_id"] == endpoint)
+        })
+    })
+    .await
+}
