@@ -76,7 +76,7 @@ pub async fn page(
     let (cut, order) = if after { ("<", "DESC") } else { (">", "ASC") };
     let types: Option<Vec<&str>> = f.types.as_ref().map(|t| t.iter().map(|k| k.as_str()).collect());
     let mut rows: Vec<Event> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT e.id, 'event' AS object, e.type, e.created_at, e.livemode, e.data FROM events e
+        "SELECT e.id, 'event' AS object, e.type, e.created_at, e.livemode, e.data, e.expunged FROM events e
          WHERE {FILTER} AND ($8::timestamptz IS NULL OR (e.created_at, e.id) {cut} ($8, $9))
          ORDER BY e.created_at {order}, e.id {order} LIMIT $10 OFFSET $11"
     )))

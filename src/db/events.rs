@@ -13,6 +13,8 @@ use crate::timefmt;
 /// `{"object": …}`
 #[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventData {
+    /// The object as it was (absent once the event is expunged).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub object: Value,
     /// `payment.attempt_failed`: the attempt that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +35,9 @@ pub struct Event {
     pub livemode: bool,
     #[sqlx(json)]
     pub data: EventData,
+    /// True once its data was expunged (contract §13).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expunged: bool,
 }
 
 /// Records an event about a payment and one pending delivery for every
@@ -89,8 +94,23 @@ pub async fn record_all(
 /// Loads one event of a tenant.
 pub async fn find(pool: &PgPool, scope: &Scope, id: &EventId) -> Result<Option<Event>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, 'event' AS object, type, created_at, livemode, data FROM events
+        "SELECT id, 'event' AS object, type, created_at, livemode, data, expunged FROM events
          WHERE id = $1 AND merchant_id = $2 AND livemode = $3",
+    )
+    .bind(id)
+    .bind(&scope.merchant_id)
+    .bind(scope.livemode)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Replaces an event's data with `{}` (its deliveries still pending send
+/// that), for a tenant; `None` when it has no such event.
+pub async fn expunge(pool: &PgPool, scope: &Scope, id: &EventId) -> Result<Option<Event>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE events SET data = '{}', expunged = true
+         WHERE id = $1 AND merchant_id = $2 AND livemode = $3
+         RETURNING id, 'event' AS object, type, created_at, livemode, data, expunged",
     )
     .bind(id)
     .bind(&scope.merchant_id)

@@ -87,6 +87,7 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(webhook_tools::retrieve_recovery))
         .routes(routes!(webhooks::list_events))
         .routes(routes!(webhooks::retrieve_event))
+        .routes(routes!(webhooks::expunge_event))
         .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))
         // Added after the layer: providers sign their notifications and have
         // no API key to be limited by.
@@ -109,7 +110,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 pub fn router(mut state: AppState) -> Router {
     let (v1, doc) =
         api(ratelimit::RateLimit::new(&state.ctx.settings.rate_limit, Some(state.ctx.clone()))).split_for_parts();
-    state.openapi = Arc::new(serde_json::to_value(&doc).unwrap_or_default());
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    doc["webhooks"] = schemas::webhooks();
+    state.openapi = Arc::new(doc);
     let v1 = v1.method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .merge(v1)

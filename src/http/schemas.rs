@@ -76,3 +76,37 @@ pub struct RecoverBody {
     /// Also the events it missed while disabled.
     pub include_missed: Option<bool>,
 }
+
+/// The document's `webhooks` (OpenAPI 3.1): one `POST` per event type, with
+/// the event as body and the Standard Webhooks headers, so a receiver can
+/// generate its types from the same document as the API.
+pub fn webhooks() -> serde_json::Value {
+    let header = |name: &str, description: &str| {
+        serde_json::json!({"name": name, "in": "header", "required": true, "description": description,
+            "schema": {"type": "string"}})
+    };
+    let parameters = [
+        header("webhook-id", "The event id, the same on every retry: dedupe on it."),
+        header("webhook-timestamp", "Unix seconds of this attempt."),
+        header(
+            "webhook-signature",
+            "`v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`; several, space-separated, while a secret is rotated.",
+        ),
+    ];
+    let hooks: serde_json::Map<String, serde_json::Value> = crate::domain::EventType::ALL
+        .iter()
+        .map(|kind| {
+            let operation = serde_json::json!({"post": {
+                "operationId": format!("webhook_{}", kind.as_str().replace('.', "_")),
+                "summary": format!("The `{}` event", kind.as_str()),
+                "description": "Keep the highest `data.object.sequence` per payment; events arrive at least once and not in order.",
+                "parameters": parameters,
+                "requestBody": {"required": true, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Event"}}}},
+                "responses": {"200": {"description": "Any 2xx: delivered. Anything else is retried."}},
+            }});
+            (kind.as_str().to_owned(), operation)
+        })
+        .collect();
+    serde_json::Value::Object(hooks)
+}

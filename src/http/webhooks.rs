@@ -101,6 +101,18 @@ pub async fn retrieve_event(
     svc::retrieve_event(&s.ctx, &scope, &id).await.map(Json)
 }
 
+/// Replaces the event's data with `{}` for good; deliveries not yet sent carry the expunged data.
+#[utoipa::path(post, path = "/v1/events/{id}/expunge", operation_id = "expunge_event", tag = "webhooks",
+    params(("id" = String, Path, description = "evt_…")),
+    responses((status = 200, description = "The event, expunged", body = Event), CommonErrors))]
+pub async fn expunge_event(
+    State(s): State<AppState>,
+    Merchant(scope): Merchant,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    svc::expunge_event(&s.ctx, &scope, &id).await.map(Json)
+}
+
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}", operation_id = "update_webhook_endpoint", tag = "webhooks", request_body = UpdateEndpointBody,
     params(("id" = String, Path, description = "we_…")),
     responses(

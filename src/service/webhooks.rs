@@ -199,6 +199,13 @@ pub async fn retrieve_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value,
     to_json(&event)
 }
 
+/// `POST /v1/events/{id}/expunge`: the event's data becomes `{}` and it
+/// says `"expunged": true`; deliveries not sent yet carry `{}` too.
+pub async fn expunge_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let id = EventId::parse(id).ok_or_else(|| ApiError::not_found("event"))?;
+    to_json(&events::expunge(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("event"))?)
+}
+
 /// `GET /v1/events`: newest first; `type` or `types[]` (several, repeated
 /// or comma-separated), `payment_id`, `created[gte]`, `created[lt]`,
 /// `delivery_success`, and `offset` or a cursor (`starting_after` /

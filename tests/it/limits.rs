@@ -147,6 +147,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         ("GET", "/v1/recoveries/{id}"),
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
+        ("POST", "/v1/events/{id}/expunge"),
     ];
     let contract: BTreeSet<(String, String)> =
         contract.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();

@@ -282,3 +282,35 @@ async fn seen(receiver: &Receiver, kind: &str, endpoint: &str) -> Value {
     })
     .await
 }
+
+#[tokio::test]
+async fn events_can_be_expunged_and_the_document_describes_them_as_webhooks() {
+    let app = TestApp::spawn().await;
+    let p = app.create_payment("pm_test_success", 800).await;
+    let (_, list) = app.get(&format!("/v1/events?payment_id={}", p["id"].as_str().unwrap())).await;
+    let event = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, expunged) = app.post(&format!("/v1/events/{event}/expunge"), json!({})).await;
+    assert_eq!(status, 200, "{expunged}");
+    assert_eq!((expunged["data"].clone(), expunged["expunged"].as_bool()), (json!({}), Some(true)), "{expunged}");
+    let (_, again) = app.get(&format!("/v1/events/{event}")).await;
+    assert_eq!(again["data"], json!({}));
+    let stored: Value =
+        sqlx::query_scalar("SELECT data FROM events WHERE id = $1").bind(&event).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, json!({}), "nothing of the payment is left in the row");
+    let (_, other) = app.other_merchant().await;
+    let (status, _) = app.call_as(&other, "POST", &format!("/v1/events/{event}/expunge"), None, &[]).await;
+    assert_eq!(status, 404);
+
+    let doc: Value = app.http.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let hooks = doc["webhooks"].as_object().expect("OpenAPI 3.1 webhooks");
+    for kind in
+        ["payment.succeeded", "payment.attempt_failed", "webhook_endpoint.disabled", "webhook_delivery.exhausted"]
+    {
+        let op = &hooks[kind]["post"];
+        assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Event");
+        let headers: Vec<&str> =
+            op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(headers, ["webhook-id", "webhook-timestamp", "webhook-signature"]);
+    }
+    app.stop().await;
+}
