@@ -55,6 +55,7 @@ pub async fn add_endpoint(
         description: None,
         metadata: serde_json::json!({}),
         sealed_secret: secret.clone(),
+        rate_limit: None,
     };
     let scope = Scope::system(merchant.clone(), false);
     // Benches and tests set up as many endpoints as they measure.

@@ -24,6 +24,8 @@ pub struct ClaimedDelivery {
     pub livemode: bool,
     /// The event's `data`, as JSON text: spliced into the body unparsed.
     pub data: String,
+    /// The endpoint's throttle, deliveries per second.
+    pub rate_limit: Option<i32>,
 }
 
 /// The end of both claims: the picked deliveries get a lease and their
@@ -36,7 +38,7 @@ macro_rules! lease_picked {
          RETURNING d.id, d.attempts, e.id AS endpoint_id, e.url, e.status = 'enabled' AS endpoint_enabled, e.secret,
              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret,
              ev.id AS event_id, ev.type AS event_type, ev.created_at AS event_created_at, ev.livemode,
-             ev.data::text AS data"
+             ev.data::text AS data, e.rate_limit"
     };
 }
 
@@ -141,6 +143,22 @@ pub async fn unclaim(pool: &PgPool, claimed: &[ClaimedDelivery]) -> Result<(), s
     )
     .bind(ids)
     .bind(attempts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives a claimed delivery back unsent, due again after `delay` (its
+/// endpoint's throttle is used up): the claim's send not counted.
+pub async fn defer(pool: &PgPool, d: &ClaimedDelivery, delay: std::time::Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET lease_until = NULL, attempts = attempts - 1,
+             next_attempt_at = now() + make_interval(secs => $3)
+         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+    )
+    .bind(&d.id)
+    .bind(d.attempts)
+    .bind(delay.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(())

@@ -30,13 +30,15 @@ pub struct Endpoint {
     pub disabled_at: Option<OffsetDateTime>,
     /// `gone` (it answered 410), `failing` (`webhooks.disable_after`) or `manual`.
     pub disabled_reason: Option<String>,
+    /// Deliveries per second at most, across every dispatcher.
+    pub rate_limit: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[sqlx(skip)]
     pub secret: Option<String>,
 }
 
 pub(crate) const ENDPOINT_COLUMNS: &str = "'webhook_endpoint' AS object, id, url, enabled_events, status, description, metadata, \
-    livemode, created_at, updated_at, failing_since, disabled_at, disabled_reason";
+    livemode, created_at, updated_at, failing_since, disabled_at, disabled_reason, rate_limit";
 
 /// A new endpoint, already checked.
 pub struct NewEndpoint {
@@ -48,6 +50,7 @@ pub struct NewEndpoint {
     pub id: EndpointId,
     /// The secret, sealed with `secrets.master_key`.
     pub sealed_secret: String,
+    pub rate_limit: Option<i32>,
 }
 
 /// Creates an endpoint; the answer carries its secret.
@@ -62,8 +65,9 @@ pub async fn create(
     // for one more; the guard is the count.
     sqlx::query("SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE").bind(&scope.merchant_id).execute(&mut *tx).await?;
     let inserted: Option<Endpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhook_endpoints (id, merchant_id, livemode, url, enabled_events, status, description, metadata, secret)
-         SELECT $1, $2, $3, $4, $5, 'enabled', $6, $7, $8
+        "INSERT INTO webhook_endpoints (id, merchant_id, livemode, url, enabled_events, status, description, metadata, secret,
+             rate_limit)
+         SELECT $1, $2, $3, $4, $5, 'enabled', $6, $7, $8, $10
          WHERE (SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $2 AND livemode = $3) < $9
          RETURNING {ENDPOINT_COLUMNS}"
     )))
@@ -76,6 +80,7 @@ pub async fn create(
     .bind(&e.metadata)
     .bind(&e.sealed_secret)
     .bind(i64::from(max_endpoints))
+    .bind(e.rate_limit)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -122,6 +127,8 @@ pub struct EndpointUpdate {
     pub enabled_events: Option<Vec<String>>,
     pub status: Option<EndpointStatus>,
     pub description: Option<String>,
+    /// `Some(None)` removes the throttle.
+    pub rate_limit: Option<Option<i32>>,
 }
 
 /// Updates an endpoint; `None` if unknown. Re-enabling clears its failure streak.
@@ -134,6 +141,7 @@ pub async fn update(
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET url = COALESCE($4, url), enabled_events = COALESCE($5, enabled_events),
              status = COALESCE($6, status), description = COALESCE($7, description),
+             rate_limit = CASE WHEN $8 THEN $9 ELSE rate_limit END,
              failing_since = CASE WHEN $6 = 'enabled' THEN NULL ELSE failing_since END,
              disabled_at = CASE WHEN $6 = 'enabled' THEN NULL
                                 WHEN $6 = 'disabled' AND status = 'enabled' THEN now() ELSE disabled_at END,
@@ -149,6 +157,8 @@ pub async fn update(
     .bind(&u.enabled_events)
     .bind(u.status)
     .bind(&u.description)
+    .bind(u.rate_limit.is_some())
+    .bind(u.rate_limit.flatten())
     .fetch_optional(pool)
     .await
 }

@@ -64,6 +64,17 @@ impl Sender {
     /// record, with how it answered.
     #[tracing::instrument(name = "delivery", skip_all, fields(delivery_id = %d.id, event_id = %d.event_id))]
     pub async fn send(&self, d: ClaimedDelivery, sent: impl FnOnce(Answer)) {
+        // A throttled endpoint's bucket is shared by every dispatcher; a
+        // send it has no room for goes back, due when it will have.
+        if let Some(rate) = d.rate_limit
+            && let Some(wait) = throttled(&self.pool, &d, rate).await
+        {
+            sent(Answer::Other);
+            if let Err(e) = dispatch::defer(&self.pool, &d, wait).await {
+                tracing::warn!(error = %e, "deferring a throttled delivery failed; it is due after its lease");
+            }
+            return;
+        }
         let started = Instant::now();
         let (result, gone, retry_after) = self.attempt(&d).await;
         sent(answer(&result, started.elapsed()));
@@ -145,6 +156,27 @@ impl Sender {
         };
         (result, gone, posted.retry_after)
     }
+}
+
+/// `None` when the endpoint's throttle lets one more send through now, else
+/// how long until it will. A bucket that cannot be read lets it through:
+/// the throttle protects a receiver, it must not stop deliveries.
+async fn throttled(pool: &PgPool, d: &ClaimedDelivery, rate: i32) -> Option<Duration> {
+    let interval = 1.0 / f64::from(rate.max(1));
+    let bucket = format!("endpoint:{}", d.endpoint_id);
+    // A burst of one interval: sends are spaced, across processes.
+    match crate::db::ratelimits::take(pool, bucket.as_bytes(), interval, interval).await {
+        Ok(Some(_)) | Err(_) => None,
+        Ok(None) => {
+            let ahead = crate::db::ratelimits::ahead(pool, bucket.as_bytes()).await.unwrap_or(interval);
+            Some(Duration::from_secs_f64((ahead - interval).max(0.0) + interval * rand_jitter()))
+        }
+    }
+}
+
+/// A factor in [0.5, 1.5): deferred sends do not all come due at once.
+fn rand_jitter() -> f64 {
+    0.5 + f64::from(rand::random::<u16>()) / f64::from(u16::MAX)
 }
 
 /// How a send ended, for the endpoint's concurrency limit.

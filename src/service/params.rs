@@ -43,6 +43,11 @@ impl Fields {
         Ok(Self { map })
     }
 
+    /// True when the field is given as JSON `null` (a request to clear it).
+    pub fn is_null(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(Value::is_null)
+    }
+
     /// Takes a field; JSON `null` counts as absent.
     fn take(&mut self, name: &str) -> Option<Value> {
         self.map.remove(name).filter(|v| !v.is_null())

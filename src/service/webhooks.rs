@@ -47,10 +47,19 @@ fn check_events(list: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(list)
 }
 
+/// Most deliveries per second a throttle may allow.
+pub const RATE_LIMIT_MAX: i64 = 10_000;
+
+/// `rate_limit`: deliveries per second, 1 to [`RATE_LIMIT_MAX`].
+fn rate_limit(f: &mut Fields) -> Result<Option<i32>, ApiError> {
+    Ok(f.optional_integer("rate_limit", 1, RATE_LIMIT_MAX)?.map(|n| n as i32))
+}
+
 /// `POST /v1/webhook_endpoints`: the answer is the only one showing `secret`.
 pub async fn create_endpoint(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Value, ApiError> {
-    let mut f = Fields::new(body, &["url", "enabled_events", "description", "metadata"])?;
+    let mut f = Fields::new(body, &["url", "enabled_events", "description", "metadata", "rate_limit"])?;
     let url = f.string("url", URL_MAX)?;
+    let rate_limit = rate_limit(&mut f)?;
     let enabled_events = check_events(f.strings("enabled_events")?)?;
     let description = f.optional_string("description", DESCRIPTION_MAX)?;
     let metadata = f.metadata("metadata")?;
@@ -58,7 +67,7 @@ pub async fn create_endpoint(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Va
     let mut conn = ctx.db.acquire().await?;
     let (id, secret) = (EndpointId::generate(), signing::generate_secret());
     let sealed_secret = ctx.secrets.seal(id.as_str(), &secret);
-    let new = webhooks::NewEndpoint { id, url, enabled_events, description, metadata, sealed_secret };
+    let new = webhooks::NewEndpoint { id, url, enabled_events, description, metadata, sealed_secret, rate_limit };
     let max = ctx.settings.webhooks.max_endpoints;
     let mut endpoint = webhooks::create(&mut conn, scope, new, max).await?.ok_or_else(|| {
         ApiError::new(
@@ -89,8 +98,10 @@ pub async fn list_endpoints(ctx: &Ctx, scope: &Scope, query: HashMap<String, Str
 /// `POST /v1/webhook_endpoints/{id}`: url, enabled_events, status, description.
 pub async fn update_endpoint(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Result<Value, ApiError> {
     let id = parse_endpoint_id(id)?;
-    let mut f = Fields::new(body, &["url", "enabled_events", "status", "description"])?;
+    let mut f = Fields::new(body, &["url", "enabled_events", "status", "description", "rate_limit"])?;
     let url = f.optional_string("url", URL_MAX)?;
+    // Given as null: the throttle is removed.
+    let rate_limit = if f.is_null("rate_limit") { Some(None) } else { rate_limit(&mut f)?.map(Some) };
     let enabled_events = match f.optional_strings("enabled_events")? {
         Some(list) => Some(check_events(list)?),
         None => None,
@@ -107,7 +118,7 @@ pub async fn update_endpoint(ctx: &Ctx, scope: &Scope, id: &str, body: Value) ->
         Some(u) => Some(check_url(ctx, scope, &u).await?),
         None => None,
     };
-    let update = webhooks::EndpointUpdate { url, enabled_events, status, description };
+    let update = webhooks::EndpointUpdate { url, enabled_events, status, description, rate_limit };
     let endpoint =
         webhooks::update(&ctx.db, scope, &id, update).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     to_json(&endpoint)

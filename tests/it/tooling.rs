@@ -2,6 +2,8 @@
 //! attempts with answers, endpoint health and stats, `sequence`, test
 //! sends and the test-mode fast-forward.
 
+use std::time::Duration;
+
 use payd::testing::KeyKind;
 use serde_json::{Value, json};
 
@@ -312,5 +314,56 @@ async fn events_can_be_expunged_and_the_document_describes_them_as_webhooks() {
             op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(headers, ["webhook-id", "webhook-timestamp", "webhook-signature"]);
     }
+    app.stop().await;
+}
+
+/// Seconds between an endpoint's first and last delivery, and their number.
+async fn delivery_span(app: &TestApp, endpoint: &str) -> (f64, i64) {
+    sqlx::query_as(
+        "SELECT COALESCE(extract(epoch FROM max(delivered_at) - min(delivered_at))::float8, 0), count(*)
+         FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'succeeded'",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_endpoints_throttle_holds_across_dispatchers_and_slows_no_other() {
+    let app = TestApp::spawn().await;
+    let second = app.start_more(&[payd::app::Role::Dispatcher]).await;
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    let body = json!({"url": slow.url, "enabled_events": ["payment.created"], "rate_limit": 5});
+    let (status, throttled) = app.post("/v1/webhook_endpoints", body).await;
+    assert_eq!((status, throttled["rate_limit"].as_i64()), (201, Some(5)), "{throttled}");
+    let throttled = throttled["id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        app.post("/v1/webhook_endpoints", json!({"url": fast.url, "enabled_events": ["payment.created"]})).await;
+    assert_eq!(status, 201);
+    let (_, list) = app.get("/v1/webhook_endpoints").await;
+    let unthrottled = list["data"].as_array().unwrap().iter().find(|e| e["id"] != throttled.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..16 {
+        app.create_payment("pm_test_success", 100).await;
+    }
+    eventually("16 deliveries to the throttled endpoint", Duration::from_secs(30), || async {
+        (delivery_span(&app, &throttled).await.1 == 16).then_some(())
+    })
+    .await;
+    let (span, _) = delivery_span(&app, &throttled).await;
+    // 16 sends at 5/s take at least 15 intervals of 0.2 s (10 % slack).
+    assert!(span >= 15.0 / 5.0 * 0.9, "16 deliveries in {span:.2}s at 5/s");
+    assert!(span <= 15.0 / 5.0 * 2.0, "and not far slower: {span:.2}s");
+    let (fast_span, n) = delivery_span(&app, &unthrottled).await;
+    assert_eq!(n, 16);
+    assert!(fast_span < span / 2.0, "the other endpoint is not held back: {fast_span:.2}s against {span:.2}s");
+    let (status, e) = app.post(&format!("/v1/webhook_endpoints/{throttled}"), json!({"rate_limit": null})).await;
+    assert_eq!((status, e["rate_limit"].clone()), (200, Value::Null), "{e}");
+    let (status, _) = app.post(&format!("/v1/webhook_endpoints/{throttled}"), json!({"rate_limit": 0})).await;
+    assert_eq!(status, 400);
+    second.stop().await;
     app.stop().await;
 }
