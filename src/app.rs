@@ -223,6 +223,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     }
     if roles.contains(&Role::Scheduler) {
         tasks.spawn(scheduler::run(queue_pool.clone(), settings.payments.requeue_after, shutdown.clone()));
+        tasks.spawn(scheduler::retain(queue_pool.clone(), settings.retention.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Dispatcher) {
         // Claims and send records may be lost in a Postgres crash without

@@ -49,6 +49,48 @@ pub async fn run(pool: PgPool, requeue_after: Duration, shutdown: CancellationTo
     tracing::debug!("scheduler stopped");
 }
 
+/// Rows per retention batch, and the pause between batches: small and
+/// spaced, so deliveries never queue behind a purge.
+const RETENTION_BATCH: i64 = 500;
+const RETENTION_PAUSE: Duration = Duration::from_millis(20);
+/// How often retention looks for old rows.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Purges old events and webhook attempts (contract §13) until `shutdown`.
+pub async fn retain(pool: PgPool, settings: crate::config::RetentionSettings, shutdown: CancellationToken) {
+    loop {
+        match retention_pass(&pool, &settings, &shutdown).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "retention: old rows purged"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; retried later"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+    }
+}
+
+/// Purges in batches until nothing old is left; answers how many rows.
+pub async fn retention_pass(
+    pool: &PgPool,
+    settings: &crate::config::RetentionSettings,
+    shutdown: &CancellationToken,
+) -> Result<u64, sqlx::Error> {
+    use crate::db::retention;
+    let mut total = 0;
+    while !shutdown.is_cancelled() {
+        let n = retention::purge_attempts(pool, settings.webhook_attempts, RETENTION_BATCH).await?
+            + retention::purge_events(pool, settings.events, RETENTION_BATCH).await?;
+        total += n;
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(RETENTION_PAUSE).await;
+    }
+    Ok(total)
+}
+
 /// One pass; answers how many attempts were enqueued.
 pub async fn tick(pool: &PgPool, requeue_after: Duration, purge: bool) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;

@@ -191,3 +191,9 @@ pub fn parse_command(body: &[u8]) -> Result<(), (u16, String)> {
     }
     Ok(())
 }
+
+/// One retention pass (contract §13) with `settings`, as the scheduler
+/// runs it every minute; answers how many rows went.
+pub async fn purge_old(pool: &PgPool, settings: &crate::config::RetentionSettings) -> Result<u64, sqlx::Error> {
+    crate::scheduler::retention_pass(pool, settings, &tokio_util::sync::CancellationToken::new()).await
+}

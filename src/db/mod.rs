@@ -28,6 +28,7 @@ pub(crate) mod provider_accounts;
 pub(crate) mod ratelimits;
 pub(crate) mod recoveries;
 pub(crate) mod refunds;
+pub(crate) mod retention;
 pub(crate) mod sandbox;
 pub(crate) mod transactions;
 pub(crate) mod webhooks;

@@ -367,3 +367,67 @@ async fn an_endpoints_throttle_holds_across_dispatchers_and_slows_no_other() {
     second.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn old_events_and_attempts_are_purged_but_never_an_event_still_being_delivered() {
+    let app = TestApp::spawn().await;
+    let ok = Receiver::start().await;
+    app.add_endpoint(&ok.url).await;
+    let old = app.create_payment("pm_test_success", 100).await;
+    let recent = app.create_payment("pm_test_success", 100).await;
+    for p in [&old, &recent] {
+        let id = p["id"].as_str().unwrap();
+        app.wait_status(id, "succeeded").await;
+        ok.wait_for("payment.succeeded", id).await;
+    }
+    eventually("every delivery recorded", WAIT, || async {
+        (app.count("SELECT count(*) FROM webhook_deliveries WHERE status <> $1", "succeeded").await == 0).then_some(())
+    })
+    .await;
+    let old_id = old["id"].as_str().unwrap();
+    // The old payment's events and sends are 40 days old; one more old event
+    // still has a pending delivery.
+    sqlx::query("UPDATE events SET created_at = now() - interval '40 days' WHERE payment_id = $1")
+        .bind(old_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE webhook_delivery_attempts a SET attempted_at = now() - interval '40 days'
+         FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE a.delivery_id = d.id AND e.payment_id = $1",
+    )
+    .bind(old_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let pending: String = sqlx::query_scalar(
+        "UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = now() + interval '1 day'
+         FROM events e WHERE e.id = d.event_id AND e.payment_id = $1 AND e.type = 'payment.created' RETURNING e.id",
+    )
+    .bind(old_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let settings = payd::config::RetentionSettings {
+        events: Duration::from_secs(30 * 86_400),
+        webhook_attempts: Duration::from_secs(30 * 86_400),
+    };
+    let purged = payd::testing::purge_old(&app.pool, &settings).await.unwrap();
+    assert!(purged >= 2, "{purged}");
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE payment_id = $1")
+        .bind(old_id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [pending], "only the event still being delivered stays");
+    let recent_events =
+        app.count("SELECT count(*) FROM events WHERE payment_id = $1", recent["id"].as_str().unwrap()).await;
+    assert_eq!(recent_events, 2, "recent events are kept");
+    let old_attempts = app.count("SELECT count(*) FROM webhook_delivery_attempts WHERE attempted_at < now() - interval '30 days' AND $1 <> ''", "x").await;
+    assert_eq!(old_attempts, 0);
+    assert!(
+        app.count("SELECT count(*) FROM webhook_delivery_attempts WHERE $1 <> ''", "x").await >= 2,
+        "recent attempts are kept"
+    );
+    app.stop().await;
+}
