@@ -209,7 +209,8 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     }
     if roles.contains(&Role::Worker) {
         let runner = AttemptRunner::new(queue_pool.clone(), providers.clone(), &settings.payments, faults.clone());
-        let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone() });
+        let calls = Arc::new(tokio::sync::Semaphore::new(settings.payments.calls_in_flight));
+        let attempts = Arc::new(worker::AttemptHandler { runner, amqp: amqp.clone(), calls });
         let prefetch = settings.amqp.prefetch;
         tasks.spawn(consumer::run(attempts, amqp.clone(), ATTEMPTS_QUEUE, prefetch, shutdown.clone()));
         // Commands come from producers payd does not control, and lapin

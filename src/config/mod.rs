@@ -173,6 +173,10 @@ pub struct PaymentSettings {
     /// long is enqueued again (the message went missing).
     #[serde(deserialize_with = "duration")]
     pub requeue_after: Duration,
+    /// Provider calls one worker process has in flight at once. Work
+    /// messages are acked once their attempt is claimed, so this, not the
+    /// AMQP prefetch, bounds a worker's concurrency against a slow provider.
+    pub calls_in_flight: usize,
 }
 
 /// `[webhooks]`
@@ -299,6 +303,9 @@ impl Settings {
         }
         if self.webhooks.endpoint_concurrency_max < self.webhooks.endpoint_concurrency {
             return invalid("webhooks.endpoint_concurrency_max", "must be at least webhooks.endpoint_concurrency");
+        }
+        if !(1..=65_536).contains(&self.payments.calls_in_flight) {
+            return invalid("payments.calls_in_flight", "must be between 1 and 65536");
         }
         if self.payments.requeue_after < Duration::from_secs(1) {
             return invalid("payments.requeue_after", "must be at least 1s");

@@ -95,6 +95,9 @@ fn bad_settings_are_named() {
     assert_eq!(s.providers["acme"].timeout, Duration::from_secs(10));
     let err = load(&[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "1m,0s")]).unwrap_err().to_string();
     assert!(err.contains("payments.inquiry_schedule"), "{err}");
+    let err = load(&[("PAYD_PAYMENTS__CALLS_IN_FLIGHT", "0")]).unwrap_err().to_string();
+    assert!(err.contains("payments.calls_in_flight"), "{err}");
+    assert_eq!(load(&[]).unwrap().payments.calls_in_flight, 1024);
 }
 
 #[test]

@@ -90,11 +90,25 @@ pub struct ClaimedCall {
     /// The payment's provider and payment method.
     pub provider: String,
     pub payment_method_id: String,
+    /// The stored payment method (none for a built-in sandbox one).
+    #[sqlx(flatten)]
+    pub method: MethodColumns,
+}
+
+/// What a call uses of a stored payment method, read with the claim: all
+/// `None` when the payment's method is not a stored one.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MethodColumns {
+    pub method_token: Option<String>,
+    pub method_expires_at: Option<String>,
+    pub method_account: Option<crate::domain::ProviderAccountId>,
+    pub method_customer: Option<String>,
 }
 
 /// Claims due scheduled attempts for `lease`, each with the fresh claim
 /// token its caller chose, answering in the same round trip the transaction
-/// and payment fields the provider calls need. An attempt missing from the
+/// and payment fields (and the stored payment method) the provider calls
+/// need. An attempt missing from the
 /// answer, or answered with another caller's token (the same attempt asked
 /// twice), is not this caller's: it is running elsewhere, finished,
 /// canceled, not due yet, or unknown — in every case the message that asked
@@ -113,8 +127,11 @@ pub async fn claim_calls(
              FROM unnest($1::text[], $2::uuid[]) AS i(id, token)
              WHERE a.id = ANY($1) AND a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
              RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token, a.inquiry)
-         SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id
-         FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id",
+         SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id,
+             m.token AS method_token, m.expires_at AS method_expires_at,
+             m.provider_account_id AS method_account, m.customer_id AS method_customer
+         FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id
+             LEFT JOIN payment_methods m ON m.id = p.payment_method_id",
     )
     .bind(ids)
     .bind(tokens)

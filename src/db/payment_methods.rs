@@ -132,20 +132,16 @@ pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: &PaymentMethodId
     Ok(done.rows_affected() == 1)
 }
 
-/// What a provider call uses of a payment method, deleted or not: a
-/// payment made before a delete still completes with its method.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct ForCall {
-    pub token: String,
-    pub expires_at: Option<String>,
-    pub provider_account_id: Option<ProviderAccountId>,
-    pub customer_id: Option<String>,
-}
-
-/// The token, expiry, provider account and customer of a payment method.
-pub async fn for_call(conn: &mut PgConnection, id: &PaymentMethodId) -> Result<Option<ForCall>, sqlx::Error> {
-    sqlx::query_as("SELECT token, expires_at, provider_account_id, customer_id FROM payment_methods WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+/// The provider account that issued a payment method, deleted or not (the
+/// worker reads the rest of a method with its claim).
+pub async fn account_of(
+    conn: &mut PgConnection,
+    id: &PaymentMethodId,
+) -> Result<Option<ProviderAccountId>, sqlx::Error> {
+    let found: Option<Option<ProviderAccountId>> =
+        sqlx::query_scalar("SELECT provider_account_id FROM payment_methods WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.flatten())
 }

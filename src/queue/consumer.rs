@@ -121,7 +121,8 @@ async fn consume<H: Handler>(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
-                    // Prefetch bounds how many run at once.
+                    // Prefetch bounds how many are unsettled at once (a
+                    // handler that acks early bounds its own work).
                     tracker.spawn(QUEUE.scope(queue, SHUTDOWN.scope(shutdown.clone(), async move {
                         let started = std::time::Instant::now();
                         handler.handle(delivery).await;

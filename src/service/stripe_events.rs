@@ -97,7 +97,7 @@ impl On<'_> {
         let Some(txn) = txns::by_provider_reference(tx, intent, &kinds).await? else { return Ok(None) };
         let Some(payment) = store::lock_by_id(tx, &txn.payment_id).await? else { return Ok(None) };
         let method = match PaymentMethodId::parse(&payment.payment_method_id) {
-            Some(id) => payment_methods::for_call(tx, &id).await?,
+            Some(id) => payment_methods::account_of(tx, &id).await?,
             None => None,
         };
         // Another merchant's payment (or another mode's) is never touched,
@@ -105,7 +105,7 @@ impl On<'_> {
         let ours = payment.provider == stripe::NAME
             && payment.merchant_id == self.scope.merchant_id
             && payment.livemode == self.scope.livemode
-            && method.and_then(|m| m.provider_account_id).as_ref() == Some(self.account);
+            && method.as_ref() == Some(self.account);
         if !ours {
             tracing::warn!(payment_id = %payment.id, account = %self.account, "a Stripe event names another account's payment");
             return Ok(None);

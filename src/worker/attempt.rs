@@ -9,9 +9,10 @@ use sqlx::PgPool;
 
 use super::group_commit::{Batches, Charge, Recorded};
 use crate::config::PaymentSettings;
+use crate::db::attempts::{Claimed, ClaimedCall};
 use crate::db::payments as store;
 use crate::db::transactions::TransactionRow;
-use crate::db::{attempts, notify, payment_methods, transactions as txns};
+use crate::db::{attempts, notify, transactions as txns};
 use crate::domain::{self, AttemptId, AttemptStatus, PaymentMethodId, SYSTEM_ACTOR};
 use crate::faults::{CrashPoint, Faults};
 use crate::provider::{Inquiry, Operation, ProviderOutcome, ProviderRequest, Providers};
@@ -45,30 +46,51 @@ impl AttemptRunner {
         }
     }
 
-    /// Runs the attempt if it can still be claimed. `Ok` means the message
-    /// has nothing left to do (ack it); `Err` means nothing was committed.
-    #[tracing::instrument(name = "attempt", skip_all, fields(attempt_id = %id, payment_id = tracing::field::Empty))]
+    /// Runs the attempt if it can still be claimed: [`Self::claim`], then
+    /// [`Self::complete`]. `Ok` means nothing is left to do; `Err` means
+    /// nothing was committed.
     pub async fn run(&self, id: &AttemptId) -> anyhow::Result<()> {
-        // The claim's lease outlives the provider call; if this process
-        // dies, the scheduler hands the attempt back after it, and the
-        // provider answers the repeated call from its idempotency record.
-        let Some(call) = self.batches.claim(id).await? else {
+        match self.claim(id).await? {
+            Some(call) => self.complete(call).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Claims the attempt. `None`: it is not claimable (done, canceled, or
+    /// running under another claim); `Err`: nothing was committed.
+    ///
+    /// Once claimed, the attempt no longer needs its work message: the
+    /// claim's lease outlives the provider call, and if this process dies
+    /// the scheduler hands the attempt back after it, and the provider
+    /// answers the repeated call from its idempotency record. So the
+    /// message is acked here, and a slow provider does not hold the
+    /// consumer's prefetch.
+    pub(crate) async fn claim(&self, id: &AttemptId) -> anyhow::Result<Option<ClaimedCall>> {
+        let call = self.batches.claim(id).await?;
+        if call.is_none() {
             tracing::debug!(attempt_id = %id, "attempt not claimable; nothing to do");
-            return Ok(());
-        };
+        }
+        Ok(call)
+    }
+
+    /// Calls the provider for a claimed attempt and commits its outcome.
+    /// `Err`: the outcome was not committed; the attempt stays claimed until
+    /// its lease ends, and is then run again.
+    #[tracing::instrument(name = "attempt", skip_all, fields(attempt_id = %call.claimed.id, payment_id = %call.claimed.payment_id))]
+    pub(crate) async fn complete(&self, call: ClaimedCall) -> anyhow::Result<()> {
+        let claimed_at = std::time::Instant::now();
         let claimed = call.claimed.clone();
-        tracing::Span::current().record("payment_id", tracing::field::display(&claimed.payment_id));
+        let id = &claimed.id;
         let operation = Operation::of(call.kind).context("transaction type without provider call")?;
         let charges = matches!(operation, Operation::Purchase | Operation::Authorize);
-        // A built-in sandbox method is its own token, and a charge has no
-        // parent: most calls need no more reads.
-        let (method, parent_reference) = if charges && PaymentMethodId::parse(&call.payment_method_id).is_none() {
-            (Method { token: call.payment_method_id.clone(), expired: false, account: None, customer: None }, None)
+        // The method came with the claim, and a charge has no parent: most
+        // calls need no more reads.
+        let method = method_of(&call)?;
+        let parent_reference = if charges {
+            None
         } else {
             let mut conn = self.pool.acquire().await?;
-            let method = method_token(&mut conn, &call.payment_method_id).await?;
-            let parent = if charges { None } else { txns::charge_reference(&mut conn, &claimed.payment_id).await? };
-            (method, parent)
+            txns::charge_reference(&mut conn, &claimed.payment_id).await?
         };
         let Method { token, expired, account, customer } = method;
         let txn = TransactionRow {
@@ -117,13 +139,41 @@ impl AttemptRunner {
         tracing::info!(payment_id = %claimed.payment_id, attempt_id = %id, operation = operation.as_str(), ?outcome, "provider answered");
         self.faults.crash_point(CrashPoint::WorkerAfterProviderCall);
 
+        // Postgres may be briefly away or the pool busy: the outcome is
+        // committed in place while the claim's lease lasts, not left for
+        // the lease to end and the provider to be asked again.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.commit(&claimed, &txn, operation, charges, &outcome).await {
+                Ok(()) => return Ok(()),
+                Err(e) if claimed_at.elapsed() + pause < self.provider_timeout * 2 => {
+                    tracing::warn!(attempt_id = %id, error = format!("{e:#}"), retry_in = ?pause, "worker: outcome not committed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Commits a provider's outcome, guarded by the claim (a lost claim
+    /// writes nothing). Safe to repeat.
+    async fn commit(
+        &self,
+        claimed: &Claimed,
+        txn: &TransactionRow,
+        operation: Operation,
+        charges: bool,
+        outcome: &ProviderOutcome,
+    ) -> anyhow::Result<()> {
+        let id = &claimed.id;
         // The common end of a charge goes with the next batch of outcomes.
-        let final_charge = match &outcome {
+        let final_charge = match outcome {
             ProviderOutcome::Succeeded { .. } => true,
             // A transient failure after an unknown outcome may still go to an
             // inquiry: that is decided with the transaction in hand, below.
             ProviderOutcome::Failed { code, .. } if code.is_transient() && !claimed.inquiry => false,
-            ProviderOutcome::Failed { .. } => outcome::retry_delay(&outcome, &claimed, &self.schedules.retry).is_none(),
+            ProviderOutcome::Failed { .. } => outcome::retry_delay(outcome, claimed, &self.schedules.retry).is_none(),
             ProviderOutcome::Pending { .. }
             | ProviderOutcome::RequiresAction { .. }
             | ProviderOutcome::Unknown { .. } => false,
@@ -141,7 +191,7 @@ impl AttemptRunner {
         let payment = store::lock_for_change(&mut tx, &claimed.payment_id, SYSTEM_ACTOR, "provider.outcome")
             .await?
             .context("payment vanished")?;
-        let (status, code) = match &outcome {
+        let (status, code) = match outcome {
             ProviderOutcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
             ProviderOutcome::Failed { code, .. } | ProviderOutcome::Unknown { code, .. } => {
                 (AttemptStatus::Failed, Some(*code))
@@ -153,7 +203,7 @@ impl AttemptRunner {
                 // hands it back and the provider is asked again. After the
                 // last step the attempt ends and the transaction is left
                 // unknown for an operator (a notification still settles it).
-                let Some(answers) = attempts::count_pending(&mut tx, &claimed).await? else {
+                let Some(answers) = attempts::count_pending(&mut tx, claimed).await? else {
                     return Ok(());
                 };
                 let wait = match usize::try_from(answers).unwrap_or(usize::MAX) {
@@ -165,11 +215,11 @@ impl AttemptRunner {
                 }
                 match wait {
                     Some(wait) => {
-                        attempts::hold_pending(&mut tx, &claimed, wait).await?;
+                        attempts::hold_pending(&mut tx, claimed, wait).await?;
                         txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
                     }
                     None => {
-                        attempts::finish(&mut tx, &claimed, AttemptStatus::Failed, Some(domain::FailureCode::Timeout))
+                        attempts::finish(&mut tx, claimed, AttemptStatus::Failed, Some(domain::FailureCode::Timeout))
                             .await?;
                         txns::set_provider_reference(&mut tx, &txn.id, reference).await?;
                         txns::mark_unknown(&mut tx, &txn.id).await?;
@@ -184,11 +234,11 @@ impl AttemptRunner {
                 return Ok(());
             }
         };
-        if !attempts::finish(&mut tx, &claimed, status, code).await? {
+        if !attempts::finish(&mut tx, claimed, status, code).await? {
             tracing::info!(attempt_id = %id, "claim lost to another worker; discarding this outcome");
             return Ok(());
         }
-        outcome::record(&mut tx, &payment, &txn, &claimed, operation, &outcome, &self.schedules).await?;
+        outcome::record(&mut tx, &payment, txn, claimed, operation, outcome, &self.schedules).await?;
         self.faults.crash_point(CrashPoint::WorkerBeforeCommit);
         tx.commit().await?;
         notify::ring(&self.pool, notify::DELIVERIES);
@@ -234,14 +284,16 @@ struct Method {
 
 /// The provider token of a payment method, whether it has expired, and the
 /// merchant's provider account that issued it: a built-in sandbox method is
-/// its own token; a stored one is looked up (deleted or not: payments made
-/// with it still complete).
-async fn method_token(conn: &mut sqlx::PgConnection, payment_method_id: &str) -> anyhow::Result<Method> {
-    let Some(id) = PaymentMethodId::parse(payment_method_id) else {
-        return Ok(Method { token: payment_method_id.to_owned(), expired: false, account: None, customer: None });
-    };
-    let m = payment_methods::for_call(conn, &id).await?.context("payment without its payment method")?;
+/// its own token; a stored one came with the claim (deleted or not: payments
+/// made with it still complete).
+fn method_of(call: &ClaimedCall) -> anyhow::Result<Method> {
+    if PaymentMethodId::parse(&call.payment_method_id).is_none() {
+        let token = call.payment_method_id.clone();
+        return Ok(Method { token, expired: false, account: None, customer: None });
+    }
+    let m = &call.method;
+    let token = m.method_token.clone().context("payment without its payment method")?;
     let today = time::OffsetDateTime::now_utc().date();
-    let expired = m.expires_at.is_some_and(|e| is_expired(&e, today));
-    Ok(Method { token: m.token, expired, account: m.provider_account_id, customer: m.customer_id })
+    let expired = m.method_expires_at.as_deref().is_some_and(|e| is_expired(e, today));
+    Ok(Method { token, expired, account: m.method_account.clone(), customer: m.method_customer.clone() })
 }

@@ -22,6 +22,8 @@ pub struct AttemptHandler {
     pub runner: AttemptRunner,
     /// For dead-lettering.
     pub amqp: std::sync::Arc<Amqp>,
+    /// Provider calls in flight (`payments.calls_in_flight`).
+    pub calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Handler for AttemptHandler {
@@ -42,13 +44,17 @@ impl Handler for AttemptHandler {
         };
         match message {
             WorkMessage::RunAttempt { attempt_id } => {
+                // Taken before the claim: a claimed attempt always has its
+                // slot, and a full worker leaves further messages unacked
+                // (the prefetch then holds them back at the broker).
+                let Ok(slot) = self.calls.clone().acquire_owned().await else { return };
                 let mut hold = consumer::Hold::default();
-                loop {
-                    match self.runner.run(&attempt_id).await {
-                        Ok(()) => return consumer::ack(&delivery).await,
+                let call = loop {
+                    match self.runner.claim(&attempt_id).await {
+                        Ok(call) => break call,
                         Err(e) => {
                             // Nothing was committed; held and tried again (Postgres may be away).
-                            tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: attempt failed; retrying");
+                            tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: claim failed; retrying");
                             if consumer::Hold::worn_out(&delivery) {
                                 // The scheduler enqueues the attempt again while it is due.
                                 let code = "attempt_failed";
@@ -59,7 +65,19 @@ impl Handler for AttemptHandler {
                             }
                         }
                     }
+                };
+                // The claim's lease keeps the attempt from here on (see
+                // `AttemptRunner::claim`): the message is done with.
+                consumer::ack(&delivery).await;
+                if let Some(call) = call
+                    && let Err(e) = self.runner.complete(call).await
+                {
+                    // The lease ends and the scheduler hands the attempt
+                    // back; the provider answers the repeated call from its
+                    // idempotency record.
+                    tracing::warn!(attempt_id = %attempt_id, error = format!("{e:#}"), "worker: outcome not committed; the attempt runs again after its lease");
                 }
+                drop(slot);
             }
         }
     }

@@ -14,6 +14,7 @@ mod flow;
 mod gateway;
 mod idempotency;
 mod keys;
+mod latency;
 mod lifecycle;
 mod limits;
 mod localstripe;

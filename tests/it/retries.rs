@@ -244,6 +244,7 @@ async fn a_cancel_racing_a_starting_attempt_has_exactly_one_winner() {
         provider_timeout: Duration::from_secs(5),
         pending_timeout: Duration::from_secs(60),
         requeue_after: Duration::from_secs(3600),
+        calls_in_flight: 16,
     };
     let runner = Arc::new(TestWorker::new(&app.pool, &crate::common::settings(&app.vars), &payments));
     let (mut ran, mut canceled) = (0, 0);

@@ -7,6 +7,13 @@
 //! `payment.succeeded`. It prints intake throughput and latency (request →
 //! 201), end-to-end throughput and latency (201 → verified webhook), and the
 //! payd process's peak RSS. The database and queues are dropped afterwards.
+//!
+//! With `--provider-latency`, the payments are charged through a local
+//! gateway stub ([`stub`]) that answers after that delay, instead of the
+//! in-process sandbox: the figures then show what a real provider's latency
+//! costs end to end.
+
+mod stub;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +60,10 @@ pub struct LoadtestArgs {
     /// clients and queue producers (the message id) do.
     #[arg(long)]
     pub keyed: bool,
+    /// Charge through a local gateway stub that answers after this delay
+    /// (e.g. `300ms`), as real providers do, instead of the sandbox.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub provider_latency: Option<Duration>,
 }
 
 /// Webhooks received, by payment id: when the verified `payment.succeeded` arrived.
@@ -150,6 +161,15 @@ pub async fn run(settings: &Settings, args: LoadtestArgs) -> anyhow::Result<()> 
     if args.intake_only {
         cmd.args(["--role", "api"]);
     }
+    let stub = match args.provider_latency {
+        Some(latency) => {
+            let (stub, stub_url) = stub::start(latency).await?;
+            let var = |key: &str| format!("PAYD_PROVIDERS__{}__{key}", stub::NAME.to_uppercase());
+            cmd.env(var("BASE_URL"), stub_url).env(var("SECRET"), stub::SECRET);
+            Some(stub)
+        }
+        None => None,
+    };
     let child = cmd
         .env("PAYD_ENV", "development")
         .env("PAYD_HTTP__LISTEN", format!("127.0.0.1:{port}"))
@@ -163,12 +183,16 @@ pub async fn run(settings: &Settings, args: LoadtestArgs) -> anyhow::Result<()> 
         .context("starting payd serve")?;
     let payd = Payd { child, base };
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let outcome = drive(&payd, &http, &hook_url, &received, &args).await;
+    let outcome = drive(&payd, &http, &hook_url, &received, &args, stub.is_some()).await;
     let rss = payd.peak_rss_kib();
     drop(payd);
     cleanup(settings, &db_url, &prefix).await;
     let report = outcome?;
     println!("{report}");
+    if let (Some(stub), Some(latency)) = (stub, args.provider_latency) {
+        let (calls, peak) = stub.figures();
+        println!("{:<22} {calls} calls answered after {latency:?}, at most {peak} in flight", "provider stub");
+    }
     println!("{:<22} {:.1} MiB", "payd peak RSS", rss as f64 / 1024.0);
     Ok(())
 }
@@ -179,6 +203,7 @@ async fn drive(
     hook_url: &str,
     received: &Arc<Received>,
     args: &LoadtestArgs,
+    through_stub: bool,
 ) -> anyhow::Result<String> {
     // Ready?
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -202,15 +227,29 @@ async fn drive(
         .await?;
     let secret = endpoint["secret"].as_str().context("endpoint without a secret")?;
     *received.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret.to_owned();
+    let method = if through_stub {
+        let stored: Value = http
+            .post(format!("{}/v1/payment_methods", payd.base))
+            .bearer_auth(DEV_SECRET_KEY)
+            .json(&json!({"provider": stub::NAME, "token": "tok_loadtest"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        stored["id"].as_str().with_context(|| format!("storing the stub's payment method: {stored}"))?.to_owned()
+    } else {
+        "pm_test_success".to_owned()
+    };
 
     // Warm-up, then the measured run.
     if args.warmup > 0 {
-        let warm = create(payd, http, args, args.warmup).await?;
+        let warm = create(payd, http, args, &method, args.warmup).await?;
         if !args.intake_only {
             await_webhooks(received, &warm.accepted, args.timeout).await;
         }
     }
-    let Run { accepted, errors, started, elapsed: intake_elapsed } = create(payd, http, args, args.payments).await?;
+    let Run { accepted, errors, started, elapsed: intake_elapsed } =
+        create(payd, http, args, &method, args.payments).await?;
     let wait = if args.intake_only { 0 } else { args.timeout };
     let webhooks = await_webhooks(received, &accepted, wait).await;
     let mut e2e = Vec::with_capacity(accepted.len());
@@ -225,11 +264,12 @@ async fn drive(
     let n = accepted.len() as f64;
     let mut out = vec![
         format!(
-            "payments {} at concurrency {}{}{} (after {} warm-up payments)",
+            "payments {} at concurrency {}{}{}{} (after {} warm-up payments)",
             args.payments,
             args.concurrency,
             args.rate.map(|r| format!(", paced to {r}/s")).unwrap_or_default(),
             if args.keyed { ", each with an Idempotency-Key" } else { "" },
+            args.provider_latency.map(|l| format!(", provider answering after {l:?}")).unwrap_or_default(),
             args.warmup
         ),
         format!("{:<22} {} accepted, {} errors", "intake", accepted.len(), errors),
@@ -267,7 +307,13 @@ struct Run {
 }
 
 /// Creates `n` payments at the arguments' concurrency and rate.
-async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usize) -> anyhow::Result<Run> {
+async fn create(
+    payd: &Payd,
+    http: &reqwest::Client,
+    args: &LoadtestArgs,
+    method: &str,
+    n: usize,
+) -> anyhow::Result<Run> {
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let accepted: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
     let errors = Arc::new(Mutex::new(0u64));
@@ -280,13 +326,13 @@ async fn create(payd: &Payd, http: &reqwest::Client, args: &LoadtestArgs, n: usi
         let permit = slots.clone().acquire_owned().await?;
         let (http, url, accepted, errors) =
             (http.clone(), format!("{}/v1/payments", payd.base), accepted.clone(), errors.clone());
-        let keyed = args.keyed;
+        let (keyed, method) = (args.keyed, method.to_owned());
         tasks.spawn(async move {
             let sent = Instant::now();
             let mut request = http
                 .post(url)
                 .bearer_auth(DEV_SECRET_KEY)
-                .json(&json!({"amount": 1000 + i, "currency": "USD", "payment_method_id": "pm_test_success"}));
+                .json(&json!({"amount": 1000 + i, "currency": "USD", "payment_method_id": method}));
             if keyed {
                 request = request.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
             }
