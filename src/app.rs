@@ -205,7 +205,7 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     let mut pools = vec![queue_pool.clone()];
     let mut command_amqp = None;
     if roles.contains(&Role::Relay) {
-        tasks.spawn(relay::run(queue_pool.clone(), amqp.clone(), shutdown.clone()));
+        tasks.spawn(relay::run(queue_pool.clone(), amqp.clone(), faults.clone(), shutdown.clone()));
     }
     if roles.contains(&Role::Worker) {
         let runner = AttemptRunner::new(queue_pool.clone(), providers.clone(), &settings.payments, faults.clone());

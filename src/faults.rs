@@ -16,16 +16,20 @@ pub enum CrashPoint {
     DispatcherAfterSend,
     /// `recovery.before_commit`: a recovery's batch is written, not committed.
     RecoveryBeforeCommit,
+    /// `relay.after_publish`: an outbox batch is published and confirmed,
+    /// its rows not deleted.
+    RelayAfterPublish,
 }
 
 impl CrashPoint {
     /// Every point.
-    pub const ALL: [CrashPoint; 5] = [
+    pub const ALL: [CrashPoint; 6] = [
         Self::WorkerAfterProviderCall,
         Self::WorkerBeforeCommit,
         Self::CommandsBeforeAck,
         Self::DispatcherAfterSend,
         Self::RecoveryBeforeCommit,
+        Self::RelayAfterPublish,
     ];
 
     /// The setting's spelling.
@@ -36,6 +40,7 @@ impl CrashPoint {
             Self::CommandsBeforeAck => "commands.before_ack",
             Self::DispatcherAfterSend => "dispatcher.after_send",
             Self::RecoveryBeforeCommit => "recovery.before_commit",
+            Self::RelayAfterPublish => "relay.after_publish",
         }
     }
 

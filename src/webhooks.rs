@@ -29,6 +29,17 @@ use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+/// The event as a webhook body (contract §6), also the body of its AMQP
+/// copy (`amqp.publish_events`). `data` is the stored JSON, spliced in as
+/// it is: parsing and writing it again would cost more than the rest of a
+/// send.
+pub(crate) fn event_body(id: &str, kind: &str, created: time::OffsetDateTime, livemode: bool, data: &str) -> String {
+    let timestamp = crate::timefmt::format(created);
+    format!(
+        r#"{{"id":"{id}","object":"event","type":"{kind}","timestamp":"{timestamp}","livemode":{livemode},"data":{data}}}"#
+    )
+}
+
 /// The prefix of every endpoint secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 

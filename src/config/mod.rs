@@ -129,6 +129,10 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Pool size per process.
     pub max_connections: u32,
+    /// `amqp.publish_events`, carried to the database sessions: a session
+    /// that records events then also writes their AMQP copies to the outbox.
+    #[serde(skip)]
+    pub publish_events: bool,
 }
 
 /// `[amqp]`
@@ -141,6 +145,10 @@ pub struct AmqpSettings {
     pub prefix: String,
     /// Unacknowledged deliveries per consumer.
     pub prefetch: u16,
+    /// Publish every event to the `payd.events` topic exchange too (from the
+    /// outbox, after its commit, at least once). Set it alike on every process.
+    #[serde(default)]
+    pub publish_events: bool,
 }
 
 /// `[http]`
@@ -252,7 +260,8 @@ impl Settings {
                 builder = builder.set_override(key, v.as_str())?;
             }
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.database.publish_events = settings.amqp.publish_events;
         settings.validate()?;
         Ok(settings)
     }

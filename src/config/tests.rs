@@ -46,6 +46,9 @@ fn defaults_match_the_contract() {
     assert!(!s.webhooks.allow_private_targets);
     assert_eq!((s.rate_limit.per_minute, s.rate_limit.burst), (100, 20));
     assert!(s.providers.contains_key("sandbox"));
+    assert!(!s.amqp.publish_events && !s.database.publish_events);
+    let s = load(&[("PAYD_AMQP__PUBLISH_EVENTS", "true")]).unwrap();
+    assert!(s.database.publish_events, "the database sessions carry amqp.publish_events");
 }
 
 #[test]

@@ -118,3 +118,27 @@ pub async fn expunge(pool: &PgPool, scope: &Scope, id: &EventId) -> Result<Optio
     .fetch_optional(pool)
     .await
 }
+
+/// An event as its AMQP copy needs it (`amqp.publish_events`).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ToPublish {
+    pub id: EventId,
+    pub merchant_id: String,
+    #[sqlx(rename = "type")]
+    pub kind: EventType,
+    pub created_at: OffsetDateTime,
+    pub livemode: bool,
+    /// The stored JSON, as text.
+    pub data: String,
+}
+
+/// The events named by the outbox's event rows, by id; one purged
+/// meanwhile (retention) is missing from the answer.
+pub async fn to_publish(conn: &mut PgConnection, ids: &[&str]) -> Result<Vec<ToPublish>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, merchant_id, type, created_at, livemode, data::text AS data FROM events WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}

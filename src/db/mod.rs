@@ -54,7 +54,16 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     Ok(options_with_nodelay(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name("payd")))
+        .connect_lazy_with(with_events(options.application_name("payd"), settings)))
+}
+
+/// The session setting that makes the `events` table's trigger write each
+/// recorded event's AMQP copy to the outbox (`amqp.publish_events`).
+pub(crate) const PUBLISH_EVENTS: &str = "payd.publish_events";
+
+/// `options` with [`PUBLISH_EVENTS`] on when the settings ask for it.
+fn with_events(options: PgConnectOptions, settings: &DatabaseSettings) -> PgConnectOptions {
+    if settings.publish_events { options.options([(PUBLISH_EVENTS, "on")]) } else { options }
 }
 
 /// The pool of the queue roles: the worker's claims and outcomes, the
@@ -72,7 +81,7 @@ pub fn queue_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     Ok(options_with_nodelay(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name("payd-queue").options(QUEUE_SESSION)))
+        .connect_lazy_with(with_events(options.application_name("payd-queue").options(QUEUE_SESSION), settings)))
 }
 
 /// The queue roles' session settings (see [`queue_pool`]).
@@ -102,7 +111,7 @@ pub fn dispatcher_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
         // dispatcher retries (the claim on its next pass, the send after
         // its lease).
         .test_before_acquire(false)
-        .connect_lazy_with(options.application_name("payd-dispatcher").options(session)))
+        .connect_lazy_with(with_events(options.application_name("payd-dispatcher").options(session), settings)))
 }
 
 /// Pool options that turn Nagle's algorithm off on each new connection

@@ -4,6 +4,12 @@
 use serde_json::Value;
 use sqlx::PgConnection;
 
+/// The `queue` of the outbox rows that the `events` table's trigger writes
+/// for each event when the session has `payd.publish_events` on (see
+/// [`super::PUBLISH_EVENTS`]): `{"event_id"}`, published to the events
+/// exchange, not to a queue. No queue of payd's has this name.
+pub const EVENTS: &str = "@events";
+
 /// One message waiting to be published.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OutboxRow {

@@ -189,18 +189,10 @@ fn answer(result: &SendResult, took: Duration) -> Answer {
     }
 }
 
-/// The event as the webhook body (contract §6). `data` is the stored JSON,
-/// spliced in as it is: parsing and writing it again would cost more than
-/// the rest of the send.
+/// The event as the webhook body.
 fn event_body(d: &ClaimedDelivery) -> String {
-    format!(
-        r#"{{"id":"{}","object":"event","type":"{}","timestamp":"{}","livemode":{},"data":{}}}"#,
-        d.event_id,
-        d.event_type,
-        crate::timefmt::format(d.event_created_at),
-        d.livemode,
-        d.data
-    )
+    let (id, kind) = (d.event_id.as_str(), d.event_type.as_str());
+    crate::webhooks::event_body(id, kind, d.event_created_at, d.livemode, &d.data)
 }
 
 /// After failed attempt number `attempts` (1-based): retry after the

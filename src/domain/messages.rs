@@ -13,6 +13,9 @@ pub const ATTEMPTS_DEAD_QUEUE: &str = "payd.attempts.dead";
 
 /// The exchange queue producers publish commands to (topic), without the prefix.
 pub const COMMANDS_EXCHANGE: &str = "payd.commands";
+/// The topic exchange every event is published to with `amqp.publish_events`
+/// (routing key `<merchant_id>.<event type>`).
+pub const EVENTS_EXCHANGE: &str = "payd.events";
 /// payd's command queue, bound to the exchange with `#`, without the prefix.
 pub const COMMANDS_QUEUE: &str = "payd.commands.intake";
 /// Commands that cannot be accepted, without the prefix.

@@ -18,7 +18,7 @@ use crate::config::AmqpSettings;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 use crate::domain::messages::{
-    ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE,
+    ATTEMPTS_DEAD_QUEUE, ATTEMPTS_QUEUE, COMMANDS_DEAD_QUEUE, COMMANDS_EXCHANGE, COMMANDS_QUEUE, EVENTS_EXCHANGE,
 };
 
 /// Redeliveries after which the broker dead-letters a message that keeps
@@ -106,7 +106,7 @@ impl Amqp {
 
     /// Declares payd's topology, idempotently: durable quorum queues, each
     /// dead-lettering into its `.dead` queue, and the producers' topic
-    /// exchange bound to the command queue with `#`.
+    /// exchange bound to the command queue with `#`, and the events exchange.
     async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
         self.declare_queue(ch, ATTEMPTS_QUEUE, ATTEMPTS_DEAD_QUEUE).await?;
         self.declare_queue(ch, COMMANDS_QUEUE, COMMANDS_DEAD_QUEUE).await?;
@@ -122,6 +122,10 @@ impl Amqp {
             FieldTable::default(),
         )
         .await?;
+        // Declared whatever `amqp.publish_events` says, so consumers can bind
+        // their queues before it is turned on.
+        let events = self.name(EVENTS_EXCHANGE);
+        ch.exchange_declare(events.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default()).await?;
         Ok(())
     }
 
@@ -144,12 +148,10 @@ impl Amqp {
         for q in [ATTEMPTS_QUEUE, ATTEMPTS_DEAD_QUEUE, COMMANDS_QUEUE, COMMANDS_DEAD_QUEUE] {
             let _ = ch.queue_delete(self.name(q).as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
         }
-        let _ = ch
-            .exchange_delete(
-                self.name(COMMANDS_EXCHANGE).as_str().into(),
-                lapin::options::ExchangeDeleteOptions::default(),
-            )
-            .await;
+        for exchange in [COMMANDS_EXCHANGE, EVENTS_EXCHANGE] {
+            let options = lapin::options::ExchangeDeleteOptions::default();
+            let _ = ch.exchange_delete(self.name(exchange).as_str().into(), options).await;
+        }
         self.close().await;
     }
 

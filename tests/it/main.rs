@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and RabbitMQ. Each test has its
 //! own database and AMQP prefix, so they run in parallel.
 
+mod amqp_events;
 mod architecture;
 mod batches;
 mod chaos;
