@@ -23,65 +23,11 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::serve::ListenerExt;
 use sqlx::PgPool;
+use support::fanout::{Arrivals, dispatcher, fresh, latency, peak_rss_mib, receivers, stop};
 use support::procs::{pgbench_insert, postgres_cpu, usage};
-use support::{BenchDb, percentile};
-
-type Arrivals = Arc<Mutex<HashMap<String, Vec<time::OffsetDateTime>>>>;
-
-async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> StatusCode {
-    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    arrivals.lock().unwrap().entry(id).or_default().push(time::OffsetDateTime::now_utc());
-    StatusCode::NO_CONTENT
-}
-
-/// Local receivers, one per endpoint; answers their URLs.
-async fn receivers(n: usize, arrivals: &Arrivals) -> Vec<String> {
-    let mut urls = Vec::new();
-    for _ in 0..n {
-        let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        urls.push(format!("http://{}/hook", listener.local_addr().unwrap()));
-        // As a real receiver's server would: no Nagle delay on small answers.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    }
-    urls
-}
-
-/// A fresh database with its merchant, one endpoint per receiver, and a
-/// payment whose events carry a realistic body; answers it with the pool
-/// and the payment id.
-async fn fresh(urls: &[String]) -> (BenchDb, PgPool, String) {
-    let db = BenchDb::create().await;
-    let settings = support::settings(&[("PAYD_ENV", "bench"), ("PAYD_DATABASE__URL", db.url.as_str())]);
-    payd::app::migrate(&settings).await.unwrap();
-    let pool = PgPool::connect(&db.url).await.unwrap();
-    let merchant = payd::testing::create_merchant(&pool, "Bench").await.unwrap();
-    for url in urls {
-        payd::testing::add_endpoint(&pool, &merchant.id, url.clone(), &["*"]).await.unwrap();
-    }
-    let payment: String = sqlx::query_scalar(
-        "INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, payment_method_id, provider, method, metadata)
-         VALUES ($1, $2, false, 1000, 'USD', 'succeeded', 'pm_test_success', 'sandbox', 'card', '{\"order_id\": \"12345\"}')
-         RETURNING id",
-    )
-    .bind(format!("pay_{}", uuid::Uuid::now_v7().simple()))
-    .bind(&merchant.id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    (db, pool, payment)
-}
 
 /// Queues `events` copies of one real event (recorded by payd, fanned out
 /// to every endpoint), written in bulk as a backlog after an outage would
@@ -117,29 +63,6 @@ async fn drained(pool: &PgPool) -> bool {
         .fetch_one(pool)
         .await
         .unwrap()
-}
-
-/// `payd serve --role dispatcher` on `url`, its logs at warn, with this
-/// process's `PAYD_WEBHOOKS__*` variables (to measure other settings).
-fn dispatcher(url: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
-        .args(["serve", "--role", "dispatcher"])
-        .env_clear()
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("PAYD_WEBHOOKS__")))
-        .env("PAYD_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
-        .env("PAYD_ENV", "bench")
-        .env("PAYD_DATABASE__URL", url)
-        .env("PAYD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
-        .env("RUST_LOG", "warn,sqlx=error")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the payd binary starts")
-}
-
-fn stop(mut child: std::process::Child) {
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
 }
 
 /// What one drain measured.
@@ -201,7 +124,7 @@ async fn main() {
         Some(tps) => println!("pgbench (scripts/pgbench-insert 16 10): {tps:.0} tps"),
         None => println!("pgbench: not available"),
     }
-    let arrivals: Arrivals = Arc::default();
+    let arrivals = Arrivals::default();
     let urls = receivers(endpoints, &arrivals).await;
     for &size in &backlogs {
         let mut rates = Vec::new();
@@ -226,64 +149,18 @@ async fn main() {
     let child = dispatcher(&db.url);
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(1)).await; // listening, connected
-    // One second of the same traffic first, left out of the figures: the
-    // dispatcher's first sends open its connections to the receivers and
-    // plan its statements (about 100 ms once), which is start-up, not the
-    // steady state the percentiles describe.
-    let warm = Instant::now();
-    for i in 0..rate {
-        payd::testing::record_payment_events(&pool, &payment, 1, 1).await.unwrap();
-        tokio::time::sleep_until((warm + Duration::from_secs_f64((i + 1) as f64 / rate as f64)).into()).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while arrivals.lock().unwrap().values().map(Vec::len).sum::<usize>() < rate * endpoints && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    arrivals.lock().unwrap().clear();
-    let count = rate * 10;
-    let gap = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut created: HashMap<String, time::OffsetDateTime> = HashMap::new();
-    let t0 = Instant::now();
-    let t0_utc = time::OffsetDateTime::now_utc();
-    for i in 0..count {
-        let id = payd::testing::record_payment_events(&pool, &payment, 1, 1).await.unwrap().remove(0);
-        created.insert(id, time::OffsetDateTime::now_utc());
-        tokio::time::sleep_until((t0 + gap * (i as u32 + 1)).into()).await;
-    }
-    let want = count * endpoints;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while arrivals.lock().unwrap().values().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut lat: Vec<f64> = Vec::with_capacity(want);
-    for (id, times) in arrivals.lock().unwrap().iter() {
-        if let Some(c) = created.get(id) {
-            lat.extend(times.iter().map(|t| (*t - *c).as_seconds_f64() * 1000.0));
-        }
-    }
-    // When in the run the slow ones were committed: a tail at the start is
-    // warm-up (connections, plans), one spread over the run is not.
-    let mut slow: Vec<(f64, f64)> = Vec::new();
-    for (id, times) in arrivals.lock().unwrap().iter() {
-        if let Some(c) = created.get(id) {
-            let at = (*c - t0_utc).as_seconds_f64();
-            slow.extend(times.iter().map(|t| ((*t - *c).as_seconds_f64() * 1000.0, at)));
-        }
-    }
-    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let worst: Vec<String> = slow.iter().take(5).map(|(ms, at)| format!("{ms:.0} ms at {at:.1} s")).collect();
-    lat.sort_by(f64::total_cmp);
-    let rss = usage(pid).map_or(0, |(_, rss)| rss / 1024);
+    let l = latency(&pool, &payment, &arrivals, endpoints, rate, 10).await;
+    let worst: Vec<String> = l.slowest.iter().map(|(ms, at)| format!("{ms:.0} ms at {at:.1} s")).collect();
     println!(
         "latency at {rate} events/s ({} deliveries/s), commit -> receiver, dispatcher in its own process: \
-         p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} samples); dispatcher peak RSS {rss} MiB",
+         p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} samples); dispatcher peak RSS {} MiB",
         rate * endpoints,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.9),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN),
-        lat.len()
+        l.p50,
+        l.p90,
+        l.p99,
+        l.max,
+        l.samples,
+        peak_rss_mib(pid)
     );
     println!("slowest deliveries (latency, committed at): {}", worst.join(", "));
     stop(child);

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 #[allow(dead_code, reason = "each benchmark uses its part of the support")]
+pub mod fanout;
+#[allow(dead_code, reason = "each benchmark uses its part of the support")]
 pub mod procs;
 
 use payd::config::Settings;
