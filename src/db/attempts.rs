@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::paging::{self, Cursor, Keyset, Page};
 use crate::domain::{
     AttemptId, AttemptStatus, Currency, FailureCode, MerchantId, PaymentId, TransactionId, TransactionKind, Viewer,
 };
@@ -305,11 +306,21 @@ pub struct AttemptFilter {
     pub payment_id: Option<PaymentId>,
     pub merchant_id: Option<MerchantId>,
     pub limit: i64,
-    pub offset: i64,
+    pub cursor: Cursor<AttemptId>,
 }
 
-/// Attempts visible to `viewer`, newest first, with the total.
-pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Result<(Vec<Attempt>, i64), sqlx::Error> {
+/// The attempts lists' order; a cursor is an attempt `viewer` may read.
+const ATTEMPTS: Keyset = Keyset {
+    table: "attempts",
+    alias: "a",
+    key: &["created_at", "id"],
+    owner: "JOIN payments p ON p.id = k.payment_id
+        WHERE ($2::text IS NULL OR p.merchant_id = $2) AND ($3::boolean IS NULL OR p.livemode = $3)",
+};
+
+/// Attempts visible to `viewer`, newest first, whether more follow and the
+/// total; `None` when the cursor is not one of them.
+pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Result<Page<Attempt>, sqlx::Error> {
     const FILTER: &str = "($1::text IS NULL OR p.merchant_id = $1) AND ($2::boolean IS NULL OR p.livemode = $2)
         AND ($3::text IS NULL OR a.status = $3) AND ($4::text IS NULL OR a.payment_id = $4)
         AND ($5::text IS NULL OR p.merchant_id = $5)";
@@ -320,20 +331,26 @@ pub async fn list(pool: &sqlx::PgPool, viewer: &Viewer, f: &AttemptFilter) -> Re
         };
     }
     let mut tx = super::snapshot(pool).await?;
-    let rows = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}
-         ORDER BY a.created_at DESC, a.id DESC LIMIT $6 OFFSET $7"
-    ))))
-    .bind(f.limit)
-    .bind(f.offset)
+    if !ATTEMPTS.admits(&mut tx, &f.cursor, merchant.map(MerchantId::as_str), livemode).await? {
+        return Ok(None);
+    }
+    let rows = paging::bind(
+        bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER} {}",
+            ATTEMPTS.tail(&f.cursor, 6)
+        )))),
+        &f.cursor,
+        f.limit,
+    )
     .fetch_all(&mut *tx)
     .await?;
+    let (rows, more) = paging::finish(rows, &f.cursor, f.limit);
     let total = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE {FILTER}"
     ))))
     .fetch_one(&mut *tx)
     .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }
 
 /// One attempt visible to `viewer`, with its payment's id.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use super::paging::{self, Cursor, Keyset, Page};
 use crate::domain::{DeliveryId, EndpointId, PaymentId, Scope};
 use crate::timefmt;
 
@@ -28,15 +29,25 @@ pub struct DeliveryAttempt {
     pub created_at: OffsetDateTime,
 }
 
-/// A delivery's attempts of this tenant, newest first, and their number;
-/// `None` when the tenant has no such delivery.
+/// The order of a delivery's attempts (`webhook_delivery_attempts_delivery`);
+/// a cursor is one of the delivery's (`wha_` and the row's id).
+const ATTEMPTS: Keyset = Keyset {
+    table: "webhook_delivery_attempts",
+    alias: "webhook_delivery_attempts",
+    key: &["id"],
+    owner: "WHERE k.delivery_id = $2 AND $3::boolean IS NULL",
+};
+
+/// A delivery's attempts of this tenant, newest first, whether more follow
+/// and their number; `None` when the tenant has no such delivery,
+/// `Some(None)` when the cursor is not one of its attempts.
 pub async fn attempts(
     pool: &PgPool,
     scope: &Scope,
     delivery: &DeliveryId,
     limit: i64,
-    offset: i64,
-) -> Result<Option<(Vec<DeliveryAttempt>, i64)>, sqlx::Error> {
+    cursor: &Cursor<i64>,
+) -> Result<Option<Page<DeliveryAttempt>>, sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
     let total: Option<i64> = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
@@ -49,18 +60,25 @@ pub async fn attempts(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(total) = total else { return Ok(None) };
-    let rows = sqlx::query_as(
-        "SELECT 'webhook_attempt' AS object, 'wha_' || id AS id, delivery_id,
+    if !ATTEMPTS.admits(&mut tx, cursor, Some(delivery.as_str()), None).await? {
+        return Ok(Some(None));
+    }
+    let rows = paging::bind(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT 'webhook_attempt' AS object, 'wha_' || id AS id, delivery_id,
              CASE WHEN status_code BETWEEN 200 AND 299 THEN 'succeeded' ELSE 'failed' END AS status,
              status_code, error, duration_ms, response_body, attempted_at AS created_at
-         FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+             FROM webhook_delivery_attempts WHERE delivery_id = $1 {}",
+            ATTEMPTS.tail(cursor, 2)
+        )))
+        .bind(delivery),
+        cursor,
+        limit,
     )
-    .bind(delivery)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(Some((rows, total)))
+    let (rows, more) = paging::finish(rows, cursor, limit);
+    Ok(Some(Some((rows, more, total))))
 }
 
 /// An endpoint's deliveries created in the window, by status; the

@@ -20,6 +20,7 @@ mod nodelay;
 pub(crate) mod notifications;
 pub(crate) mod notify;
 pub(crate) mod outbox;
+pub(crate) mod paging;
 pub(crate) mod payment_changes;
 pub(crate) mod payment_methods;
 pub(crate) mod payments;

@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::paging::{self, BY_TENANT, Cursor, Keyset, Page};
 use crate::domain::{MethodKind, PaymentMethodId, ProviderAccountId, Scope};
 use crate::timefmt;
 
@@ -88,34 +89,47 @@ pub async fn find(
     .await
 }
 
-/// A page of the tenant's payment methods, newest first, and the total.
+/// The payment methods list's order (`payment_methods_list`); a deleted
+/// method stays a cursor, so paging goes on past one deleted meanwhile.
+const METHODS: Keyset =
+    Keyset { table: "payment_methods", alias: "payment_methods", key: &["created_at", "id"], owner: BY_TENANT };
+
+/// A page of the tenant's payment methods, newest first, whether more
+/// follow and the total; `None` when the cursor is not one of the tenant's.
 pub async fn list(
     pool: &PgPool,
     scope: &Scope,
     customer_id: Option<&str>,
     limit: i64,
-    offset: i64,
-) -> Result<(Vec<PaymentMethod>, i64), sqlx::Error> {
+    cursor: &Cursor<PaymentMethodId>,
+) -> Result<Page<PaymentMethod>, sqlx::Error> {
     const FILTER: &str =
         "merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL AND ($3::text IS NULL OR customer_id = $3)";
     let mut tx = super::snapshot(pool).await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM payment_methods WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-    )))
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(customer_id)
-    .bind(limit)
-    .bind(offset)
+    if !METHODS.admits(&mut tx, cursor, Some(scope.merchant_id.as_str()), Some(scope.livemode)).await? {
+        return Ok(None);
+    }
+    let rows = paging::bind(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payment_methods WHERE {FILTER} {}",
+            METHODS.tail(cursor, 4)
+        )))
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode)
+        .bind(customer_id),
+        cursor,
+        limit,
+    )
     .fetch_all(&mut *tx)
     .await?;
+    let (rows, more) = paging::finish(rows, cursor, limit);
     let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM payment_methods WHERE {FILTER}")))
         .bind(&scope.merchant_id)
         .bind(scope.livemode)
         .bind(customer_id)
         .fetch_one(&mut *tx)
         .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }
 
 /// Deletes (hides) a payment method; false when there was none to delete.

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::paging::{self, BY_TENANT, Cursor, Keyset, Page};
 use super::refunds::{self, Refund};
 use crate::domain::{
     Amount, Balances, Currency, FailureCode, MerchantId, MethodKind, PaymentId, PaymentStatus, Scope, Viewer,
@@ -228,8 +229,12 @@ pub struct ListFilter {
     /// reference, customer_id or description (case-insensitive).
     pub search: Option<String>,
     pub limit: i64,
-    pub offset: i64,
+    pub cursor: Cursor<PaymentId>,
 }
+
+/// The payments list's order (`payments_list`); an operator's cursor may
+/// be any payment.
+const PAYMENTS: Keyset = Keyset { table: "payments", alias: "payments", key: &["created_at", "id"], owner: BY_TENANT };
 
 /// `%text%` for ILIKE, with the pattern characters in `text` escaped.
 fn contains_pattern(text: &str) -> String {
@@ -245,8 +250,9 @@ fn contains_pattern(text: &str) -> String {
     p
 }
 
-/// A page of payment rows `viewer` may read, newest first, and the total matching.
-pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec<PaymentRow>, i64), sqlx::Error> {
+/// A page of payment rows `viewer` may read, newest first, whether more
+/// follow and the total matching; `None` when the cursor is not one of them.
+pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<Page<PaymentRow>, sqlx::Error> {
     // One statement with optional filters keeps the SQL static; the planner
     // folds the `$n IS NULL` branches for each execution.
     const FILTER: &str = "($1::text IS NULL OR merchant_id = $1) AND ($2::boolean IS NULL OR livemode = $2)
@@ -277,16 +283,18 @@ pub async fn list(pool: &PgPool, viewer: &Viewer, f: &ListFilter) -> Result<(Vec
         };
     }
     let mut tx = super::snapshot(pool).await?;
-    let rows: Vec<PaymentRow> = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM payments WHERE {FILTER} ORDER BY created_at DESC, id DESC LIMIT $12 OFFSET $13"
-    ))))
-    .bind(f.limit)
-    .bind(f.offset)
-    .fetch_all(&mut *tx)
-    .await?;
+    if !PAYMENTS.admits(&mut tx, &f.cursor, merchant.map(MerchantId::as_str), livemode).await? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT * FROM payments WHERE {FILTER} {}", PAYMENTS.tail(&f.cursor, 12));
+    let rows: Vec<PaymentRow> =
+        paging::bind(bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(sql))), &f.cursor, f.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+    let (rows, more) = paging::finish(rows, &f.cursor, f.limit);
     let total: i64 =
         bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM payments WHERE {FILTER}"))))
             .fetch_one(&mut *tx)
             .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::paging::{self, BY_PAYMENT, Cursor, Keyset, Page};
 use crate::domain::messages::ATTEMPTS_QUEUE;
 use crate::domain::{
     Amount, AttemptId, Currency, FailureCode, PaymentId, TransactionId, TransactionKind, TransactionStatus, WorkMessage,
@@ -137,27 +138,31 @@ pub async fn find(
         .await
 }
 
-/// A payment's transactions, newest first, and their number.
+/// The transactions list's order; a cursor is one of the payment's.
+const TRANSACTIONS: Keyset =
+    Keyset { table: "transactions", alias: "transactions", key: &["created_at", "id"], owner: BY_PAYMENT };
+
+/// A payment's transactions, newest first, whether more follow and their
+/// number; `None` when the cursor is not one of them.
 pub async fn list(
     pool: &PgPool,
     payment: &PaymentId,
     limit: i64,
-    offset: i64,
-) -> Result<(Vec<Transaction>, i64), sqlx::Error> {
+    cursor: &Cursor<TransactionId>,
+) -> Result<Page<Transaction>, sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM transactions WHERE payment_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-    )))
-    .bind(payment)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&mut *tx)
-    .await?;
+    if !TRANSACTIONS.admits(&mut tx, cursor, Some(payment.as_str()), None).await? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {COLUMNS} FROM transactions WHERE payment_id = $1 {}", TRANSACTIONS.tail(cursor, 2));
+    let rows =
+        paging::bind(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(payment), cursor, limit).fetch_all(&mut *tx).await?;
+    let (rows, more) = paging::finish(rows, cursor, limit);
     let total = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE payment_id = $1")
         .bind(payment)
         .fetch_one(&mut *tx)
         .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }
 
 /// `pending` or `unknown` → `status`: settles a transaction with the

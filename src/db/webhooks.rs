@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::paging::{self, BY_TENANT, Cursor, Keyset, Page};
 use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, Scope};
 use crate::timefmt;
 
@@ -99,25 +100,41 @@ pub async fn find(pool: &PgPool, scope: &Scope, id: &EndpointId) -> Result<Optio
     .await
 }
 
-/// Endpoints of a tenant, newest first, with the total.
-pub async fn list(pool: &PgPool, scope: &Scope, limit: i64, offset: i64) -> Result<(Vec<Endpoint>, i64), sqlx::Error> {
+/// The endpoints list's order.
+const ENDPOINTS: Keyset =
+    Keyset { table: "webhook_endpoints", alias: "webhook_endpoints", key: &["created_at", "id"], owner: BY_TENANT };
+
+/// Endpoints of a tenant, newest first, whether more follow and the total;
+/// `None` when the cursor is not one of them.
+pub async fn list(
+    pool: &PgPool,
+    scope: &Scope,
+    limit: i64,
+    cursor: &Cursor<EndpointId>,
+) -> Result<Page<Endpoint>, sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-    )))
-    .bind(&scope.merchant_id)
-    .bind(scope.livemode)
-    .bind(limit)
-    .bind(offset)
+    if !ENDPOINTS.admits(&mut tx, cursor, Some(scope.merchant_id.as_str()), Some(scope.livemode)).await? {
+        return Ok(None);
+    }
+    let rows = paging::bind(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2 {}",
+            ENDPOINTS.tail(cursor, 3)
+        )))
+        .bind(&scope.merchant_id)
+        .bind(scope.livemode),
+        cursor,
+        limit,
+    )
     .fetch_all(&mut *tx)
     .await?;
+    let (rows, more) = paging::finish(rows, cursor, limit);
     let total = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2")
         .bind(&scope.merchant_id)
         .bind(scope.livemode)
         .fetch_one(&mut *tx)
         .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }
 
 /// Changes to an endpoint, already checked; `None` leaves a field alone.
@@ -285,25 +302,41 @@ pub(crate) const DELIVERY_SELECT: &str = "SELECT 'webhook_delivery' AS object, d
         CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at, d.created_at, d.delivered_at
     FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id";
 
-/// Deliveries of one endpoint, newest first, with the total.
+/// The deliveries list's order (`webhook_deliveries_endpoint`); a cursor
+/// is a delivery of the endpoint (`$2`).
+const DELIVERIES: Keyset = Keyset {
+    table: "webhook_deliveries",
+    alias: "d",
+    key: &["created_at", "id"],
+    owner: "WHERE k.endpoint_id = $2 AND $3::boolean IS NULL",
+};
+
+/// Deliveries of one endpoint, newest first, whether more follow and the
+/// total; `None` when the cursor is not one of the endpoint's.
 pub async fn deliveries(
     pool: &PgPool,
     endpoint: &EndpointId,
     status: Option<DeliveryStatus>,
     limit: i64,
-    offset: i64,
-) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
+    cursor: &Cursor<DeliveryId>,
+) -> Result<Page<Delivery>, sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{DELIVERY_SELECT} WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4"
-    )))
-    .bind(endpoint)
-    .bind(status)
-    .bind(limit)
-    .bind(offset)
+    if !DELIVERIES.admits(&mut tx, cursor, Some(endpoint.as_str()), None).await? {
+        return Ok(None);
+    }
+    let rows = paging::bind(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{DELIVERY_SELECT} WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2) {}",
+            DELIVERIES.tail(cursor, 3)
+        )))
+        .bind(endpoint)
+        .bind(status),
+        cursor,
+        limit,
+    )
     .fetch_all(&mut *tx)
     .await?;
+    let (rows, more) = paging::finish(rows, cursor, limit);
     let total = sqlx::query_scalar(
         "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)",
     )
@@ -311,5 +344,5 @@ pub async fn deliveries(
     .bind(status)
     .fetch_one(&mut *tx)
     .await?;
-    Ok((rows, total))
+    Ok(Some((rows, more, total)))
 }

@@ -244,11 +244,30 @@ pub struct AttemptCancelBody {
     pub reason: Option<String>,
 }
 
-/// `limit` and `offset` of every list.
+/// `limit`, and `offset` or a cursor, of every list but the audit log.
 #[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Default 0. Not with a cursor.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// The id of one of this list's objects (of this merchant and mode): the
+    /// page after it (older). Stable while new objects arrive.
+    pub starting_after: Option<String>,
+    /// The id of one of this list's objects: the page just before it (newer),
+    /// still newest first.
+    pub ending_before: Option<String>,
+}
+
+/// `limit` and `offset` of a list whose entries have no id to page by.
+#[allow(dead_code, reason = "read by utoipa\'s derive, which describes the parameters; handlers read a query map")]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OffsetPage {
     /// 1 to 100, default 10.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
@@ -314,10 +333,6 @@ pub struct EventFilters {
     pub created_lt: Option<String>,
     /// `false`: events with a failed or pending delivery; `true`: all delivered.
     pub delivery_success: Option<bool>,
-    /// An event id: the page of events older than it.
-    pub starting_after: Option<String>,
-    /// An event id: the page of events newer than it.
-    pub ending_before: Option<String>,
 }
 
 /// Filters of deliveries and payment methods.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::anyhow;
 use serde_json::Value;
 
-use super::params::{Fields, Query};
+use super::params::{Fields, Query, unknown_cursor};
 use super::payments::{REASON_MAX, merchant_filter, parse_id};
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::attempts::{self, AttemptFilter};
@@ -23,7 +23,7 @@ fn parse_attempt_id(raw: &str) -> Result<AttemptId, ApiError> {
 
 /// `GET /v1/attempts` (and `payd attempts list`).
 pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["status", "payment_id", "merchant_id", "limit", "offset"])?;
+    let mut q = Query::list(query, &["status", "payment_id", "merchant_id"])?;
     let status = q.parsed("status", AttemptStatus::parse, AttemptStatus::names)?;
     let payment_id = q
         .string("payment_id")
@@ -33,9 +33,8 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
         })
         .transpose()?;
     let merchant_id = merchant_filter(viewer, q.string("merchant_id"))?;
-    let filter = AttemptFilter { status, payment_id, merchant_id, limit: q.limit()?, offset: q.offset()? };
-    let (rows, total) = attempts::list(&ctx.db, viewer, &filter).await?;
-    list_body(&rows, filter.offset, total)
+    let (limit, cursor) = (q.limit()?, q.cursor(AttemptId::parse, ATTEMPT_ID)?);
+    page(ctx, viewer, &AttemptFilter { status, payment_id, merchant_id, limit, cursor }).await
 }
 
 /// `GET /v1/payments/{id}/attempts`
@@ -46,14 +45,21 @@ pub async fn of_payment(
     query: HashMap<String, String>,
 ) -> Result<Value, ApiError> {
     let id = parse_id(id)?;
-    let mut q = Query::new(query, &["limit", "offset"])?;
+    let mut q = Query::list(query, &[])?;
     let mut conn = ctx.db.acquire().await?;
     store::find_visible(&mut conn, viewer, &id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
     drop(conn);
-    let filter =
-        AttemptFilter { payment_id: Some(id), limit: q.limit()?, offset: q.offset()?, ..AttemptFilter::default() };
-    let (rows, total) = attempts::list(&ctx.db, viewer, &filter).await?;
-    list_body(&rows, filter.offset, total)
+    let (limit, cursor) = (q.limit()?, q.cursor(AttemptId::parse, ATTEMPT_ID)?);
+    page(ctx, viewer, &AttemptFilter { payment_id: Some(id), limit, cursor, ..AttemptFilter::default() }).await
+}
+
+/// What an attempt id looks like, for errors.
+const ATTEMPT_ID: &str = "an attempt id (att_…)";
+
+async fn page(ctx: &Ctx, viewer: &Viewer, filter: &AttemptFilter) -> Result<Value, ApiError> {
+    let (rows, more, total) =
+        attempts::list(&ctx.db, viewer, filter).await?.ok_or_else(|| unknown_cursor(&filter.cursor, "attempt"))?;
+    list_body(&rows, more, total)
 }
 
 /// `POST /v1/attempts/{id}/cancel` (and `payd attempts cancel`).

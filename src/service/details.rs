@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::params::{Fields, METADATA_MAX_KEYS, Query};
+use super::params::{Fields, METADATA_MAX_KEYS, Query, unknown_cursor};
 use super::payments::{DESCRIPTION_MAX, parse_id};
 use super::{ApiError, Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
 use crate::db::payments as store;
 use crate::db::{audit, payment_changes as changes, transactions as txns};
-use crate::domain::{PaymentId, Scope, Viewer};
+use crate::domain::{PaymentId, Scope, TransactionId, Viewer};
 
 /// Longest tag, in characters.
 pub const TAG_MAX: usize = 64;
@@ -115,11 +115,12 @@ pub async fn transactions(
     id: &str,
     query: HashMap<String, String>,
 ) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["limit", "offset"])?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
+    let mut q = Query::list(query, &[])?;
+    let (limit, cursor) = (q.limit()?, q.cursor(TransactionId::parse, "a transaction id (txn_…)")?);
     let id = visible(ctx, viewer, id).await?;
-    let (rows, total) = txns::list(&ctx.db, &id, limit, offset).await?;
-    list_body(&rows, offset, total)
+    let (rows, more, total) =
+        txns::list(&ctx.db, &id, limit, &cursor).await?.ok_or_else(|| unknown_cursor(&cursor, "transaction"))?;
+    list_body(&rows, more, total)
 }
 
 /// `GET /v1/payments/{id}/audit_log`, oldest first.
@@ -133,5 +134,6 @@ pub async fn audit_log(
     let (limit, offset) = (q.limit()?, q.offset()?);
     let id = visible(ctx, viewer, id).await?;
     let (rows, total) = audit::list(&ctx.db, &id, limit, offset).await?;
-    list_body(&rows, offset, total)
+    // Entries have no id to page by: only `offset` here.
+    list_body(&rows, offset + (rows.len() as i64) < total, total)
 }

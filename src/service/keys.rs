@@ -35,7 +35,7 @@ pub async fn create(ctx: &Ctx, scope: &Scope, body: Value) -> Result<Value, ApiE
 pub async fn list(ctx: &Ctx, scope: &Scope) -> Result<Value, ApiError> {
     let rows = keys::list_keys(&ctx.db, &scope.merchant_id, scope.livemode).await?;
     let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    list_body(&rows, 0, total)
+    list_body(&rows, false, total)
 }
 
 /// `DELETE /v1/api_keys/{id}`: revokes a key of the merchant and mode; it

@@ -145,12 +145,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(ApiError::internal)
 }
 
-/// `{"object":"list", …}`
-pub fn list_body<T: serde::Serialize>(data: &[T], offset: i64, total: i64) -> Result<Value, ApiError> {
+/// `{"object":"list", …}`; `has_more`: more follow in the page's direction.
+pub fn list_body<T: serde::Serialize>(data: &[T], has_more: bool, total: i64) -> Result<Value, ApiError> {
     Ok(serde_json::json!({
         "object": "list",
         "data": to_json(&data)?,
-        "has_more": offset + (data.len() as i64) < total,
+        "has_more": has_more,
         "total_count": total,
     }))
 }

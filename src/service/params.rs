@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::error::{ApiError, ErrorCode};
+use crate::db::paging::Cursor;
 use crate::domain::{Amount, money::AmountError};
 use crate::timefmt;
 
@@ -196,6 +197,19 @@ fn holds_nul(v: &Value) -> bool {
     }
 }
 
+/// The paging parameters of every list.
+const PAGING: [&str; 4] = ["limit", "offset", "starting_after", "ending_before"];
+
+/// The answer to a page whose cursor is not one of the list's (`what`, e.g.
+/// "payment"), named by the cursor's parameter.
+pub fn unknown_cursor<Id>(cursor: &Cursor<Id>, what: &str) -> ApiError {
+    let name = match cursor {
+        Cursor::EndingBefore(_) => "ending_before",
+        _ => "starting_after",
+    };
+    ApiError::invalid(name, format!("{name} is not a {what} of this list (merchant and mode)"))
+}
+
 /// Query-string parameters, checked against the route's allowed names.
 pub struct Query {
     map: HashMap<String, String>,
@@ -211,6 +225,11 @@ impl Query {
             return Err(ApiError::invalid(name.as_str(), format!("{name} must not contain NUL characters")));
         }
         Ok(Self { map })
+    }
+
+    /// A list's parameters: the paging ones and `filters`.
+    pub fn list(map: HashMap<String, String>, filters: &[&str]) -> Result<Self, ApiError> {
+        Self::new(map, &PAGING.iter().chain(filters).copied().collect::<Vec<_>>())
     }
 
     /// True when the parameter was given (even empty).
@@ -258,6 +277,22 @@ impl Query {
                 Ok(n) if n >= 0 => Ok(n),
                 _ => Err(ApiError::invalid("offset", "offset must be a non-negative integer")),
             },
+        }
+    }
+
+    /// Where a page starts: `offset`, or one cursor, `starting_after` or
+    /// `ending_before`, an id `parse` accepts (`kind` names it for errors,
+    /// e.g. "a payment id (pay_…)"). The routes of lists allow all three.
+    pub fn cursor<Id>(&mut self, parse: impl Fn(&str) -> Option<Id>, kind: &str) -> Result<Cursor<Id>, ApiError> {
+        let offset_given = self.has("offset");
+        let offset = self.offset()?;
+        let id =
+            |name: &str, v: String| parse(&v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be {kind}")));
+        match (self.string("starting_after"), self.string("ending_before")) {
+            (Some(a), None) if !offset_given => Ok(Cursor::StartingAfter(id("starting_after", a)?)),
+            (None, Some(b)) if !offset_given => Ok(Cursor::EndingBefore(id("ending_before", b)?)),
+            (None, None) => Ok(Cursor::Offset(offset)),
+            _ => Err(ApiError::invalid("starting_after", "use one of starting_after, ending_before and offset")),
         }
     }
 

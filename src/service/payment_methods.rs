@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::params::{Fields, Query};
+use super::params::{Fields, Query, unknown_cursor};
 use super::payments::REFERENCE_MAX;
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::payment_methods::{self as store, NewPaymentMethod, PaymentMethod};
@@ -120,13 +120,15 @@ pub async fn retrieve(ctx: &Ctx, scope: &Scope, id: &str) -> Result<PaymentMetho
     store::find(&mut conn, scope, &id).await?.ok_or_else(|| ApiError::not_found("payment method"))
 }
 
-/// `GET /v1/payment_methods` (`customer_id`, `limit`, `offset`), newest first.
+/// `GET /v1/payment_methods` (`customer_id` and the paging parameters), newest first.
 pub async fn list(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["customer_id", "limit", "offset"])?;
+    let mut q = Query::list(query, &["customer_id"])?;
     let customer = q.string("customer_id");
-    let (limit, offset) = (q.limit()?, q.offset()?);
-    let (rows, total) = store::list(&ctx.db, scope, customer.as_deref(), limit, offset).await?;
-    list_body(&rows, offset, total)
+    let (limit, cursor) = (q.limit()?, q.cursor(PaymentMethodId::parse, "a payment method id (pm_…)")?);
+    let (rows, more, total) = store::list(&ctx.db, scope, customer.as_deref(), limit, &cursor)
+        .await?
+        .ok_or_else(|| unknown_cursor(&cursor, "payment method"))?;
+    list_body(&rows, more, total)
 }
 
 /// `DELETE /v1/payment_methods/{id}`: new payments can no longer use it.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::idempotency::in_flight;
-use super::params::{Fields, Query};
+use super::params::{Fields, Query, unknown_cursor};
 use super::{ApiError, Ctx, ErrorCode, IdempotencyKey, Outcome, list_body, to_json};
 use crate::db::creates::Draft;
 use crate::db::payments::{self as store, ListFilter, NewPayment, Payment, PaymentRow};
@@ -240,6 +240,9 @@ fn pending_exists(pending: &PaymentId) -> ApiError {
     .with_param("reference")
 }
 
+/// What a payment id looks like, for errors.
+pub const PAYMENT_ID: &str = "a payment id (pay_…)";
+
 /// A payment id from a path; unknown shapes are simply not found.
 pub fn parse_id(raw: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse(raw).ok_or_else(|| ApiError::not_found("payment"))
@@ -255,19 +258,9 @@ pub async fn retrieve(ctx: &Ctx, viewer: &Viewer, id: &str) -> Result<Payment, A
 
 /// `GET /v1/payments`
 pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(
+    let mut q = Query::list(
         query,
-        &[
-            "limit",
-            "offset",
-            "status",
-            "created_after",
-            "created_before",
-            "external_key",
-            "reference",
-            "customer_id",
-            "merchant_id",
-        ],
+        &["status", "created_after", "created_before", "external_key", "reference", "customer_id", "merchant_id"],
     )?;
     let status = q.parsed("status", PaymentStatus::parse, PaymentStatus::names)?;
     let filter = ListFilter {
@@ -280,7 +273,7 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
         merchant_id: merchant_filter(viewer, q.string("merchant_id"))?,
         search: None,
         limit: q.limit()?,
-        offset: q.offset()?,
+        cursor: q.cursor(PaymentId::parse, PAYMENT_ID)?,
     };
     page(ctx, viewer, &filter).await
 }
@@ -288,7 +281,7 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
 /// `GET /v1/payments/search?query=…`: the payment with that id, or those
 /// whose external_key, reference, customer_id or description contain it.
 pub async fn search(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["query", "limit", "offset", "merchant_id"])?;
+    let mut q = Query::list(query, &["query", "merchant_id"])?;
     let text = q.string("query").filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::missing("query"))?;
     if text.chars().count() > REFERENCE_MAX {
         return Err(ApiError::invalid("query", format!("query must be at most {REFERENCE_MAX} characters")));
@@ -297,7 +290,7 @@ pub async fn search(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) 
         merchant_id: merchant_filter(viewer, q.string("merchant_id"))?,
         search: Some(text),
         limit: q.limit()?,
-        offset: q.offset()?,
+        cursor: q.cursor(PaymentId::parse, PAYMENT_ID)?,
         ..ListFilter::default()
     };
     page(ctx, viewer, &filter).await
@@ -317,11 +310,12 @@ pub fn merchant_filter(viewer: &Viewer, raw: Option<String>) -> Result<Option<Me
 }
 
 async fn page(ctx: &Ctx, viewer: &Viewer, filter: &ListFilter) -> Result<Value, ApiError> {
-    let (rows, total) = store::list(&ctx.db, viewer, filter).await?;
+    let (rows, more, total) =
+        store::list(&ctx.db, viewer, filter).await?.ok_or_else(|| unknown_cursor(&filter.cursor, "payment"))?;
     let mut conn = ctx.db.acquire().await?;
     let mut data = Vec::with_capacity(rows.len());
     for row in rows {
         data.push(store::view(&mut conn, row).await?);
     }
-    list_body(&data, filter.offset, total)
+    list_body(&data, more, total)
 }

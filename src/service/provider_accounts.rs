@@ -53,7 +53,7 @@ pub async fn create(ctx: &Ctx, scope: &Scope, body: Value) -> Result<ProviderAcc
 pub async fn list(ctx: &Ctx, scope: &Scope) -> Result<Value, ApiError> {
     let rows = store::list(&ctx.db, scope).await?;
     let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    list_body(&rows, 0, total)
+    list_body(&rows, false, total)
 }
 
 /// `GET /v1/provider_accounts/{id}`

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::params::{Fields, Query};
+use super::params::{Fields, Query, unknown_cursor};
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
 use crate::db::{delivery_log, payments as store, recoveries, webhooks};
 use crate::domain::{DeliveryId, EndpointId, EventId, EventType, PaymentId, Scope};
@@ -19,10 +19,18 @@ const STATS_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub async fn attempts(ctx: &Ctx, scope: &Scope, id: &str, query: HashMap<String, String>) -> Result<Value, ApiError> {
     let missing = || ApiError::not_found("webhook delivery");
     let id = DeliveryId::parse(id).ok_or_else(missing)?;
-    let mut q = Query::new(query, &["limit", "offset"])?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
-    let (rows, total) = delivery_log::attempts(&ctx.db, scope, &id, limit, offset).await?.ok_or_else(missing)?;
-    list_body(&rows, offset, total)
+    let mut q = Query::list(query, &[])?;
+    // Attempt ids are `wha_` and a row number; there is no typed id for them.
+    let attempt = |raw: &str| {
+        let n = raw.strip_prefix("wha_").filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?;
+        n.parse::<i64>().ok()
+    };
+    let (limit, cursor) = (q.limit()?, q.cursor(attempt, "a webhook attempt id (wha_…)")?);
+    let (rows, more, total) = delivery_log::attempts(&ctx.db, scope, &id, limit, &cursor)
+        .await?
+        .ok_or_else(missing)?
+        .ok_or_else(|| unknown_cursor(&cursor, "webhook attempt"))?;
+    list_body(&rows, more, total)
 }
 
 fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::params::{Fields, Query};
+use super::params::{Fields, Query, unknown_cursor};
 use super::{ApiError, Ctx, ErrorCode, list_body, to_json};
-use crate::db::event_feed::{self, Cursor, EventFilter};
+use crate::db::event_feed::{self, EventFilter};
 use crate::db::{events, webhooks};
 use crate::domain::{DeliveryId, DeliveryStatus, EndpointId, EndpointStatus, EventId, EventType, PaymentId, Scope};
 use crate::{target, webhooks as signing};
@@ -89,10 +89,12 @@ pub async fn retrieve_endpoint(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Val
 
 /// `GET /v1/webhook_endpoints`
 pub async fn list_endpoints(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["limit", "offset"])?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
-    let (rows, total) = webhooks::list(&ctx.db, scope, limit, offset).await?;
-    list_body(&rows, offset, total)
+    let mut q = Query::list(query, &[])?;
+    let (limit, cursor) = (q.limit()?, q.cursor(EndpointId::parse, "a webhook endpoint id (we_…)")?);
+    let (rows, more, total) = webhooks::list(&ctx.db, scope, limit, &cursor)
+        .await?
+        .ok_or_else(|| unknown_cursor(&cursor, "webhook endpoint"))?;
+    list_body(&rows, more, total)
 }
 
 /// `POST /v1/webhook_endpoints/{id}`: url, enabled_events, status, description.
@@ -195,12 +197,14 @@ pub async fn list_deliveries(
     query: HashMap<String, String>,
 ) -> Result<Value, ApiError> {
     let id = parse_endpoint_id(id)?;
-    let mut q = Query::new(query, &["limit", "offset", "status"])?;
+    let mut q = Query::list(query, &["status"])?;
     let status = q.parsed("status", DeliveryStatus::parse, DeliveryStatus::names)?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
+    let (limit, cursor) = (q.limit()?, q.cursor(DeliveryId::parse, "a webhook delivery id (whd_…)")?);
     webhooks::find(&ctx.db, scope, &id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    let (rows, total) = webhooks::deliveries(&ctx.db, &id, status, limit, offset).await?;
-    list_body(&rows, offset, total)
+    let (rows, more, total) = webhooks::deliveries(&ctx.db, &id, status, limit, &cursor)
+        .await?
+        .ok_or_else(|| unknown_cursor(&cursor, "webhook delivery"))?;
+    list_body(&rows, more, total)
 }
 
 /// `GET /v1/events/{id}`
@@ -222,20 +226,8 @@ pub async fn expunge_event(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, 
 /// `delivery_success`, and `offset` or a cursor (`starting_after` /
 /// `ending_before`, an event id), which stays stable while events arrive.
 pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String>) -> Result<Value, ApiError> {
-    let allowed = [
-        "limit",
-        "offset",
-        "type",
-        "types[]",
-        "types",
-        "payment_id",
-        "created[gte]",
-        "created[lt]",
-        "delivery_success",
-        "starting_after",
-        "ending_before",
-    ];
-    let mut q = Query::new(query, &allowed)?;
+    let filters = ["type", "types[]", "types", "payment_id", "created[gte]", "created[lt]", "delivery_success"];
+    let mut q = Query::list(query, &filters)?;
     let mut types = Vec::new();
     for name in ["type", "types[]", "types"] {
         for t in q.string(name).iter().flat_map(|v| v.split(',')) {
@@ -259,19 +251,7 @@ pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String
     };
     let (created_gte, created_lt) = (q.timestamp("created[gte]")?, q.timestamp("created[lt]")?);
     let limit = q.limit()?;
-    let event = |name: &str, v: String| {
-        EventId::parse(&v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be an event id (evt_…)")))
-    };
-    let offset_given = q.has("offset");
-    let offset = q.offset()?;
-    let cursor = match (q.string("starting_after"), q.string("ending_before")) {
-        (Some(a), None) if !offset_given => Cursor::StartingAfter(event("starting_after", a)?),
-        (None, Some(b)) if !offset_given => Cursor::EndingBefore(event("ending_before", b)?),
-        (None, None) => Cursor::Offset(offset),
-        _ => {
-            return Err(ApiError::invalid("starting_after", "use one of starting_after, ending_before and offset"));
-        }
-    };
+    let cursor = q.cursor(EventId::parse, "an event id (evt_…)")?;
     let filter = EventFilter {
         types: (!types.is_empty()).then_some(types),
         payment,
@@ -281,13 +261,7 @@ pub async fn list_events(ctx: &Ctx, scope: &Scope, query: HashMap<String, String
         limit,
         cursor,
     };
-    let (rows, has_more, total) = event_feed::page(&ctx.db, scope, &filter)
-        .await?
-        .ok_or_else(|| ApiError::invalid("starting_after", "the cursor is not an event of this merchant and mode"))?;
-    Ok(json!({
-        "object": "list",
-        "data": to_json(&rows)?,
-        "has_more": has_more,
-        "total_count": total,
-    }))
+    let (rows, has_more, total) =
+        event_feed::page(&ctx.db, scope, &filter).await?.ok_or_else(|| unknown_cursor(&filter.cursor, "event"))?;
+    list_body(&rows, has_more, total)
 }

@@ -22,6 +22,7 @@ mod localstripe;
 mod methods;
 mod notifications;
 mod observe;
+mod paging;
 mod plans;
 mod producers;
 mod queue;
