@@ -1,5 +1,6 @@
 //! Operators' statements on single attempts (run a scheduled retry now, or
-//! at another time) and the stuck-transaction list. Each change is guarded by the
+//! at another time), the stuck-transaction list, and the deployment-wide
+//! gauges the scheduler reads for alerting. Each change is guarded by the
 //! status it starts from, so a worker claiming the same attempt at the same
 //! moment either wins (the change finds nothing: 409) or finds it changed.
 
@@ -77,5 +78,38 @@ pub async fn lock_transaction(
     )))
     .bind(id)
     .fetch_optional(conn)
+    .await
+}
+
+/// The figures operators alert on, across the deployment.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct Gauges {
+    /// Attempts parked by holds.
+    pub attempts_held: i64,
+    /// Active holds, and the age of the oldest in seconds.
+    pub holds_active: i64,
+    pub oldest_hold_seconds: f64,
+    /// Transactions whose outcome is unknown, and how long the oldest has
+    /// been (since its last change), in seconds.
+    pub transactions_unknown: i64,
+    pub oldest_unknown_seconds: f64,
+    /// Webhook endpoints that are disabled.
+    pub endpoints_disabled: i64,
+}
+
+/// Reads [`Gauges`] in one round trip; each count walks a partial index
+/// that holds only the rows it counts (empty when all is well).
+pub async fn gauges(pool: &PgPool) -> Result<Gauges, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attempts WHERE status = 'held') AS attempts_held,
+             (SELECT count(*) FROM holds WHERE status = 'active') AS holds_active,
+             (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM holds
+              WHERE status = 'active') AS oldest_hold_seconds,
+             (SELECT count(*) FROM transactions WHERE status = 'unknown') AS transactions_unknown,
+             (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(updated_at)), 0)::float8 FROM transactions
+              WHERE status = 'unknown') AS oldest_unknown_seconds,
+             (SELECT count(*) FROM webhook_endpoints WHERE status = 'disabled') AS endpoints_disabled",
+    )
+    .fetch_one(pool)
     .await
 }

@@ -35,6 +35,14 @@ async fn transaction_of(app: &TestApp, payment: &str) -> String {
         .unwrap()
 }
 
+async fn metrics(app: &TestApp) -> String {
+    app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
+}
+
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok()))
+}
+
 #[tokio::test]
 async fn a_hold_parks_due_attempts_and_its_release_spreads_them() {
     let app = TestApp::spawn_with(&[], &[("PAYD_PAYMENTS__RETRY_SCHEDULE", "1h")]).await;
@@ -85,6 +93,14 @@ async fn a_hold_parks_due_attempts_and_its_release_spreads_them() {
     assert_eq!(listed["held"], 6, "{listed}");
     let (_, held) = app.call_as(&ops, "GET", "/v1/attempts?status=held", None, &[]).await;
     assert_eq!(held["total_count"], 6, "{held}");
+    // The gauges (read by the scheduler every 5 s).
+    eventually("the hold gauges", WAIT, || async {
+        let text = metrics(&app).await;
+        (gauge(&text, "payd_attempts_held") == Some(6.0) && gauge(&text, "payd_holds_active") == Some(2.0))
+            .then_some(())
+    })
+    .await;
+
     // Release over 12 s: six attempts due 2 s apart from now, in the order they were due.
     let release = format!("/v1/holds/{hold_id}/release");
     let (status, _) = app.call_as(&ops, "POST", &release, Some(json!({"over": "soon"})), &[]).await;

@@ -1,7 +1,8 @@
 //! Stuck transactions (contract §14): an outcome that stayed unknown after
 //! the inquiry schedule is listed for operators and settled by their word,
 //! exactly as the provider's answer would have settled it (amounts, events,
-//! webhooks), with the operator and the reason in the audit log.
+//! webhooks), with the operator and the reason in the audit log. Also the
+//! operator gauges on `/metrics`.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{Receiver, TestApp, eventually, payd, run_json, verify_webhook};
+use crate::common::{Receiver, TestApp, WAIT, eventually, payd, run_json, verify_webhook};
 use crate::toolkit::{key_id, ops_key};
 
 /// A gateway whose charges answer after payd's 300 ms timeout and whose
@@ -57,6 +58,14 @@ async fn stuck_payment(app: &TestApp, amount: i64) -> (String, String) {
     (id, txn)
 }
 
+async fn metrics(app: &TestApp) -> String {
+    app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
+}
+
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok()))
+}
+
 #[tokio::test]
 async fn operators_list_and_resolve_stuck_transactions() {
     let gateway = undecided_gateway().await;
@@ -91,6 +100,13 @@ async fn operators_list_and_resolve_stuck_transactions() {
     assert_eq!(listed, [paid_txn.as_str(), lost_txn.as_str()], "the longest stuck first");
     let (status, _) = app.call_as(&ops, "GET", "/v1/transactions?status=pending", None, &[]).await;
     assert_eq!(status, 400);
+    eventually("the unknown gauges", WAIT, || async {
+        let text = metrics(&app).await;
+        let oldest = gauge(&text, "payd_transactions_unknown_oldest_age_seconds").unwrap_or(0.0);
+        (gauge(&text, "payd_transactions_unknown") == Some(2.0) && oldest > 0.0).then_some(())
+    })
+    .await;
+
     for (body, why) in [
         (json!({"status": "succeeded"}), "no reason"),
         (json!({"status": "refunded", "reason": "x"}), "a bad status"),
@@ -153,5 +169,24 @@ async fn operators_list_and_resolve_stuck_transactions() {
     assert_eq!(err["error"]["code"], "transaction_not_unknown");
     let (_, list) = app.call_as(&ops, "GET", "/v1/transactions", None, &[]).await;
     assert_eq!(list["total_count"], 0, "{list}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_disabled_endpoints_gauge_follows_the_endpoints() {
+    let app = TestApp::spawn().await;
+    let (id, _) = app.add_endpoint("http://127.0.0.1:9/hook").await;
+    let (status, body) = app.post(&format!("/v1/webhook_endpoints/{id}"), json!({"status": "disabled"})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the disabled-endpoints gauge", WAIT, || async {
+        (gauge(&metrics(&app).await, "payd_webhook_endpoints_disabled") == Some(1.0)).then_some(())
+    })
+    .await;
+    let (status, _) = app.post(&format!("/v1/webhook_endpoints/{id}"), json!({"status": "enabled"})).await;
+    assert_eq!(status, 200);
+    eventually("the gauge back to 0", WAIT, || async {
+        (gauge(&metrics(&app).await, "payd_webhook_endpoints_disabled") == Some(0.0)).then_some(())
+    })
+    .await;
     app.stop().await;
 }
