@@ -224,3 +224,30 @@ async fn a_hold_racing_claims_has_exactly_one_winner_per_attempt() {
     assert_eq!((created["status"].as_str(), created["matched"].as_i64()), (Some("active"), Some(0)));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cancelling_a_payment_cancels_its_held_attempt() {
+    let app = TestApp::spawn_with(&[], &[("PAYD_PAYMENTS__RETRY_SCHEDULE", "1h")]).await;
+    let ops = ops_key(&app).await;
+    let p = app.create_payment("pm_test_flaky", 400).await["id"].as_str().unwrap().to_owned();
+    app.wait_payment(&p, "a retry scheduled", |v| v["next_attempt_at"].is_string()).await;
+    let (_, hold) = app
+        .call_as(&ops, "POST", "/v1/holds", Some(json!({"error_code": "processing_error", "reason": "r"})), &[])
+        .await;
+    assert_eq!(hold["matched"], 1, "{hold}");
+    let held: String = sqlx::query_scalar("SELECT id FROM attempts WHERE payment_id = $1 AND status = 'held'")
+        .bind(&p)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let (status, err) = app.call_as(&ops, "POST", &format!("/v1/attempts/{held}/cancel"), Some(json!({})), &[]).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("attempt_not_scheduled")), "{err}");
+    let (status, canceled) = app.post(&format!("/v1/payments/{p}/cancel"), json!({})).await;
+    assert_eq!((status, canceled["status"].as_str()), (200, Some("canceled")), "{canceled}");
+    assert_eq!(statuses(&app, &p).await, ["failed", "canceled"], "the release will not run it");
+    let release = format!("/v1/holds/{}/release", hold["id"].as_str().unwrap());
+    let (status, released) = app.call_as(&ops, "POST", &release, Some(json!({"over": "1s"})), &[]).await;
+    assert_eq!((status, released["released"].as_i64()), (200, Some(0)), "{released}");
+    assert_eq!(statuses(&app, &p).await, ["failed", "canceled"]);
+    app.stop().await;
+}

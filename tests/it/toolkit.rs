@@ -259,3 +259,56 @@ async fn bulk_cancel_cancels_thousands_of_scheduled_retries() {
     app.wait_status(&unavailable, "failed").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_bulk_cancel_racing_claims_has_exactly_one_winner_per_attempt() {
+    const N: usize = 300;
+    // No worker: the test's own claims race the cancel, as delivered messages would.
+    let app = TestApp::spawn_with(&[payd::app::Role::Api, payd::app::Role::Dispatcher], &[]).await;
+    let ops = ops_key(&app).await;
+    let s = crate::common::settings(&app.vars);
+    let worker = payd::testing::TestWorker::new(&app.pool, &s, &s.payments);
+    let key = app.key.clone();
+    let payments = create_many(&app, &key, "pm_test_success", N).await;
+    let attempts: Vec<String> = sqlx::query_scalar("SELECT id FROM attempts WHERE payment_id = ANY($1) ORDER BY id")
+        .bind(&payments)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    let runs = futures_util::stream::iter(&attempts)
+        .map(|a| async { worker.run(a).await.unwrap() })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>();
+    let cancel =
+        app.call_as(&ops, "POST", "/v1/attempts/bulk_cancel", Some(json!({"filter": {}, "reason": "race"})), &[]);
+    let (_, (status, done)) = tokio::join!(runs, cancel);
+    assert_eq!(status, 200, "{done}");
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT a.status, p.status, a.transaction_id FROM attempts a JOIN payments p ON p.id = a.payment_id
+         WHERE a.payment_id = ANY($1)",
+    )
+    .bind(&payments)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let calls: std::collections::HashSet<String> =
+        payd::testing::sandbox_calls(&app.pool).await.unwrap().into_iter().map(|c| c.idempotency_key).collect();
+    let mut canceled = 0;
+    for (attempt, payment, txn) in &rows {
+        match (attempt.as_str(), payment.as_str()) {
+            ("succeeded", "succeeded") => assert!(calls.contains(txn), "{txn}"),
+            ("canceled", "failed") => {
+                assert!(!calls.contains(txn), "a canceled attempt was called: {txn}");
+                canceled += 1;
+            }
+            other => panic!("{txn}: {other:?}"),
+        }
+    }
+    assert_eq!(done["canceled"], canceled, "{done}");
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'payment.failed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, canceled, "one payment.failed per canceled attempt");
+    app.stop().await;
+}
