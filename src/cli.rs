@@ -1,7 +1,8 @@
 //! The command line (contract §8). Output meant for programs is JSON on
 //! stdout; logs go to stderr.
 
-use std::collections::HashMap;
+mod ops;
+
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,8 +12,8 @@ use serde_json::json;
 use crate::app::{self, Role};
 use crate::config::Settings;
 use crate::db;
+use crate::domain::KeyKind;
 use crate::domain::MerchantId;
-use crate::domain::{KeyKind, Viewer};
 use crate::provider::Providers;
 use crate::service::{self, Ctx};
 
@@ -52,42 +53,23 @@ pub enum Command {
     Attempts {
         /// What to do with attempts.
         #[command(subcommand)]
-        command: AttemptCommand,
+        command: ops::AttemptCommand,
+    },
+    /// Holds on scheduled attempts during a provider outage (operators).
+    Holds {
+        /// What to do with holds.
+        #[command(subcommand)]
+        command: ops::HoldCommand,
+    },
+    /// Stuck transactions whose outcome is unknown (operators).
+    Transactions {
+        /// What to do with transactions.
+        #[command(subcommand)]
+        command: ops::TransactionCommand,
     },
     /// Measure throughput and latency: starts payd on a fresh database, creates
     /// payments over HTTP and waits for their verified webhooks.
     Loadtest(crate::loadtest::LoadtestArgs),
-}
-
-/// `payd attempts …`
-#[derive(Debug, Subcommand)]
-pub enum AttemptCommand {
-    /// List attempts of every merchant, newest first.
-    List {
-        /// scheduled, running, succeeded, failed or canceled.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only this payment's attempts (pay_…).
-        #[arg(long)]
-        payment: Option<String>,
-        /// Only this merchant's attempts (mer_…).
-        #[arg(long)]
-        merchant: Option<String>,
-        /// At most this many (1–100).
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        /// Skip this many.
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-    },
-    /// Cancel a scheduled attempt: it never runs, and its payment fails with retry_canceled.
-    Cancel {
-        /// The attempt (att_…).
-        id: String,
-        /// Why.
-        #[arg(long)]
-        reason: Option<String>,
-    },
 }
 
 /// `payd merchants …`
@@ -161,36 +143,17 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
             answer(service::keys::revoke_any(&ctx, &key_id).await)
         }
-        Command::Attempts { command } => attempts(settings, command).await,
+        Command::Attempts { command } => answer(ops::attempts(&operator_ctx(settings).await?, command).await),
+        Command::Holds { command } => answer(ops::holds(&operator_ctx(settings).await?, command).await),
+        Command::Transactions { command } => answer(ops::transactions(&operator_ctx(settings).await?, command).await),
         Command::Loadtest(args) => crate::loadtest::run(&settings, args).await,
     }
 }
 
-/// `payd attempts …`, as an operator, through the same use cases as HTTP.
-async fn attempts(settings: Settings, command: AttemptCommand) -> anyhow::Result<()> {
+/// The use cases' context for an operator's command.
+async fn operator_ctx(settings: Settings) -> anyhow::Result<Ctx> {
     let pool = ready_pool(&settings).await?;
-    let ctx = Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings));
-    let result = match command {
-        AttemptCommand::List { status, payment, merchant, limit, offset } => {
-            let mut q =
-                HashMap::from([("limit".to_owned(), limit.to_string()), ("offset".to_owned(), offset.to_string())]);
-            q.extend(status.map(|v| ("status".to_owned(), v)));
-            q.extend(payment.map(|v| ("payment_id".to_owned(), v)));
-            q.extend(merchant.map(|v| ("merchant_id".to_owned(), v)));
-            service::attempts::list(&ctx, &Viewer::Operator, q).await
-        }
-        AttemptCommand::Cancel { id, reason } => {
-            service::attempts::cancel(
-                &ctx,
-                &Viewer::Operator,
-                crate::domain::SYSTEM_ACTOR,
-                &id,
-                json!({ "reason": reason }),
-            )
-            .await
-        }
-    };
-    answer(result)
+    Ok(Ctx::new(pool.clone(), Providers::new(pool, &settings, None), Arc::new(settings)))
 }
 
 /// Prints a use case's answer (or its error body, then fails).

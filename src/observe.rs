@@ -16,6 +16,9 @@
 //! | `payd_queue_handle_duration_seconds` | histogram | `queue` |
 //! | `payd_outbox_pending` · `payd_outbox_lag_seconds` | gauges | |
 //! | `payd_attempts_due` | gauge (scheduled attempts due now) | |
+//! | `payd_attempts_held` · `payd_holds_active` · `payd_hold_oldest_age_seconds` | gauges (operators' holds) | |
+//! | `payd_transactions_unknown` · `payd_transactions_unknown_oldest_age_seconds` | gauges (stuck transactions) | |
+//! | `payd_webhook_endpoints_disabled` | gauge (endpoints disabled now) | |
 //! | `payd_webhook_deliveries_total` | counter | `outcome` (`succeeded`, `retry`, `failed`) |
 //! | `payd_webhook_delivery_duration_seconds` | histogram | |
 //! | `payd_webhook_endpoints_disabled_total` | counter | |
@@ -24,7 +27,8 @@
 //! | `payd_batches_total` · `payd_batched_jobs_total` | counters (their ratio is the mean group-commit batch) | `stage` (`create`, `claim`, `outcome`, `delivery`, `sandbox`) |
 //! | `payd_batch_queued` | gauge (jobs waiting for a group-commit writer) | `stage` |
 //!
-//! Gauges read from Postgres (outbox, due attempts) are the whole
+//! Gauges read from Postgres (outbox, due attempts, holds, unknown
+//! transactions, disabled endpoints) are the whole
 //! deployment's; counters and histograms are this process's.
 
 use std::sync::OnceLock;
@@ -144,6 +148,18 @@ pub fn outbox(pending: i64, lag: f64) {
 /// Scheduled attempts that are due now.
 pub fn attempts_due(n: i64) {
     gauge!("payd_attempts_due").set(n as f64);
+}
+
+/// What operators alert on (read from Postgres by the scheduler): attempts
+/// held and active holds with the age of the oldest, transactions whose
+/// outcome is unknown with the age of the oldest, disabled endpoints.
+pub fn operator_gauges(held: i64, holds: i64, oldest_hold: f64, unknown: i64, oldest_unknown: f64, disabled: i64) {
+    gauge!("payd_attempts_held").set(held as f64);
+    gauge!("payd_holds_active").set(holds as f64);
+    gauge!("payd_hold_oldest_age_seconds").set(oldest_hold);
+    gauge!("payd_transactions_unknown").set(unknown as f64);
+    gauge!("payd_transactions_unknown_oldest_age_seconds").set(oldest_unknown);
+    gauge!("payd_webhook_endpoints_disabled").set(disabled as f64);
 }
 
 /// One webhook send and what follows it (`succeeded`, `retry`, `failed`).

@@ -19,12 +19,22 @@ const BATCH: i64 = 500;
 /// Ticks between readings of the outbox and due-attempt gauges (5 s).
 const GAUGE_EVERY: u64 = 10;
 
-/// Reads the deployment-wide gauges: the outbox's backlog and lag, and the
-/// scheduled attempts that are due.
+/// Reads the deployment-wide gauges: the outbox's backlog and lag, the
+/// scheduled attempts that are due, and what operators alert on (holds,
+/// unknown transactions, disabled endpoints).
 async fn gauges(pool: &PgPool) -> Result<(), sqlx::Error> {
     let (pending, lag) = outbox::backlog(pool).await?;
     crate::observe::outbox(pending, lag);
     crate::observe::attempts_due(attempts::due_count(pool).await?);
+    let g = crate::db::operators::gauges(pool).await?;
+    crate::observe::operator_gauges(
+        g.attempts_held,
+        g.holds_active,
+        g.oldest_hold_seconds,
+        g.transactions_unknown,
+        g.oldest_unknown_seconds,
+        g.endpoints_disabled,
+    );
     Ok(())
 }
 

@@ -109,11 +109,13 @@ pub struct MethodColumns {
 /// Claims due scheduled attempts for `lease`, each with the fresh claim
 /// token its caller chose, answering in the same round trip the transaction
 /// and payment fields (and the stored payment method) the provider calls
-/// need. An attempt missing from the
-/// answer, or answered with another caller's token (the same attempt asked
-/// twice), is not this caller's: it is running elsewhere, finished,
-/// canceled, not due yet, or unknown — in every case the message that asked
-/// for it has nothing left to do.
+/// need. An attempt an active hold matches is parked (`scheduled` →
+/// `held`) by the same statement instead: the guard decides, so a hold and
+/// a claim racing for one attempt have exactly one winner. An attempt
+/// missing from the answer, or answered with another caller's token (the
+/// same attempt asked twice), is not this caller's: it is running
+/// elsewhere, finished, canceled, held, not due yet, or unknown — in every
+/// case the message that asked for it has nothing left to do.
 pub async fn claim_calls(
     conn: &mut PgConnection,
     claims: &[(&AttemptId, Uuid)],
@@ -121,19 +123,29 @@ pub async fn claim_calls(
 ) -> Result<Vec<ClaimedCall>, sqlx::Error> {
     let ids: Vec<&str> = claims.iter().map(|(id, _)| id.as_str()).collect();
     let tokens: Vec<Uuid> = claims.iter().map(|(_, token)| *token).collect();
-    sqlx::query_as(
-        "WITH c AS (
+    sqlx::query_as(concat!(
+        "WITH park AS (
+             SELECT a.id, (SELECT h.id FROM holds h WHERE h.status = 'active' AND ",
+        super::holds::hold_matches!(),
+        " ORDER BY h.created_at LIMIT 1) AS hold_id
+             FROM attempts a JOIN payments p ON p.id = a.payment_id WHERE a.id = ANY($1) AND a.status = 'scheduled'),
+         held AS (
+             UPDATE attempts a SET status = 'held', hold_id = park.hold_id, enqueued_at = NULL FROM park
+             WHERE a.id = ANY($1) AND a.id = park.id AND park.hold_id IS NOT NULL AND a.status = 'scheduled'
+               AND a.scheduled_at <= now() RETURNING a.id),
+         c AS (
              UPDATE attempts a SET status = 'running', started_at = now(), claim_token = i.token,
                  lease_until = now() + make_interval(secs => $3)
              FROM unnest($1::text[], $2::uuid[]) AS i(id, token)
              WHERE a.id = ANY($1) AND a.id = i.id AND a.status = 'scheduled' AND a.scheduled_at <= now()
+               AND NOT EXISTS (SELECT 1 FROM park WHERE park.id = a.id AND park.hold_id IS NOT NULL)
              RETURNING a.id, a.payment_id, a.transaction_id, a.number, a.claim_token, a.inquiry)
          SELECT c.*, t.type AS kind, t.amount, t.currency, p.provider, p.payment_method_id,
              m.token AS method_token, m.expires_at AS method_expires_at,
              m.provider_account_id AS method_account, m.customer_id AS method_customer
          FROM c JOIN transactions t ON t.id = c.transaction_id JOIN payments p ON p.id = c.payment_id
              LEFT JOIN payment_methods m ON m.id = p.payment_method_id",
-    )
+    ))
     .bind(ids)
     .bind(tokens)
     .bind(lease.as_secs_f64())
@@ -218,12 +230,13 @@ pub async fn running_for(conn: &mut PgConnection, transaction: &TransactionId) -
     .await
 }
 
-/// `scheduled` → `canceled`: cancels the scheduled attempts of a
-/// transaction (its payment was canceled); answers how many.
+/// `scheduled` or `held` → `canceled`: cancels the attempts of a
+/// transaction that wait to run (its payment was canceled, or settled); a
+/// held one too, or its hold's release would run it. Answers how many.
 pub async fn cancel_scheduled(conn: &mut PgConnection, transaction: &TransactionId) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE attempts SET status = 'canceled', finished_at = now(), error_code = 'canceled'
-         WHERE transaction_id = $1 AND status = 'scheduled'",
+         WHERE transaction_id = $1 AND status IN ('scheduled', 'held')",
     )
     .bind(transaction)
     .execute(conn)
@@ -296,7 +309,8 @@ pub struct Attempt {
     pub error_code: Option<FailureCode>,
 }
 
-const ATTEMPT_COLUMNS: &str = "'attempt' AS object, a.id, a.payment_id, a.transaction_id, a.number, a.status,
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "'attempt' AS object, a.id, a.payment_id, a.transaction_id, a.number, a.status,
     a.scheduled_at, a.started_at, a.finished_at, a.error_code";
 
 /// Filters of `GET /v1/attempts`.

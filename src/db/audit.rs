@@ -21,6 +21,21 @@ pub async fn act(conn: &mut PgConnection, actor: &str, action: &str) -> Result<(
     Ok(())
 }
 
+/// [`act`] for an operator's action with its reason: every audit entry of
+/// the rest of this transaction keeps `reason` too.
+pub async fn act_because(conn: &mut PgConnection, actor: &str, action: &str, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('payd.actor', $1, true), set_config('payd.action', $2, true),
+             set_config('payd.reason', $3, true)",
+    )
+    .bind(actor)
+    .bind(action)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One audit log entry: `changes` maps each changed field to `{"from", "to"}`.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -34,6 +49,10 @@ pub struct AuditEntry {
     pub action: String,
     /// Changed fields: `{"field": {"from": …, "to": …}}`.
     pub changes: Value,
+    /// Why, when an operator's action made the change (`reason` of the
+    /// toolkit's routes); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A payment's audit log, oldest first, and its length.
@@ -45,7 +64,7 @@ pub async fn list(
 ) -> Result<(Vec<AuditEntry>, i64), sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(
-        "SELECT 'audit_log_entry' AS object, at, actor, action, changes FROM audit_log
+        "SELECT 'audit_log_entry' AS object, at, actor, action, changes, reason FROM audit_log
          WHERE payment_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
     )
     .bind(payment)

@@ -6,6 +6,7 @@
 
 pub(crate) mod attempts;
 pub(crate) mod audit;
+pub(crate) mod bulk;
 pub(crate) mod charges;
 pub(crate) mod creates;
 pub(crate) mod delivery_log;
@@ -13,12 +14,14 @@ pub(crate) mod dispatch;
 pub(crate) mod event_feed;
 pub(crate) mod events;
 pub(crate) mod group_commit;
+pub(crate) mod holds;
 pub(crate) mod idempotency;
 pub(crate) mod keys;
 pub(crate) mod meta_events;
 mod nodelay;
 pub(crate) mod notifications;
 pub(crate) mod notify;
+pub(crate) mod operators;
 pub(crate) mod outbox;
 pub(crate) mod paging;
 pub(crate) mod payment_changes;

@@ -215,6 +215,21 @@ pub async fn count_retry(
     .await
 }
 
+/// An operator moved a pending payment's scheduled retry (run now, or
+/// rescheduled): `next_attempt_at` says the new time. Only a payment that
+/// waits for a retry has one to move.
+pub async fn move_next_attempt(conn: &mut PgConnection, id: &PaymentId, at: OffsetDateTime) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET next_attempt_at = $2, updated_at = now()
+         WHERE id = $1 AND status = 'pending' AND next_attempt_at IS NOT NULL",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// New metadata and description, in any status.
 pub async fn update_details(
     conn: &mut PgConnection,

@@ -30,6 +30,9 @@ text_enum! {
         /// Not the provider's: the attempt was canceled with its payment
         /// before it ran.
         Canceled = "canceled",
+        /// Not the provider's word: an operator settled an unknown outcome
+        /// as failed (`POST /v1/transactions/{id}/resolve`).
+        ResolvedFailed = "resolved_failed",
     }
 }
 
@@ -38,7 +41,9 @@ impl FailureCode {
     /// knows for provider calls; anything else is a card decline.
     pub fn from_provider(code: Option<&str>) -> Self {
         match code.and_then(Self::parse) {
-            Some(Self::RetryCanceled | Self::Canceled | Self::ProviderError) | None => Self::CardDeclined,
+            Some(Self::RetryCanceled | Self::Canceled | Self::ProviderError | Self::ResolvedFailed) | None => {
+                Self::CardDeclined
+            }
             Some(known) => known,
         }
     }

@@ -110,6 +110,8 @@ typed_id!(/// An event (`evt_…`).
     EventId, "evt_");
 typed_id!(/// One event's delivery to one endpoint (`whd_…`).
     DeliveryId, "whd_");
+typed_id!(/// An operator's hold on scheduled attempts (`hold_…`).
+    HoldId, "hold_");
 
 #[cfg(test)]
 mod tests {

@@ -25,5 +25,5 @@ pub use money::{Amount, Currency};
 pub use nul::nul_field;
 pub use payment::{Balances, PaymentStatus, Refusal, Transition};
 pub use tenant::{Principal, SYSTEM_ACTOR, Scope, Viewer};
-pub use transaction::{AttemptStatus, TransactionKind, TransactionStatus};
+pub use transaction::{AttemptStatus, HoldStatus, TransactionKind, TransactionStatus};
 pub use webhook::{DeliveryStatus, EndpointStatus};

@@ -67,5 +67,18 @@ text_enum! {
         Failed = "failed",
         /// It will never run.
         Canceled = "canceled",
+        /// Parked by an operator's hold (a provider outage): it does not run
+        /// until the hold is released, which schedules it again.
+        Held = "held",
+    }
+}
+
+text_enum! {
+    /// Where an operator's hold is.
+    pub enum HoldStatus ("hold status") {
+        /// Matching attempts are parked as they come due.
+        Active = "active",
+        /// Released: its attempts were scheduled again.
+        Released = "released",
     }
 }

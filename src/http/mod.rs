@@ -12,6 +12,7 @@ mod payments;
 mod providers;
 mod ratelimit;
 mod schemas;
+mod toolkit;
 mod webhook_tools;
 mod webhooks;
 
@@ -68,6 +69,13 @@ pub fn api(limiter: ratelimit::RateLimit) -> OpenApiRouter<AppState> {
         .routes(routes!(attempts::of_payment))
         .routes(routes!(attempts::list))
         .routes(routes!(attempts::cancel))
+        .routes(routes!(toolkit::retry_now))
+        .routes(routes!(toolkit::reschedule))
+        .routes(routes!(toolkit::bulk_cancel))
+        .routes(routes!(toolkit::create_hold, toolkit::list_holds))
+        .routes(routes!(toolkit::release_hold))
+        .routes(routes!(toolkit::list_transactions))
+        .routes(routes!(toolkit::resolve_transaction))
         .routes(routes!(payment_methods::create, payment_methods::list))
         .routes(routes!(payment_methods::retrieve, payment_methods::delete))
         .routes(routes!(providers::create, providers::list))
@@ -245,6 +253,7 @@ mod tests {
             ("keys", include_str!("keys.rs")),
             ("providers", include_str!("providers.rs")),
             ("webhook_tools", include_str!("webhook_tools.rs")),
+            ("toolkit", include_str!("toolkit.rs")),
             ("", include_str!("mod.rs").split("#[cfg(test)]\nmod tests").next().unwrap()),
         ];
         let api = api_source();

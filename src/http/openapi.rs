@@ -15,7 +15,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::AppState;
 pub use super::schemas::{
-    CreateProviderAccountBody, EndpointStats, LatencyMs, RecoverBody, StripeCredentials, TestSendBody, TestSendResult,
+    BulkCancelBody, BulkCancelFilter, BulkCancelResult, CreateHoldBody, CreateProviderAccountBody, EndpointStats,
+    LatencyMs, RecoverBody, ReleaseHoldBody, RescheduleBody, ResolveBody, RetryNowBody, StripeCredentials,
+    TestSendBody, TestSendResult,
 };
 
 /// The document's frame: info, shared schemas, the bearer scheme. Paths
@@ -34,6 +36,8 @@ pub use super::schemas::{
         CreateProviderAccountBody, StripeCredentials, crate::service::objects::ProviderAccount,
         EndpointStats, LatencyMs, TestSendBody, TestSendResult, crate::service::objects::DeliveryAttempt,
         RecoverBody, crate::service::objects::Recovery,
+        RetryNowBody, RescheduleBody, BulkCancelBody, BulkCancelFilter, BulkCancelResult, CreateHoldBody,
+        ReleaseHoldBody, ResolveBody, crate::service::objects::Hold,
         crate::service::objects::ApiKey,
         crate::service::objects::Payment, crate::service::objects::Refund, crate::service::objects::Transaction,
         crate::service::objects::Attempt, crate::service::objects::AuditEntry, crate::service::objects::PaymentMethod,

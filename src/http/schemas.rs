@@ -1,4 +1,4 @@
-//! Shapes of the request and answer bodies of contract §12 and §13 that
+//! Shapes of the request and answer bodies of contract §12, §13 and §14 that
 //! are parsed or built field by field, for the OpenAPI document.
 
 use serde::Serialize;
@@ -109,4 +109,85 @@ pub fn webhooks() -> serde_json::Value {
         })
         .collect();
     serde_json::Value::Object(hooks)
+}
+
+/// `POST /v1/attempts/{id}/retry_now`
+#[derive(Serialize, ToSchema)]
+pub struct RetryNowBody {
+    /// Why (kept in the audit log).
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/attempts/{id}/reschedule`
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"at": "2026-12-04T18:00:00Z", "reason": "provider maintenance until 18:00"}))]
+pub struct RescheduleBody {
+    /// RFC 3339; at most a minute in the past (meaning now) and at most 90 days ahead.
+    pub at: String,
+    /// Why (kept in the audit log).
+    pub reason: Option<String>,
+}
+
+/// `filter` of `POST /v1/attempts/bulk_cancel`: every given field must match.
+#[derive(Serialize, ToSchema)]
+pub struct BulkCancelFilter {
+    /// Operators: any merchant; a merchant key: its own only (the default).
+    pub merchant_id: Option<String>,
+    /// The payment's provider.
+    pub provider: Option<String>,
+    /// The error code of the failed call that scheduled the retry.
+    pub error_code: Option<String>,
+    /// RFC 3339: due before.
+    pub scheduled_before: Option<String>,
+    /// RFC 3339: due after.
+    pub scheduled_after: Option<String>,
+}
+
+/// `POST /v1/attempts/bulk_cancel`
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"filter": {"provider": "acme", "error_code": "provider_unavailable"}, "reason": "acme is gone", "dry_run": true}))]
+pub struct BulkCancelBody {
+    pub filter: BulkCancelFilter,
+    /// Why: the failed payments' `failure_message`, and the audit log's.
+    pub reason: String,
+    /// Count only; cancel nothing.
+    pub dry_run: Option<bool>,
+}
+
+/// The answer of a bulk cancel.
+#[derive(Serialize, ToSchema)]
+pub struct BulkCancelResult {
+    /// Scheduled attempts that matched when it started.
+    pub matched: i64,
+    /// Attempts canceled (0 on a dry run).
+    pub canceled: i64,
+}
+
+/// `POST /v1/holds`: every given field must match (none: every attempt).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"provider": "acme", "reason": "acme outage, incident 42"}))]
+pub struct CreateHoldBody {
+    pub provider: Option<String>,
+    pub merchant_id: Option<String>,
+    /// The error code of the failed call that scheduled the retry.
+    pub error_code: Option<String>,
+    pub reason: String,
+}
+
+/// `POST /v1/holds/{id}/release`
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseHoldBody {
+    /// The window the held attempts are spread over: a duration (`30s`, `10m`, `2h`, at most `24h`); default `10m`.
+    pub over: Option<String>,
+}
+
+/// `POST /v1/transactions/{id}/resolve`
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "succeeded", "provider_reference": "ch_123", "reason": "confirmed in the acme dashboard"}))]
+pub struct ResolveBody {
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// The provider's reference (needed for `succeeded` unless the transaction has one).
+    pub provider_reference: Option<String>,
+    pub reason: String,
 }

@@ -98,6 +98,8 @@ error_codes! {
     /// A charge of the payment may have succeeded: it cannot be canceled
     /// until the provider has said (contract §12).
     OutcomeUnknown = "outcome_unknown",
+    /// Only a transaction whose outcome is unknown can be resolved.
+    TransactionNotUnknown = "transaction_not_unknown",
     /// The merchant has an account at this provider in this mode already.
     ProviderAccountExists = "provider_account_exists",
     /// A provider that needs the merchant's own account, and it has none

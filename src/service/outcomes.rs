@@ -230,7 +230,7 @@ pub(super) fn expected<T>(payment: &PaymentRow, what: &str, answer: Result<T, do
 /// Applies a charge (purchase or authorization) outcome to the transaction
 /// and the payment: a purchase captures at once, an authorization leaves the
 /// whole amount capturable.
-async fn apply_charge(
+pub(super) async fn apply_charge(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     txn: &TransactionRow,
@@ -249,7 +249,7 @@ async fn apply_charge(
 /// Applies a capture outcome. A success adds to `amount_captured` (the first
 /// one makes the payment `succeeded`); a failure gives the amount back to
 /// `amount_capturable`, where the capture had reserved it.
-async fn apply_capture(
+pub(super) async fn apply_capture(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     txn: &TransactionRow,
@@ -290,7 +290,7 @@ async fn apply_capture(
 /// Applies a void outcome. The payment was canceled (and its capturable
 /// amount zeroed) when the void was asked for; a void the provider refuses
 /// is recorded, and the authorization lapses at the provider by itself.
-async fn apply_void(
+pub(super) async fn apply_void(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     txn: &TransactionRow,
@@ -319,7 +319,7 @@ async fn apply_void(
 
 /// Applies a refund outcome: the refund transaction, and on success the
 /// payment's refunded amount and status.
-async fn apply_refund(
+pub(super) async fn apply_refund(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     txn: &TransactionRow,

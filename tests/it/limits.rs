@@ -82,6 +82,8 @@ fn concrete(template: &str) -> String {
         .replace("/webhook_endpoints/{id}", "/webhook_endpoints/we_00000000000000000000000000000000")
         .replace("/webhook_deliveries/{id}", "/webhook_deliveries/whd_00000000000000000000000000000000")
         .replace("/events/{id}", "/events/evt_00000000000000000000000000000000")
+        .replace("/holds/{id}", "/holds/hold_00000000000000000000000000000000")
+        .replace("/transactions/{id}", "/transactions/txn_00000000000000000000000000000000")
         .replace("{tag}", "vip")
         .replace("{provider}", "sandbox")
         .replace("{provider_account_id}", "pa_0000000000000000000000000000000a")
@@ -118,6 +120,14 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         ("GET", "/v1/payments/{id}/audit_log"),
         ("GET", "/v1/attempts"),
         ("POST", "/v1/attempts/{id}/cancel"),
+        ("POST", "/v1/attempts/{id}/retry_now"),
+        ("POST", "/v1/attempts/{id}/reschedule"),
+        ("POST", "/v1/attempts/bulk_cancel"),
+        ("POST", "/v1/holds"),
+        ("GET", "/v1/holds"),
+        ("POST", "/v1/holds/{id}/release"),
+        ("GET", "/v1/transactions"),
+        ("POST", "/v1/transactions/{id}/resolve"),
         ("POST", "/v1/payment_methods"),
         ("GET", "/v1/payment_methods"),
         ("GET", "/v1/payment_methods/{id}"),
@@ -167,6 +177,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         "ErrorResponse",
         "Refund",
         "ProviderAccount",
+        "Hold",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
