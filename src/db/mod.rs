@@ -4,6 +4,7 @@
 //! = …`) which transition it makes, and takes a connection so callers can
 //! commit state, events and outbox messages in one transaction.
 
+pub(crate) mod attempt_list;
 pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod bulk;

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::AppState;
 use super::extract::{JsonBody, PathId, QueryMap, Reader};
 use super::openapi::{
-    BulkCancelBody, BulkCancelResult, CommonErrors, CreateHoldBody, ErrorResponse, ListObject, Page, ReleaseHoldBody,
-    RescheduleBody, ResolveBody, RetryNowBody, StatusFilter,
+    BulkCancelBody, BulkCancelResult, CommonErrors, CreateHoldBody, ErrorResponse, ListObject, OffsetPage,
+    ReleaseHoldBody, RescheduleBody, ResolveBody, RetryNowBody, StatusFilter,
 };
 use crate::service::objects::{Attempt, Hold, Transaction};
 use crate::service::{ApiError, holds, resolve, toolkit};
@@ -75,7 +75,7 @@ pub async fn create_hold(
 }
 
 /// Holds, newest first (operator keys).
-#[utoipa::path(get, path = "/v1/holds", operation_id = "list_holds", tag = "holds", params(StatusFilter, Page),
+#[utoipa::path(get, path = "/v1/holds", operation_id = "list_holds", tag = "holds", params(StatusFilter, OffsetPage),
     responses((status = 200, description = "A list of holds", body = ListObject), CommonErrors))]
 pub async fn list_holds(
     State(s): State<AppState>,
@@ -101,7 +101,7 @@ pub async fn release_hold(
 /// Transactions whose outcome stayed unknown, the longest stuck first
 /// (operator keys; merchants 403).
 #[utoipa::path(get, path = "/v1/transactions", operation_id = "list_stuck_transactions", tag = "transactions",
-    params(StatusFilter, Page),
+    params(StatusFilter, OffsetPage),
     responses((status = 200, description = "A list of transactions", body = ListObject), CommonErrors))]
 pub async fn list_transactions(
     State(s): State<AppState>,

@@ -119,5 +119,7 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
     let status = q.parsed("status", HoldStatus::parse, HoldStatus::names)?;
     let (limit, offset) = (q.limit()?, q.offset()?);
     let (rows, total) = holds::list(&ctx.db, status, limit, offset).await?;
-    list_body(&rows, offset, total)
+    // A short work list: offset paging only.
+    let has_more = offset + i64::try_from(rows.len()).unwrap_or(i64::MAX) < total;
+    list_body(&rows, has_more, total)
 }

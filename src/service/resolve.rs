@@ -31,7 +31,9 @@ pub async fn list(ctx: &Ctx, viewer: &Viewer, query: HashMap<String, String>) ->
     }
     let (limit, offset) = (q.limit()?, q.offset()?);
     let (rows, total) = operators::unknown_transactions(&ctx.db, limit, offset).await?;
-    list_body(&rows, offset, total)
+    // A short work list: offset paging only.
+    let has_more = offset + i64::try_from(rows.len()).unwrap_or(i64::MAX) < total;
+    list_body(&rows, has_more, total)
 }
 
 /// `POST /v1/transactions/{id}/resolve` (`status`* `succeeded`|`failed`,
