@@ -250,5 +250,9 @@ async fn console_retries_a_delivery_test_sends_and_shows_endpoints_to_operators(
     assert_eq!(status, 200);
     assert!(body.contains(&endpoint) && body.contains("healthy"), "{body}");
     assert_eq!(o.get(&format!("/console/endpoints/{endpoint}")).await.0, 403, "merchant pages need a merchant key");
+    // An operator reads any payment's timeline (transactions and attempts), not its merchant's events.
+    let (status, _, body) = o.get(&format!("/console/payments/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("t-transaction") && !body.contains("t-event"), "{body}");
     app.stop().await;
 }
