@@ -9,6 +9,8 @@ pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod bulk;
 pub(crate) mod charges;
+pub(crate) mod console_sessions;
+pub(crate) mod console_views;
 pub(crate) mod creates;
 pub(crate) mod delivery_log;
 pub(crate) mod dispatch;

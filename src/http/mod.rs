@@ -2,6 +2,7 @@
 //! only extract and call [`crate::service`].
 
 mod attempts;
+mod console;
 mod error;
 mod extract;
 mod health;
@@ -124,6 +125,7 @@ pub fn router(mut state: AppState) -> Router {
     let v1 = v1.method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .merge(v1)
+        .merge(console::router())
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/openapi.json", get(openapi::serve))

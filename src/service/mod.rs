@@ -5,6 +5,7 @@
 
 pub(crate) mod attempts;
 pub(crate) mod auth;
+pub(crate) mod console;
 pub(crate) mod details;
 pub(crate) mod error;
 pub(crate) mod holds;

@@ -6,6 +6,8 @@ mod architecture;
 mod batches;
 mod chaos;
 mod common;
+mod console;
+mod console_http;
 mod crash;
 mod creates;
 mod details;
