@@ -16,7 +16,7 @@ use crate::common::{Receiver, TestApp, WAIT, eventually};
 
 /// A browser session, or `None` (the test skips) when no WebDriver is given
 /// and none is required.
-async fn browser() -> Option<Client> {
+pub(crate) async fn browser() -> Option<Client> {
     let Ok(url) = std::env::var("PAYD_WEBDRIVER") else {
         assert!(
             std::env::var("PAYD_REQUIRE_BROWSER").as_deref() != Ok("1"),
@@ -37,23 +37,23 @@ async fn browser() -> Option<Client> {
 }
 
 /// Waits for an element, longer than WebDriver's default.
-async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
 /// The text of an element, read again if the page changed under the read.
-async fn text_of(c: &Client, css: &str) -> String {
+pub(crate) async fn text_of(c: &Client, css: &str) -> String {
     eventually(css, WAIT, || async { c.find(Locator::Css(css)).await.ok()?.text().await.ok() }).await
 }
 
 /// The page's heading; read again when the page changed under the read
 /// (a navigation makes the element found a moment ago stale).
-async fn heading(c: &Client) -> String {
+pub(crate) async fn heading(c: &Client) -> String {
     eventually("a page heading", WAIT, || async { c.find(Locator::Css("h1")).await.ok()?.text().await.ok() }).await
 }
 
 /// Signs in through the form; answers the page's heading.
-async fn sign_in(c: &Client, app: &TestApp, key: &str) -> String {
+pub(crate) async fn sign_in(c: &Client, app: &TestApp, key: &str) -> String {
     c.goto(&format!("{}/console/sign_in", app.base)).await.unwrap();
     find(c, "#key").await.send_keys(key).await.unwrap();
     find(c, "#sign-in button").await.click().await.unwrap();
@@ -66,12 +66,12 @@ async fn sign_in(c: &Client, app: &TestApp, key: &str) -> String {
 }
 
 /// Accepts the confirmation dialog of a destructive submit.
-async fn confirm_dialog(c: &Client) {
+pub(crate) async fn confirm_dialog(c: &Client) {
     eventually("the confirmation dialog", WAIT, || async { c.accept_alert().await.ok() }).await;
 }
 
 /// Saves a screenshot of the current page as docs/console/NAME.png, when asked to.
-async fn screenshot(c: &Client, name: &str) {
+pub(crate) async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     if std::env::var("PAYD_CONSOLE_SCREENSHOTS").is_ok_and(|v| v == "1") {

@@ -7,6 +7,7 @@ mod batches;
 mod chaos;
 mod common;
 mod console;
+mod console_toolkit;
 mod console_http;
 mod crash;
 mod creates;

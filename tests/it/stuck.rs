@@ -15,7 +15,7 @@ use crate::toolkit::{key_id, ops_key};
 
 /// A gateway whose charges answer after payd's 300 ms timeout and whose
 /// inquiries cannot tell (503): every charge stays unknown.
-async fn undecided_gateway() -> MockServer {
+pub(crate) async fn undecided_gateway() -> MockServer {
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/charges"))
@@ -35,7 +35,7 @@ async fn undecided_gateway() -> MockServer {
 }
 
 /// A payment whose charge is left unknown for an operator; answers (payment, transaction).
-async fn stuck_payment(app: &TestApp, amount: i64) -> (String, String) {
+pub(crate) async fn stuck_payment(app: &TestApp, amount: i64) -> (String, String) {
     let p = app.create_payment(&app.payment_method("acme", "tok_visa").await, amount).await;
     let id = p["id"].as_str().unwrap().to_owned();
     eventually("the inquiry schedule to be used up", Duration::from_secs(30), || async {

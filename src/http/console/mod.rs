@@ -11,7 +11,7 @@
 
 mod csrf;
 mod endpoints;
-mod hooks;
+mod toolkit;
 mod layout;
 mod operator;
 mod payments;
@@ -48,8 +48,13 @@ pub fn router() -> Router<AppState> {
         .route("/console/endpoints/{id}/test", post(endpoints::test_send))
         .route("/console/deliveries/{id}", get(endpoints::delivery))
         .route("/console/deliveries/{id}/retry", post(endpoints::retry))
-        .route("/console/holds", get(hooks::holds))
-        .route("/console/transactions", get(hooks::unknown_transactions))
+        .route("/console/attempts/bulk_cancel", get(toolkit::bulk_form).post(toolkit::bulk_cancel))
+        .route("/console/attempts/{id}/retry_now", post(toolkit::retry_now))
+        .route("/console/attempts/{id}/reschedule", post(toolkit::reschedule))
+        .route("/console/holds", get(toolkit::holds).post(toolkit::create_hold))
+        .route("/console/holds/{id}/release", post(toolkit::release_hold))
+        .route("/console/transactions", get(toolkit::unknown_transactions))
+        .route("/console/transactions/{id}/resolve", post(toolkit::resolve))
         .layer(axum::middleware::from_fn(security_headers))
 }
 

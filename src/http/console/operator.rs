@@ -9,7 +9,7 @@ use serde_json::json;
 use super::csrf::Posted;
 use super::layout::{self, badge, csrf_field, s, text, time};
 use super::session::Signed;
-use super::{ConsoleError, ConsoleQuery, Page, hooks, ok};
+use super::{ConsoleError, ConsoleQuery, Page, ok, toolkit as hooks};
 use crate::domain::AttemptStatus;
 use crate::http::AppState;
 use crate::service::attempts as svc;
