@@ -118,7 +118,8 @@ pub const TIMELINE_DELIVERIES: i64 = 100;
 pub async fn payment_deliveries(ctx: &Ctx, scope: &Scope, id: &str) -> Result<Value, ApiError> {
     let id = PaymentId::parse(id).ok_or_else(|| ApiError::not_found("payment"))?;
     let rows = console_views::deliveries_of_payment(&ctx.db, scope, &id, TIMELINE_DELIVERIES).await?;
-    list_body(&rows, 0, rows.len() as i64)
+    // At most TIMELINE_DELIVERIES, all on one page.
+    list_body(&rows, false, rows.len() as i64)
 }
 
 /// Every merchant's endpoints with their health, failing first: operators
@@ -134,5 +135,6 @@ pub async fn all_endpoints(ctx: &Ctx, viewer: &Viewer, limit: i64, offset: i64) 
         endpoint["merchant_id"] = json!(row.merchant_id);
         data.push(endpoint);
     }
-    list_body(&data, offset, total)
+    let has_more = offset + i64::try_from(data.len()).unwrap_or(i64::MAX) < total;
+    list_body(&data, has_more, total)
 }

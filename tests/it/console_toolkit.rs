@@ -35,7 +35,12 @@ async fn console_browser_resolves_an_unknown_transaction() {
     let reference = row.find(Locator::Css("input[name=provider_reference]")).await.unwrap();
     reference.clear().await.unwrap();
     reference.send_keys("gw_ch_late").await.unwrap();
-    row.find(Locator::Css("input[name=reason]")).await.unwrap().send_keys("charged per the gateway's dashboard").await.unwrap();
+    row.find(Locator::Css("input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("charged per the gateway's dashboard")
+        .await
+        .unwrap();
     row.find(Locator::Css("button.resolve")).await.unwrap().click().await.unwrap();
     confirm_dialog(&c).await;
     let flash = text_of(&c, "#flash").await;

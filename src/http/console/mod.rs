@@ -11,11 +11,11 @@
 
 mod csrf;
 mod endpoints;
-mod toolkit;
 mod layout;
 mod operator;
 mod payments;
 mod session;
+mod toolkit;
 
 use std::collections::HashMap;
 

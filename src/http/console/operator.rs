@@ -83,6 +83,7 @@ pub async fn attempts(State(st): State<AppState>, Signed { session, csrf, .. }: 
             }
             button type="submit" id="cancel-selected" { "Cancel selected…" }
         }
+        (hooks::attempt_forms(&rows, &csrf))
         (layout::pager("/console/attempts", &params, &list, limit, offset))
     };
     ok(layout::page("Attempts", Some((&session, &csrf)), body))

@@ -16,18 +16,28 @@ use crate::http::AppState;
 use crate::service::{holds as hold_svc, resolve as resolve_svc, toolkit as toolkit_svc};
 
 /// The per-attempt actions of a scheduled attempt: retry now, reschedule.
-pub fn attempt_actions(attempt: &Value, csrf: &str) -> Markup {
+/// They sit in the attempts table, itself inside the cancel-selected form,
+/// and forms do not nest: the controls name their own forms (`form=`),
+/// which [`attempt_forms`] renders after the table.
+pub fn attempt_actions(attempt: &Value, _csrf: &str) -> Markup {
     let id = s(attempt, "id");
     html! {
-        form.inline method="post" action={ "/console/attempts/" (id) "/retry_now" } data-confirm="Run this attempt now?" {
-            (csrf_field(csrf))
-            button type="submit" class="retry-now" { "Retry now" }
-        }
+        button type="submit" form={ "retry-" (id) } class="retry-now" { "Retry now" }
         " "
-        form.inline method="post" action={ "/console/attempts/" (id) "/reschedule" } {
-            (csrf_field(csrf))
-            input name="at" required placeholder="2026-12-05T09:00:00Z" size="22" title="RFC 3339";
-            button type="submit" { "Reschedule" }
+        input name="at" form={ "reschedule-" (id) } required placeholder="2026-12-05T09:00:00Z" size="22" title="RFC 3339";
+        button type="submit" form={ "reschedule-" (id) } { "Reschedule" }
+    }
+}
+
+/// The forms of [`attempt_actions`], one pair per scheduled attempt.
+pub fn attempt_forms(attempts: &[Value], csrf: &str) -> Markup {
+    html! {
+        @for a in attempts.iter().filter(|a| s(a, "status") == "scheduled") {
+            form id={ "retry-" (s(a, "id")) } method="post" action={ "/console/attempts/" (s(a, "id")) "/retry_now" }
+                data-confirm="Run this attempt now?" { (csrf_field(csrf)) }
+            form id={ "reschedule-" (s(a, "id")) } method="post" action={ "/console/attempts/" (s(a, "id")) "/reschedule" } {
+                (csrf_field(csrf))
+            }
         }
     }
 }
@@ -61,14 +71,28 @@ fn done(signed: &Signed, title: &str, message: Markup, back: &str) -> Page {
 pub async fn retry_now(State(st): State<AppState>, ConsolePath(id): ConsolePath, Posted(signed, _): Posted) -> Page {
     let (viewer, actor) = (&signed.session.viewer, &signed.session.actor);
     let a = toolkit_svc::retry_now(&st.ctx, viewer, actor, &id, json!({})).await?;
-    done(&signed, "Retry now", html! { "Attempt " span.mono { (id) } " is due now (" (badge(s(&a, "status"))) ")." }, "/console/attempts")
+    done(
+        &signed,
+        "Retry now",
+        html! { "Attempt " span.mono { (id) } " is due now (" (badge(s(&a, "status"))) ")." },
+        "/console/attempts",
+    )
 }
 
 /// `POST /console/attempts/{id}/reschedule` (`at`*).
-pub async fn reschedule(State(st): State<AppState>, ConsolePath(id): ConsolePath, Posted(signed, form): Posted) -> Page {
+pub async fn reschedule(
+    State(st): State<AppState>,
+    ConsolePath(id): ConsolePath,
+    Posted(signed, form): Posted,
+) -> Page {
     let (viewer, actor) = (&signed.session.viewer, &signed.session.actor);
     let a = toolkit_svc::reschedule(&st.ctx, viewer, actor, &id, fields(&form, &["at"])).await?;
-    done(&signed, "Reschedule", html! { "Attempt " span.mono { (id) } " runs at " (time(&a, "scheduled_at")) "." }, "/console/attempts")
+    done(
+        &signed,
+        "Reschedule",
+        html! { "Attempt " span.mono { (id) } " runs at " (time(&a, "scheduled_at")) "." },
+        "/console/attempts",
+    )
 }
 
 /// `GET /console/attempts/bulk_cancel`: the filter, the reason and a dry run.
@@ -100,7 +124,12 @@ pub async fn bulk_cancel(State(st): State<AppState>, Posted(signed, form): Poste
     let body = json!({ "filter": filter, "reason": form.get("reason").unwrap_or(""), "dry_run": dry_run });
     let r = toolkit_svc::bulk_cancel(&st.ctx, &signed.session.viewer, &signed.session.actor, body).await?;
     let what = if dry_run { "Dry run: nothing canceled." } else { "Canceled." };
-    done(&signed, "Cancel by filter", html! { (what) " Matched " (text(&r, "matched")) ", canceled " (text(&r, "canceled")) "." }, "/console/attempts")
+    done(
+        &signed,
+        "Cancel by filter",
+        html! { (what) " Matched " (text(&r, "matched")) ", canceled " (text(&r, "canceled")) "." },
+        "/console/attempts",
+    )
 }
 
 /// `GET /console/holds`: the holds, a form to create one, and release.
@@ -154,12 +183,22 @@ pub async fn holds(State(st): State<AppState>, signed: Signed, q: ConsoleQuery) 
 pub async fn create_hold(State(st): State<AppState>, Posted(signed, form): Posted) -> Page {
     let body = fields(&form, &["provider", "merchant_id", "error_code", "reason"]);
     let h = hold_svc::create(&st.ctx, &signed.session.viewer, &signed.session.actor, body).await?;
-    done(&signed, "Holds", html! { "Hold " span.mono id="hold" { (s(&h, "id")) } " holds " (text(&h, "matched")) " attempt(s)." }, "/console/holds")
+    done(
+        &signed,
+        "Holds",
+        html! { "Hold " span.mono id="hold" { (s(&h, "id")) } " holds " (text(&h, "matched")) " attempt(s)." },
+        "/console/holds",
+    )
 }
 
 /// `POST /console/holds/{id}/release` (`over`).
-pub async fn release_hold(State(st): State<AppState>, ConsolePath(id): ConsolePath, Posted(signed, form): Posted) -> Page {
-    let h = hold_svc::release(&st.ctx, &signed.session.viewer, &signed.session.actor, &id, fields(&form, &["over"])).await?;
+pub async fn release_hold(
+    State(st): State<AppState>,
+    ConsolePath(id): ConsolePath,
+    Posted(signed, form): Posted,
+) -> Page {
+    let h = hold_svc::release(&st.ctx, &signed.session.viewer, &signed.session.actor, &id, fields(&form, &["over"]))
+        .await?;
     done(&signed, "Holds", html! { "Hold " span.mono { (id) } " is " (badge(s(&h, "status"))) "." }, "/console/holds")
 }
 
@@ -205,5 +244,10 @@ pub async fn unknown_transactions(State(st): State<AppState>, signed: Signed, q:
 pub async fn resolve(State(st): State<AppState>, ConsolePath(id): ConsolePath, Posted(signed, form): Posted) -> Page {
     let body = fields(&form, &["status", "provider_reference", "reason"]);
     let t = resolve_svc::resolve(&st.ctx, &signed.session.viewer, &signed.session.actor, &id, body).await?;
-    done(&signed, "Resolve", html! { "Transaction " span.mono { (id) } " is " (badge(s(&t, "status"))) "." }, "/console/transactions")
+    done(
+        &signed,
+        "Resolve",
+        html! { "Transaction " span.mono { (id) } " is " (badge(s(&t, "status"))) "." },
+        "/console/transactions",
+    )
 }
