@@ -6,25 +6,14 @@ use fantoccini::Locator;
 
 use crate::common::{TestApp, WAIT, eventually};
 use crate::console::{browser, confirm_dialog, find, heading, screenshot, sign_in, text_of};
-use crate::stuck::{stuck_payment, undecided_gateway};
+use crate::stuck::{stuck_app, stuck_payment, undecided_gateway};
 use crate::toolkit::ops_key;
 
 #[tokio::test]
 async fn console_browser_resolves_an_unknown_transaction() {
     let Some(c) = browser().await else { return };
     let gateway = undecided_gateway().await;
-    let uri = gateway.uri();
-    let app = TestApp::spawn_with(
-        &[],
-        &[
-            ("PAYD_PROVIDERS__ACME__BASE_URL", uri.as_str()),
-            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
-            ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
-            ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms"),
-            ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms"),
-        ],
-    )
-    .await;
+    let app = stuck_app(&gateway).await;
     let (payment, txn) = stuck_payment(&app, 1500).await;
     let ops = ops_key(&app).await;
     assert_eq!(sign_in(&c, &app, &ops).await, "Attempts");

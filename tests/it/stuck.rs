@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 use crate::common::{Receiver, TestApp, WAIT, eventually, payd, run_json, verify_webhook};
 use crate::toolkit::{key_id, ops_key};
@@ -16,22 +15,12 @@ use crate::toolkit::{key_id, ops_key};
 /// A gateway whose charges answer after payd's 300 ms timeout and whose
 /// inquiries cannot tell (503): every charge stays unknown.
 pub(crate) async fn undecided_gateway() -> MockServer {
-    let gateway = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/charges"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "gw_ch_late", "status": "succeeded"}))
-                .set_delay(Duration::from_secs(2)),
-        )
-        .mount(&gateway)
-        .await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/v1/operations/txn_"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&gateway)
-        .await;
-    gateway
+    crate::unknown::slow_gateway(ResponseTemplate::new(503)).await
+}
+
+/// payd with that gateway as `acme`, its retry and inquiry 200 ms apart.
+pub(crate) async fn stuck_app(gateway: &MockServer) -> TestApp {
+    crate::unknown::app_with(gateway, &[("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms")]).await
 }
 
 /// A payment whose charge is left unknown for an operator; answers (payment, transaction).
@@ -69,18 +58,7 @@ fn gauge(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn operators_list_and_resolve_stuck_transactions() {
     let gateway = undecided_gateway().await;
-    let uri = gateway.uri();
-    let app = TestApp::spawn_with(
-        &[],
-        &[
-            ("PAYD_PROVIDERS__ACME__BASE_URL", uri.as_str()),
-            ("PAYD_PROVIDERS__ACME__SECRET", "gw_secret"),
-            ("PAYD_PROVIDERS__ACME__TIMEOUT", "300ms"),
-            ("PAYD_PAYMENTS__RETRY_SCHEDULE", "200ms"),
-            ("PAYD_PAYMENTS__INQUIRY_SCHEDULE", "200ms"),
-        ],
-    )
-    .await;
+    let app = stuck_app(&gateway).await;
     let receiver = Receiver::start().await;
     let (_, secret) = app.add_endpoint(&receiver.url).await;
     let ops = ops_key(&app).await;

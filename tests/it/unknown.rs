@@ -14,7 +14,7 @@ use crate::common::{TestApp, WAIT, eventually};
 
 /// A gateway whose charges succeed but answer after payd's 300 ms timeout,
 /// and whose inquiry answers `inquiry`.
-async fn slow_gateway(inquiry: ResponseTemplate) -> MockServer {
+pub(crate) async fn slow_gateway(inquiry: ResponseTemplate) -> MockServer {
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/charges"))
@@ -34,7 +34,7 @@ const NOTES: &str = "gw_notes";
 
 /// payd with the fake gateway as `acme` (300 ms timeout, one retry after
 /// 200 ms), with `extra` settings on top.
-async fn app_with(gateway: &MockServer, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_with(gateway: &MockServer, extra: &[(&str, &str)]) -> TestApp {
     let uri = gateway.uri();
     let mut vars = vec![
         ("PAYD_PROVIDERS__ACME__BASE_URL", uri.as_str()),
