@@ -149,6 +149,13 @@ pub struct AmqpSettings {
     /// outbox, after its commit, at least once). Set it alike on every process.
     #[serde(default)]
     pub publish_events: bool,
+    /// PEM file of CA certificates trusted for `amqps://` beside the
+    /// platform's (a broker with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// What `ca_file` holds, read and checked at start.
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
 }
 
 /// `[http]`
@@ -239,6 +246,16 @@ fn default_env() -> String {
     "production".to_owned()
 }
 
+/// Reads a PEM bundle of CA certificates; it must hold at least one.
+fn read_ca(path: &Path) -> Result<String, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { key: "amqp.ca_file", reason };
+    let pem = std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot be read: {e}")))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid("holds no PEM certificate".to_owned()));
+    }
+    Ok(pem)
+}
+
 impl Settings {
     /// Loads settings from `config_dir` and the given environment variables.
     pub fn load(vars: &HashMap<String, String>, config_dir: &Path) -> Result<Self, ConfigError> {
@@ -262,6 +279,7 @@ impl Settings {
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.database.publish_events = settings.amqp.publish_events;
+        settings.amqp.ca_pem = settings.amqp.ca_file.as_deref().map(read_ca).transpose()?;
         settings.validate()?;
         Ok(settings)
     }

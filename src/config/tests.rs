@@ -101,6 +101,12 @@ fn bad_settings_are_named() {
     let err = load(&[("PAYD_PAYMENTS__CALLS_IN_FLIGHT", "0")]).unwrap_err().to_string();
     assert!(err.contains("payments.calls_in_flight"), "{err}");
     assert_eq!(load(&[]).unwrap().payments.calls_in_flight, 1024);
+    let err = load(&[("PAYD_AMQP__CA_FILE", "/nonexistent/ca.pem")]).unwrap_err().to_string();
+    assert!(err.contains("amqp.ca_file") && err.contains("cannot be read"), "{err}");
+    let err = load(&[("PAYD_AMQP__CA_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))]).unwrap_err();
+    assert!(err.to_string().contains("amqp.ca_file"), "{err}");
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    assert!(load(&[("PAYD_AMQP__CA_FILE", ca)]).unwrap().amqp.ca_pem.is_some_and(|p| p.contains("CERTIFICATE")));
 }
 
 #[test]

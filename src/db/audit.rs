@@ -39,6 +39,9 @@ pub async fn act_because(conn: &mut PgConnection, actor: &str, action: &str, rea
 /// One audit log entry: `changes` maps each changed field to `{"from", "to"}`.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
+    /// `aud_<n>`: the entry's place in its payment's log, from `aud_1`. The
+    /// log only grows, so a number always names the same entry (a cursor).
+    pub id: String,
     /// Always `audit_log_entry`.
     pub object: String,
     #[serde(serialize_with = "timefmt::ser")]
@@ -64,8 +67,9 @@ pub async fn list(
 ) -> Result<(Vec<AuditEntry>, i64), sqlx::Error> {
     let mut tx = super::snapshot(pool).await?;
     let rows = sqlx::query_as(
-        "SELECT 'audit_log_entry' AS object, at, actor, action, changes, reason FROM audit_log
-         WHERE payment_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
+        "SELECT 'aud_' || row_number() OVER (ORDER BY id) AS id, 'audit_log_entry' AS object,
+                at, actor, action, changes, reason
+         FROM audit_log WHERE payment_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
     )
     .bind(payment)
     .bind(limit)

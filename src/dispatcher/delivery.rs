@@ -66,11 +66,14 @@ impl Sender {
     pub async fn send(&self, d: ClaimedDelivery, sent: impl FnOnce(Answer)) {
         // A throttled endpoint's bucket is shared by every dispatcher; a
         // send it has no room for goes back, due when it will have.
+        // The cold paths (throttle, failure record) are boxed: every send
+        // in flight is a task holding its whole future, so their states
+        // would make each of hundreds of tasks larger (docs/PERFORMANCE.md).
         if let Some(rate) = d.rate_limit
-            && let Some(wait) = throttled(&self.pool, &d, rate).await
+            && let Some(wait) = Box::pin(throttled(&self.pool, &d, rate)).await
         {
             sent(Answer::Other);
-            if let Err(e) = dispatch::defer(&self.pool, &d, wait).await {
+            if let Err(e) = Box::pin(dispatch::defer(&self.pool, &d, wait)).await {
                 tracing::warn!(error = %e, "deferring a throttled delivery failed; it is due after its lease");
             }
             return;
@@ -106,7 +109,7 @@ impl Sender {
         let recorded = match next {
             // The common case goes with the next batch of successes.
             Next::Succeeded => self.succeeded.submit(Arc::new(Delivered { delivery: d, result })).await,
-            _ => dispatch::record(&self.pool, &d, &result, next, gone, self.settings.disable_after).await,
+            _ => Box::pin(dispatch::record(&self.pool, &d, &result, next, gone, self.settings.disable_after)).await,
         };
         // The span names the delivery.
         match recorded {

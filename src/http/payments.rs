@@ -10,7 +10,7 @@ use super::AppState;
 use super::extract::{Keyed, Merchant, PathId, PaymentCreator, PreferWait, QueryMap, Reader};
 use super::openapi::{
     CancelBody, CaptureBody, ChargebackBody, ChargebackReversalBody, CommonErrors, CreatePaymentBody, ErrorResponse,
-    ListObject, OffsetPage, Page, PaymentFilters, RefundBody, SearchQuery, TagsBody, UpdatePaymentBody,
+    ListObject, Page, PaymentFilters, RefundBody, SearchQuery, TagsBody, UpdatePaymentBody,
 };
 use crate::domain::{PaymentId, PaymentStatus, Viewer};
 use crate::service::ApiError;
@@ -246,7 +246,7 @@ pub async fn transactions(
 
 /// Every change of the payment with its actor (a key id or `system`), oldest first.
 #[utoipa::path(get, path = "/v1/payments/{id}/audit_log", operation_id = "payment_audit_log", tag = "payments",
-    params(("id" = String, Path, description = "pay_…"), OffsetPage),
+    params(("id" = String, Path, description = "pay_…"), Page),
     responses((status = 200, description = "A list of audit log entries", body = ListObject), CommonErrors))]
 pub async fn audit_log(
     State(s): State<AppState>,

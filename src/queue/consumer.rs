@@ -62,7 +62,8 @@ pub async fn run<H: Handler>(
                 careful_until = Some(std::time::Instant::now() + CAREFUL);
                 if let Some((dead_queue, code)) = handler.unparseable() {
                     let taken =
-                        super::raw::take_unparseable(amqp.url(), &amqp.name(queue), &amqp.name(dead_queue), code).await;
+                        super::raw::take_unparseable(amqp.broker(), &amqp.name(queue), &amqp.name(dead_queue), code)
+                            .await;
                     match taken {
                         Ok(super::raw::Taken::DeadLettered) => settled_in(queue, "dead_letter"),
                         Ok(other) => tracing::info!(queue, ?other, "consumer: the head of the queue was not taken"),

@@ -3,12 +3,13 @@
 //! every message can be rebuilt from Postgres rows.
 
 pub(crate) mod consumer;
-mod raw;
+pub(crate) mod raw;
 pub(crate) mod relay;
 
 use std::sync::Arc;
 
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -28,21 +29,24 @@ pub const DELIVERY_LIMIT: i64 = 20;
 /// The broker connection, shared by every role of a process.
 pub struct Amqp {
     url: String,
+    /// Extra CAs for `amqps://` (`amqp.ca_file`).
+    ca_pem: Option<String>,
     prefix: String,
     conn: Mutex<Option<Connection>>,
     publisher: Mutex<Option<Channel>>,
 }
 
 impl Amqp {
-    /// The broker's URL.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// The broker, for the reader of unparseable messages.
+    pub(crate) fn broker(&self) -> raw::Broker<'_> {
+        raw::Broker { url: &self.url, ca_pem: self.ca_pem.as_deref() }
     }
 
     /// A handle; nothing is connected until first use.
     pub fn new(settings: &AmqpSettings) -> Arc<Self> {
         Arc::new(Self {
             url: settings.url.clone(),
+            ca_pem: settings.ca_pem.clone(),
             prefix: settings.prefix.clone(),
             conn: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -76,7 +80,13 @@ impl Amqp {
         // and stall the handshake, and every user of the connection (relay,
         // consumers, readiness, shutdown) waits on this lock meanwhile.
         let connect = async {
-            let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+            let tls = OwnedTLSConfig { identity: None, cert_chain: self.ca_pem.clone() };
+            let conn = lapin::DefaultConnectionBuilder::new()?
+                .with_uri_str(self.url.clone())
+                .with_properties(ConnectionProperties::default())
+                .with_tls_config(tls)
+                .connect()
+                .await?;
             let channel = conn.create_channel().await?;
             self.declare(&channel).await?;
             Ok::<_, lapin::Error>((conn, channel))

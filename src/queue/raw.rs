@@ -8,12 +8,16 @@
 //! (lapin's parser) cannot parse its properties, a copy of its body goes to
 //! the dead-letter queue with `x-payd-error` and no other header (so no
 //! `authorization`), confirmed, and the original is acked. A message that
-//! parses is handed back untouched.
+//! parses is handed back untouched. With `amqps://` the socket speaks TLS,
+//! trusting what lapin trusts: the platform's roots and `amqp.ca_file`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::uri::{AMQPScheme, AMQPUri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const FRAME_END: u8 = 0xCE;
@@ -33,23 +37,63 @@ pub enum Taken {
     Parseable,
     /// It did not parse: dead-lettered and acked.
     DeadLettered,
-    /// The broker is reached over TLS, which this reader does not speak.
-    Unsupported,
+}
+
+/// The broker to read from: its URL and the extra CAs trusted with `amqps://`.
+pub struct Broker<'a> {
+    /// `amqp://` or `amqps://`.
+    pub url: &'a str,
+    /// PEM certificates trusted beside the platform's (`amqp.ca_file`).
+    pub ca_pem: Option<&'a str>,
 }
 
 /// Takes the head of `queue` away to `dead_queue` if lapin cannot parse it.
-pub async fn take_unparseable(url: &str, queue: &str, dead_queue: &str, code: &str) -> std::io::Result<Taken> {
-    let uri: AMQPUri = url.parse().map_err(std::io::Error::other)?;
-    if uri.scheme != AMQPScheme::AMQP {
-        return Ok(Taken::Unsupported);
-    }
-    tokio::time::timeout(TIMEOUT, take(&uri, queue, dead_queue, code))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the broker did not answer in time"))?
+pub async fn take_unparseable(broker: Broker<'_>, queue: &str, dead_queue: &str, code: &str) -> std::io::Result<Taken> {
+    let uri: AMQPUri = broker.url.parse().map_err(std::io::Error::other)?;
+    tokio::time::timeout(TIMEOUT, async {
+        let sock = connect(&uri, broker.ca_pem).await?;
+        take(Conn { sock }, &uri, queue, dead_queue, code).await
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the broker did not answer in time"))?
 }
 
-async fn take(uri: &AMQPUri, queue: &str, dead_queue: &str, code: &str) -> std::io::Result<Taken> {
-    let mut c = Conn { sock: TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await? };
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(uri: &AMQPUri, ca_pem: Option<&str>) -> std::io::Result<Box<dyn Stream>> {
+    let host = uri.authority.host.as_str();
+    let tcp = TcpStream::connect((host, uri.authority.port)).await?;
+    if uri.scheme == AMQPScheme::AMQP {
+        return Ok(Box::new(tcp));
+    }
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tls = tokio_rustls::TlsConnector::from(client_config(ca_pem)?).connect(name, tcp).await?;
+    Ok(Box::new(tls))
+}
+
+/// lapin's trust (rustls-platform-verifier plus the configured CAs), for this socket.
+fn client_config(ca_pem: Option<&str>) -> std::io::Result<Arc<rustls::ClientConfig>> {
+    let extra = match ca_pem {
+        Some(pem) => CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        None => Vec::new(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+        .map_err(std::io::Error::other)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous() // a verifier of our choosing; it verifies, as lapin's does
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn take(mut c: Conn, uri: &AMQPUri, queue: &str, dead_queue: &str, code: &str) -> std::io::Result<Taken> {
     c.open(&uri.authority.userinfo.username, &uri.authority.userinfo.password, &uri.vhost).await?;
     // basic.get, acknowledged explicitly.
     let mut get = 0u16.to_be_bytes().to_vec();
@@ -157,7 +201,7 @@ impl Pair for (u16, u16, Vec<u8>) {
 }
 
 struct Conn {
-    sock: TcpStream,
+    sock: Box<dyn Stream>,
 }
 
 impl Conn {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::params::{Fields, METADATA_MAX_KEYS, Query, unknown_cursor};
 use super::payments::{DESCRIPTION_MAX, parse_id};
 use super::{ApiError, Ctx, IdempotencyKey, Outcome, begin_or_replay, finish, list_body, to_json};
+use crate::db::paging::Cursor;
 use crate::db::payments as store;
 use crate::db::{audit, payment_changes as changes, transactions as txns};
 use crate::domain::{PaymentId, Scope, TransactionId, Viewer};
@@ -130,10 +131,23 @@ pub async fn audit_log(
     id: &str,
     query: HashMap<String, String>,
 ) -> Result<Value, ApiError> {
-    let mut q = Query::new(query, &["limit", "offset"])?;
-    let (limit, offset) = (q.limit()?, q.offset()?);
+    let mut q = Query::list(query, &[])?;
+    let ordinal = |s: &str| s.strip_prefix("aud_")?.parse::<i64>().ok().filter(|n| *n >= 1);
+    let (limit, cursor) = (q.limit()?, q.cursor(ordinal, "an audit entry id (aud_…)")?);
     let id = visible(ctx, viewer, id).await?;
+    // Entries are numbered in an append-only log: a cursor is an offset.
+    let (offset, limit) = match cursor {
+        Cursor::Offset(o) => (o, limit),
+        Cursor::StartingAfter(n) => (n, limit),
+        Cursor::EndingBefore(n) => ((n - 1 - limit).max(0), limit.min(n - 1)),
+    };
     let (rows, total) = audit::list(&ctx.db, &id, limit, offset).await?;
-    // Entries have no id to page by: only `offset` here.
-    list_body(&rows, offset + (rows.len() as i64) < total, total)
+    if cursor.id().is_some_and(|n| *n > total) {
+        return Err(unknown_cursor(&cursor, "audit entry"));
+    }
+    let more = match cursor {
+        Cursor::EndingBefore(_) => offset > 0,
+        _ => offset + (rows.len() as i64) < total,
+    };
+    list_body(&rows, more, total)
 }

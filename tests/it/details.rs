@@ -93,6 +93,34 @@ async fn metadata_merges_null_removes_and_the_audit_log_names_every_actor() {
     assert_eq!(entries[2]["changes"]["metadata"]["to"], json!({"order_id": "12345", "gift": "yes"}));
     assert!(entries.iter().all(|e| e["at"].as_str().unwrap().ends_with('Z')));
     assert_eq!(log["total_count"], 8);
+    let ids: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["aud_1", "aud_2", "aud_3", "aud_4", "aud_5", "aud_6", "aud_7", "aud_8"]);
+    // Cursor paging: forward from an entry, back from one, and the ends.
+    let page = |q: &'static str| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            let (status, body) = app.get(&format!("{path}/audit_log?{q}")).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            let ids: Vec<String> =
+                body["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+            (ids, body["has_more"].as_bool().unwrap())
+        }
+    };
+    assert_eq!(
+        page("limit=3&starting_after=aud_2").await,
+        (vec!["aud_3".into(), "aud_4".into(), "aud_5".into()], true)
+    );
+    assert_eq!(page("limit=3&starting_after=aud_6").await, (vec!["aud_7".into(), "aud_8".into()], false));
+    assert_eq!(page("limit=3&starting_after=aud_8").await, (vec![], false));
+    assert_eq!(page("limit=3&ending_before=aud_6").await, (vec!["aud_3".into(), "aud_4".into(), "aud_5".into()], true));
+    assert_eq!(page("limit=3&ending_before=aud_3").await, (vec!["aud_1".into(), "aud_2".into()], false));
+    assert_eq!(page("ending_before=aud_1").await, (vec![], false));
+    for bad in ["starting_after=aud_9", "ending_before=aud_0", "starting_after=pay_1", "starting_after=aud_1&offset=1"]
+    {
+        let (status, body) = app.get(&format!("{path}/audit_log?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 
     let (other, other_key) = app.other_merchant().await;
     let _ = other;

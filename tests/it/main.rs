@@ -35,6 +35,7 @@ mod recovery;
 mod retries;
 mod stripe;
 mod stuck;
+mod tls_proxy;
 mod tooling;
 mod toolkit;
 mod two_stage;

@@ -435,14 +435,59 @@ async fn a_producer_flood_and_http_load_are_all_processed() {
 /// and the attempts (on their own connection) keep flowing.
 #[tokio::test]
 async fn a_command_with_a_property_that_is_not_utf8_does_not_stall_the_others() {
-    let app = TestApp::spawn().await;
+    poison_is_taken_away(TestApp::spawn().await).await;
+}
+
+/// Within a minute, or the poison stalls the queue (it did over TLS before
+/// payd's reader spoke it).
+const POISON_WITHIN: Duration = Duration::from_secs(60);
+
+/// The same over `amqps://`: payd's own reader speaks TLS too, trusting the
+/// CA of `amqp.ca_file` as lapin does (the proxy's certificate is signed by
+/// a CA nothing else trusts).
+#[tokio::test]
+async fn a_command_that_is_not_utf8_is_taken_away_over_tls_too() {
+    let proxy = crate::tls_proxy::TlsProxy::start(broker_addr()).await;
+    let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.port);
+    let ca = crate::tls_proxy::CA_FILE;
+    let app = TestApp::spawn_with(&[], &[("PAYD_AMQP__URL", &url), ("PAYD_AMQP__CA_FILE", ca)]).await;
+    poison_is_taken_away(app).await;
+    assert!(proxy.handshakes() >= 2, "payd's connection and its reader went through TLS");
+    assert_eq!(proxy.failed(), 0);
+}
+
+/// Without the CA the broker's certificate is refused, by lapin and so by
+/// every role: the API says it is not ready, and nothing reached the broker.
+#[tokio::test]
+async fn an_amqps_broker_whose_ca_is_not_trusted_is_refused() {
+    let proxy = crate::tls_proxy::TlsProxy::start(broker_addr()).await;
+    let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.port);
+    let app = TestApp::spawn_with(&[Role::Api], &[("PAYD_AMQP__URL", &url)]).await;
+    let (status, body) = app.get("/health/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(proxy.failed() >= 1, "the handshake was broken off");
+    assert_eq!(proxy.handshakes(), 0);
+    app.stop().await;
+}
+
+fn broker_addr() -> String {
+    let url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5672").to_owned()
+}
+
+async fn poison_is_taken_away(app: TestApp) {
+    tokio::time::timeout(POISON_WITHIN, poison_and_then(app))
+        .await
+        .expect("the commands behind the poison are handled");
+}
+
+async fn poison_and_then(app: TestApp) {
     let p = Producer::connect(&app).await;
     let exchange = format!("{}payd.commands", app.vars["PAYD_AMQP__PREFIX"]);
     let good = json!({"type": "payment.create", "data": create_data("pm_test_success", 321)}).to_string();
-    let url = std::env::var("PAYD_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let addr = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5672").to_owned();
     let auth = format!("Bearer {}", app.key);
-    crate::raw_amqp::publish(&addr, &exchange, "payment.create", b"\xff\xfe-poison", &auth, good.as_bytes()).await;
+    crate::raw_amqp::publish(&broker_addr(), &exchange, "payment.create", b"\xff\xfe-poison", &auth, good.as_bytes())
+        .await;
     // Commands published behind it, and a payment over HTTP meanwhile.
     let corr =
         p.command(&app.key, "after-the-poison", "payment.create", create_data("pm_test_success", 654), true).await;
