@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Confirmation};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -225,14 +225,27 @@ async fn recycle(amqp: &Amqp, delivery: &Delivery) -> Result<(), lapin::Error> {
 }
 
 /// Publishes to `queue` (base name) through the default exchange and waits
-/// for the broker's confirm.
+/// for the broker's confirm: a nack (the queue refused it) or a return (no
+/// such queue: `mandatory`) is an error, not a publish.
 async fn publish_confirmed(amqp: &Amqp, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), lapin::Error> {
-    amqp.publisher()
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let confirmation = amqp
+        .publisher()
         .await?
-        .basic_publish("".into(), amqp.name(queue).as_str().into(), BasicPublishOptions::default(), body, props)
+        .basic_publish("".into(), amqp.name(queue).as_str().into(), options, body, props)
         .await?
-        .await
-        .map(|_| ())
+        .await?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(refused("the broker returned the message: no such queue")),
+        Confirmation::Nack(_) => Err(refused("the broker refused the message")),
+        // The publisher channel is in confirm mode: no answer is no publish.
+        Confirmation::NotRequested => Err(refused("the broker did not confirm the message")),
+    }
+}
+
+fn refused(why: &'static str) -> lapin::Error {
+    lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::other(why))))
 }
 
 /// Whether the broker is about to dead-letter this delivery itself (its
@@ -292,19 +305,26 @@ pub async fn dead_letter(amqp: &Amqp, delivery: &Delivery, dead_queue: &str, cod
     if let Some(id) = delivery.properties.message_id() {
         props = props.with_message_id(id.clone());
     }
-    match publish_confirmed(amqp, dead_queue, &delivery.data, props).await {
-        Ok(_) => {
-            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    // Not rejected nor requeued when the publish fails: the broker's own
+    // dead letter (a reject, or the delivery limit a requeue spends) would
+    // keep the producer's key. Held and retried in place instead; after a
+    // while a fresh copy goes back to its queue (see [`Hold`]) and is
+    // dead-lettered by payd on its next delivery.
+    let mut hold = Hold::default();
+    loop {
+        match publish_confirmed(amqp, dead_queue, &delivery.data, props.clone()).await {
+            Ok(()) => {
+                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+                }
+                return;
             }
-        }
-        Err(e) => {
-            // Not rejected: the broker's own dead letter would keep the
-            // producer's key. Back to the queue, to be dead-lettered by payd
-            // on a later delivery (at the latest on the last one, see
-            // [`last_delivery`]).
-            tracing::warn!(error = %e, "dead-letter publish failed; requeueing");
-            requeue(delivery).await;
+            Err(e) => {
+                tracing::warn!(error = %e, "dead-letter publish failed; held and retried");
+                if !hold.wait(amqp, delivery).await {
+                    return;
+                }
+            }
         }
     }
 }

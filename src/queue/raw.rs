@@ -137,7 +137,7 @@ async fn take(mut c: Conn, uri: &AMQPUri, queue: &str, dead_queue: &str, code: &
     let mut publish = 0u16.to_be_bytes().to_vec();
     short(&mut publish, b"")?;
     short(&mut publish, dead_queue.as_bytes())?;
-    publish.push(0);
+    publish.push(1); // mandatory: a missing dead queue is a return, not a silent drop
     c.method(1, 60, 40, &publish).await?;
     // Properties: content-type (bit 15), headers (13), delivery-mode (12).
     let mut props = 60u16.to_be_bytes().to_vec();
@@ -155,6 +155,7 @@ async fn take(mut c: Conn, uri: &AMQPUri, queue: &str, dead_queue: &str, code: &
     for chunk in body.chunks(FRAME_MAX as usize - 8) {
         c.frame(3, 1, chunk).await?;
     }
+    // basic.ack; a nack or a return is an error, and the message stays.
     expect(c.read_method().await?.pair(), (60, 80), "the dead letter's confirm")?;
     let mut ack = tag.to_be_bytes().to_vec();
     ack.push(0);

@@ -70,6 +70,9 @@ pub struct Ctx {
     pub creates: Creates,
     /// Seals and opens secrets at rest (`secrets.master_key`).
     pub secrets: Arc<crate::secretbox::SecretBox>,
+    /// The client of test sends, built on the first (one per process, as
+    /// the dispatcher's: a client loads its TLS roots when built).
+    pub(crate) test_sends: Arc<tokio::sync::OnceCell<crate::outbound::Outbound>>,
 }
 
 impl Ctx {
@@ -78,7 +81,7 @@ impl Ctx {
     pub fn new(db: PgPool, providers: Providers, settings: Arc<Settings>) -> Self {
         let creates = Creates::start(db.clone());
         let secrets = Arc::new(settings.secret_box());
-        Self { db, providers, settings, creates, secrets }
+        Self { db, providers, settings, creates, secrets, test_sends: Arc::default() }
     }
 
     /// True when the database answers (readiness).

@@ -125,7 +125,11 @@ pub async fn test_send(ctx: &Ctx, scope: &Scope, id: &str, body: Value) -> Resul
         "data": example_data(scope, &id, kind),
     });
     let webhooks = &ctx.settings.webhooks;
-    let outbound = Outbound::new(webhooks.timeout, webhooks.allow_private_targets).map_err(ApiError::internal)?;
+    let outbound = ctx
+        .test_sends
+        .get_or_try_init(|| async { Outbound::new(webhooks.timeout, webhooks.allow_private_targets) })
+        .await
+        .map_err(ApiError::internal)?;
     let started = Instant::now();
     let posted = outbound
         .post(Message {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::common::{Receiver, TestApp, WAIT, eventually, payd, spawn};
 
-async fn metrics(app: &TestApp) -> String {
+pub(crate) async fn metrics(app: &TestApp) -> String {
     let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -17,7 +17,7 @@ async fn metrics(app: &TestApp) -> String {
 }
 
 /// The value of the series whose line starts with `name{` and holds every label in `labels`.
-fn value(text: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| labels.iter().all(|lab| l.contains(lab)))

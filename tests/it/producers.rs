@@ -507,3 +507,37 @@ async fn poison_and_then(app: TestApp) {
     p.conn.close(200, "bye".into()).await.ok();
     app.stop().await;
 }
+
+/// A dead letter the broker cannot take (its dead queue is gone: deleted
+/// by hand, or not yet re-declared after a broker's loss) is neither
+/// dropped nor requeued: the publish is `mandatory`, so the broker returns
+/// it instead of confirming a message it threw away, and payd holds the
+/// delivery and retries in place (a requeue would spend the queue's
+/// delivery limit, at which the broker dead-letters the message itself,
+/// keeping the producer's key). Once the dead queue is back, it is there.
+#[tokio::test]
+async fn a_dead_letter_the_broker_cannot_take_is_held_until_it_can() {
+    let app = TestApp::spawn().await;
+    let p = Producer::connect(&app).await;
+    let dead_queue = format!("{}payd.commands.dead", app.vars["PAYD_AMQP__PREFIX"]);
+    p.ch.queue_delete(dead_queue.as_str().into(), Default::default()).await.unwrap();
+    let good = json!({"type": "payment.create", "data": create_data("pm_test_success", 10)}).to_string();
+    let corr = p.send(Some("sk_test_nope"), Some("refused-dead-letter"), "payment.create", good.as_bytes(), true).await;
+    let reply = p.reply(&corr).await;
+    assert_eq!(reply["error"]["code"], "invalid_api_key", "{reply}");
+    // A few of payd's tries find no queue.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    p.ch.queue_declare(dead_queue.as_str().into(), durable, args).await.unwrap();
+    // dead_letters checks that it came from payd (x-payd-error) without the key.
+    let dead = dead_letters(&app, &p.ch, 1).await;
+    assert_eq!(dead, vec![("invalid_api_key".to_owned(), good.into_bytes())]);
+    // Held, not requeued: no delivery of the queue's limit was spent on it.
+    let text = crate::observe::metrics(&app).await;
+    let requeued = crate::observe::value(&text, "payd_queue_consumed_total", &[r#"result="requeue""#]);
+    assert_eq!(requeued, 0.0, "requeued while its dead queue was missing");
+    p.conn.close(200, "bye".into()).await.ok();
+    app.stop().await;
+}
