@@ -89,8 +89,11 @@ impl AttemptRunner {
         let parent_reference = if charges {
             None
         } else {
-            let mut conn = self.pool.acquire().await?;
-            txns::charge_reference(&mut conn, &claimed.payment_id).await?
+            Box::pin(async {
+                let mut conn = self.pool.acquire().await?;
+                txns::charge_reference(&mut conn, &claimed.payment_id).await
+            })
+            .await?
         };
         let Method { token, expired, account, customer } = method;
         let txn = TransactionRow {
@@ -119,9 +122,11 @@ impl AttemptRunner {
                 message: "The payment method has expired.".into(),
             }
         } else if claimed.inquiry {
-            self.inquire(&call.provider, &request).await
+            Box::pin(self.inquire(&call.provider, &request)).await
         } else {
-            match tokio::time::timeout(self.provider_timeout, self.providers.call(&call.provider, &request)).await {
+            match tokio::time::timeout(self.provider_timeout, Box::pin(self.providers.call(&call.provider, &request)))
+                .await
+            {
                 Ok(outcome) => outcome,
                 // The call may have reached the provider: unknown, not failed.
                 Err(_) => ProviderOutcome::unknown(domain::FailureCode::Timeout, "the provider did not answer in time"),
@@ -144,7 +149,7 @@ impl AttemptRunner {
         // the lease to end and the provider to be asked again.
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.commit(&claimed, &txn, operation, charges, &outcome).await {
+            match Box::pin(self.commit(&claimed, &txn, operation, charges, &outcome)).await {
                 Ok(()) => return Ok(()),
                 Err(e) if claimed_at.elapsed() + pause < self.provider_timeout * 2 => {
                     tracing::warn!(attempt_id = %id, error = format!("{e:#}"), retry_in = ?pause, "worker: outcome not committed; retrying");
