@@ -157,7 +157,7 @@ const MAX_RETRIES: i64 = 60;
 const RETRIES_HEADER: &str = "x-payd-retries";
 
 /// A delivery that payd cannot handle for its own reasons (Postgres is
-/// unreachable, a duplicate is in flight). Nack-and-requeue would spend
+/// unreachable, a duplicate is in flight, its dead letter is refused). Nack-and-requeue would spend
 /// the queue's delivery limit and, after a couple of minutes of outage,
 /// dead-letter a command nobody refused; instead the delivery is held and
 /// retried in place with a growing pause, and every [`HOLD`] a fresh copy
@@ -198,12 +198,21 @@ impl Hold {
         let shutdown = SHUTDOWN.try_with(CancellationToken::clone).unwrap_or_default();
         if self.since.elapsed() >= HOLD {
             settled("recycle");
-            if let Err(e) = recycle(amqp, delivery).await {
+            match recycle(amqp, delivery).await {
+                Ok(()) => return false,
+                // The broker is there but refused the copy: still in hand,
+                // held for another while rather than left unsettled.
+                Err(Published::Refused(why)) => {
+                    tracing::warn!(why, "the broker refused a fresh copy; the delivery stays held");
+                    self.since = std::time::Instant::now();
+                }
                 // The broker is away too: the channel is gone with it, and
                 // the delivery comes back when the consumer reconnects.
-                tracing::warn!(error = %e, "could not queue a fresh copy; the broker redelivers it");
+                Err(Published::Failed(e)) => {
+                    tracing::warn!(error = %e, "could not queue a fresh copy; the broker redelivers it");
+                    return false;
+                }
             }
-            return false;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return false,
@@ -215,37 +224,52 @@ impl Hold {
 }
 
 /// Queues a copy of `delivery` at the back of its own queue, then acks it.
-async fn recycle(amqp: &Amqp, delivery: &Delivery) -> Result<(), lapin::Error> {
+async fn recycle(amqp: &Amqp, delivery: &Delivery) -> Result<(), Published> {
     let queue = QUEUE.try_with(|q| *q).unwrap_or_default();
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(RETRIES_HEADER.into(), AMQPValue::LongLongInt(Hold::retries(delivery) + 1));
     let props = delivery.properties.clone().with_headers(headers);
     publish_confirmed(amqp, queue, &delivery.data, props).await?;
-    delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ())
+    delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(Published::Failed)
+}
+
+/// Why a confirmed publish did not happen.
+#[derive(Debug)]
+enum Published {
+    /// The broker answered and did not take it (a nack, or a return: no such queue).
+    Refused(&'static str),
+    /// No answer: the connection or channel failed.
+    Failed(lapin::Error),
+}
+
+impl std::fmt::Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Published::Refused(why) => f.write_str(why),
+            Published::Failed(e) => e.fmt(f),
+        }
+    }
 }
 
 /// Publishes to `queue` (base name) through the default exchange and waits
 /// for the broker's confirm: a nack (the queue refused it) or a return (no
 /// such queue: `mandatory`) is an error, not a publish.
-async fn publish_confirmed(amqp: &Amqp, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), lapin::Error> {
+async fn publish_confirmed(amqp: &Amqp, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), Published> {
     let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-    let confirmation = amqp
-        .publisher()
-        .await?
-        .basic_publish("".into(), amqp.name(queue).as_str().into(), options, body, props)
-        .await?
-        .await?;
-    match confirmation {
+    let confirmation = async {
+        amqp.publisher()
+            .await?
+            .basic_publish("".into(), amqp.name(queue).as_str().into(), options, body, props)
+            .await?
+            .await
+    };
+    match confirmation.await.map_err(Published::Failed)? {
         Confirmation::Ack(None) => Ok(()),
-        Confirmation::Ack(Some(_)) => Err(refused("the broker returned the message: no such queue")),
-        Confirmation::Nack(_) => Err(refused("the broker refused the message")),
+        Confirmation::Ack(Some(_)) => Err(Published::Refused("the broker returned the message: no such queue")),
+        Confirmation::Nack(_) => Err(Published::Refused("the broker refused the message")),
         // The publisher channel is in confirm mode: no answer is no publish.
-        Confirmation::NotRequested => Err(refused("the broker did not confirm the message")),
+        Confirmation::NotRequested => Err(Published::Refused("the broker did not confirm the message")),
     }
-}
-
-fn refused(why: &'static str) -> lapin::Error {
-    lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::other(why))))
 }
 
 /// Whether the broker is about to dead-letter this delivery itself (its
